@@ -1,0 +1,68 @@
+//! The encoder interface every backend implements: a batch of preprocessed images in,
+//! a batch of token-id sequences in, raw (unnormalized) embeddings out.
+//!
+//! Images arrive as square uint8 RGB crops, the form a Hailo HEF takes as it is; a CPU
+//! backend normalizes them to float itself. Texts arrive as unpadded CLIP token ids, so a
+//! backend that feeds token embeddings (Hailo) or padded ids (ONNX) does its own last step.
+//! Image and text encoders are separate objects so each can run on a different backend.
+
+use image::RgbImage;
+use ndarray::Array2;
+
+use crate::preprocess::ResizeMode;
+
+/// What kind of failure an encoder reports; the service maps each to an HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderErrorKind {
+    /// The accelerator is held by someone else; retrying later can succeed.
+    Busy,
+    /// The inference did not finish within its time limit.
+    Timeout,
+    /// Anything else: the engine failed.
+    Failed,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct EncoderError {
+    pub kind: EncoderErrorKind,
+    pub message: String,
+}
+
+impl EncoderError {
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self {
+            kind: EncoderErrorKind::Failed,
+            message: message.into(),
+        }
+    }
+}
+
+/// A description of a loaded encoder, for /health and logs.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct EncoderInfo {
+    /// "cpu" or "hailo".
+    pub backend: &'static str,
+    /// The file the encoder was loaded from.
+    pub source: String,
+}
+
+pub trait ImageEncoder: Send + Sync {
+    /// Side of the square input and how images are brought to it.
+    fn input_size(&self) -> u32;
+    fn resize_mode(&self) -> ResizeMode;
+    fn embedding_dim(&self) -> usize;
+    /// Largest batch the engine takes in one call (the service splits larger ones).
+    fn max_batch(&self) -> usize;
+    fn info(&self) -> EncoderInfo;
+    /// One embedding row per image, in order. Images are `input_size` squares.
+    fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError>;
+}
+
+pub trait TextEncoder: Send + Sync {
+    fn embedding_dim(&self) -> usize;
+    fn max_batch(&self) -> usize;
+    fn info(&self) -> EncoderInfo;
+    /// One embedding row per text. Ids are unpadded, BOS…EOT, at most the context length.
+    fn encode_texts(&self, token_ids: &[Vec<u32>]) -> Result<Array2<f32>, EncoderError>;
+}

@@ -1,0 +1,245 @@
+//! Request bodies: JSON (image as base64 or a data URI) or multipart/form-data (image as a
+//! file part), both turned into the service's request types. The body size limit is
+//! enforced by axum's `DefaultBodyLimit` underneath both.
+
+use axum::extract::{FromRequest, Multipart, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::Json;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use crate::service::ClassifyRequest;
+
+/// A JSON field that is one string or a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifyJson {
+    pub image: String,
+    pub prompts: Vec<String>,
+    pub top_k: Option<usize>,
+    pub threshold: Option<f32>,
+    pub template: Option<OneOrMany>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedImageJson {
+    pub image: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedTextJson {
+    pub text: OneOrMany,
+}
+
+enum BodyKind {
+    Json,
+    Multipart,
+}
+
+fn body_kind(request: &Request) -> Result<BodyKind, ApiError> {
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_string();
+    match essence.as_str() {
+        "application/json" => Ok(BodyKind::Json),
+        "multipart/form-data" => Ok(BodyKind::Multipart),
+        "" => Err(ApiError::unsupported_media(
+            "missing Content-Type: send application/json or multipart/form-data",
+        )),
+        other => Err(ApiError::unsupported_media(format!(
+            "Content-Type {other} is not accepted: send application/json or multipart/form-data"
+        ))),
+    }
+}
+
+/// Base64 of either alphabet, padded or not, whitespace ignored.
+const STANDARD_LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Decodes the JSON `image` field: plain base64 or `data:image/...;base64,...`.
+pub fn decode_image_field(value: &str) -> Result<Vec<u8>, ApiError> {
+    let payload = match value.strip_prefix("data:") {
+        Some(rest) => {
+            let (meta, data) = rest.split_once(',').ok_or_else(|| {
+                ApiError::bad_request("invalid_base64", "data URI has no ',' before its data")
+            })?;
+            let media = meta.strip_suffix(";base64").ok_or_else(|| {
+                ApiError::bad_request("invalid_base64", "data URI must be base64-encoded (';base64,')")
+            })?;
+            if !media.is_empty() && !media.to_ascii_lowercase().starts_with("image/") {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_image_format",
+                    format!("data URI media type {media} is not an image"),
+                ));
+            }
+            data
+        }
+        None => value,
+    };
+    let compact: String = payload.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    STANDARD_LENIENT
+        .decode(&compact)
+        .or_else(|_| URL_SAFE_LENIENT.decode(&compact))
+        .map_err(|e| ApiError::bad_request("invalid_base64", format!("image is not valid base64: {e}")))
+}
+
+async fn json<T: serde::de::DeserializeOwned>(request: Request) -> Result<T, ApiError> {
+    let Json(body) = Json::<T>::from_request(request, &()).await?;
+    Ok(body)
+}
+
+async fn field_text(field: axum::extract::multipart::Field<'_>, name: &str) -> Result<String, ApiError> {
+    field
+        .text()
+        .await
+        .map_err(|e| ApiError::from(e).with_context(&format!("form field {name}")))
+}
+
+impl ApiError {
+    fn with_context(mut self, context: &str) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(name: &str, text: &str) -> Result<T, ApiError> {
+    text.trim()
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("form field {name} is not a valid number: {text:?}")))
+}
+
+/// A classify request from a JSON or multipart body.
+pub async fn classify_request(request: Request) -> Result<ClassifyRequest, ApiError> {
+    match body_kind(&request)? {
+        BodyKind::Json => {
+            let body: ClassifyJson = json(request).await?;
+            Ok(ClassifyRequest {
+                image: decode_image_field(&body.image)?,
+                prompts: body.prompts,
+                top_k: body.top_k,
+                threshold: body.threshold,
+                templates: body.template.map(OneOrMany::into_vec),
+            })
+        }
+        BodyKind::Multipart => {
+            let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
+                ApiError::bad_request("invalid_multipart", e.body_text())
+            })?;
+            let mut out = ClassifyRequest::default();
+            let mut templates = Vec::new();
+            let mut saw_image = false;
+            while let Some(field) = multipart.next_field().await? {
+                let name = field.name().unwrap_or("").to_string();
+                match name.as_str() {
+                    "image" => {
+                        out.image = field.bytes().await?.to_vec();
+                        saw_image = true;
+                    }
+                    "prompts" | "prompt" => out.prompts.push(field_text(field, &name).await?),
+                    "template" => templates.push(field_text(field, &name).await?),
+                    "top_k" => out.top_k = Some(parse_number(&name, &field_text(field, &name).await?)?),
+                    "threshold" => {
+                        out.threshold = Some(parse_number(&name, &field_text(field, &name).await?)?)
+                    }
+                    other => {
+                        return Err(ApiError::invalid(format!(
+                            "unknown form field {other:?}; expected image, prompts, top_k, threshold, template"
+                        )))
+                    }
+                }
+            }
+            if !saw_image {
+                return Err(ApiError::invalid("form field image is missing"));
+            }
+            if !templates.is_empty() {
+                out.templates = Some(templates);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// The image of an embed/image request from a JSON or multipart body.
+pub async fn embed_image_request(request: Request) -> Result<Vec<u8>, ApiError> {
+    match body_kind(&request)? {
+        BodyKind::Json => {
+            let body: EmbedImageJson = json(request).await?;
+            decode_image_field(&body.image)
+        }
+        BodyKind::Multipart => {
+            let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
+                ApiError::bad_request("invalid_multipart", e.body_text())
+            })?;
+            while let Some(field) = multipart.next_field().await? {
+                if field.name() == Some("image") {
+                    return Ok(field.bytes().await?.to_vec());
+                }
+                let name = field.name().unwrap_or("").to_string();
+                return Err(ApiError::invalid(format!("unknown form field {name:?}; expected image")));
+            }
+            Err(ApiError::invalid("form field image is missing"))
+        }
+    }
+}
+
+/// The texts of an embed/text request, and whether a single string was sent.
+pub async fn embed_text_request(request: Request) -> Result<OneOrMany, ApiError> {
+    match body_kind(&request)? {
+        BodyKind::Json => Ok(json::<EmbedTextJson>(request).await?.text),
+        BodyKind::Multipart => Err(ApiError::unsupported_media(
+            "embed/text takes application/json: {\"text\": \"...\"}",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_field_forms() {
+        assert_eq!(decode_image_field("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(decode_image_field("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(decode_image_field("aGVs\nbG8=\n").unwrap(), b"hello");
+        assert_eq!(decode_image_field("data:image/png;base64,aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(decode_image_field("_-8").unwrap(), vec![0xff, 0xef]);
+        let e = decode_image_field("not base64!").unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (400, "invalid_base64"));
+        let e = decode_image_field("data:text/plain;base64,aGVsbG8=").unwrap_err();
+        assert_eq!(e.status.as_u16(), 415);
+        let e = decode_image_field("data:image/png,rawdata").unwrap_err();
+        assert_eq!(e.status.as_u16(), 400);
+    }
+}

@@ -1,0 +1,119 @@
+//! The HTTP layer (axum): shared state, the router, request logging, and the server's
+//! life cycle (bind, load in the background while /health says "starting", serve, drain).
+
+pub mod error;
+pub mod extract;
+pub mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::service::Service;
+use error::ApiError;
+
+/// A loaded, warmed-up service and how its backend was chosen.
+pub struct Ready {
+    pub service: Arc<Service>,
+    pub backend: &'static str,
+    pub reason: String,
+}
+
+/// State shared by the handlers: empty until the model has loaded and warmed up.
+#[derive(Clone)]
+pub struct AppState {
+    pub ready: Arc<OnceLock<Ready>>,
+    pub started: Instant,
+    phase: Arc<Mutex<String>>,
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AppState {
+    pub fn new() -> AppState {
+        AppState {
+            ready: Arc::new(OnceLock::new()),
+            started: Instant::now(),
+            phase: Arc::new(Mutex::new("starting".into())),
+        }
+    }
+
+    /// What start-up is doing now, for /health while not ready.
+    pub fn set_phase(&self, phase: impl Into<String>) {
+        *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase.into();
+    }
+
+    pub fn phase(&self) -> String {
+        self.phase.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/health", get(routes::health))
+        .route("/v1/classify", post(routes::classify))
+        .route("/v1/embed/image", post(routes::embed_image))
+        .route("/v1/embed/text", post(routes::embed_text))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error (see the service log)",
+            )
+            .into_response()
+        }))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// One log line per request: method, path, status, latency.
+async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let status = response.status().as_u16();
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, latency_ms = format!("{latency_ms:.1}"), "request");
+    } else {
+        tracing::info!(%method, %path, status, latency_ms = format!("{latency_ms:.1}"), "request");
+    }
+    response
+}
+
+/// Binds the address, with an error that says what to do when the port is taken.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            " (another process holds the port: stop it, or set server.port in the config)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("cannot listen on {addr}: {e}{hint}")
+    })
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

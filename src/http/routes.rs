@@ -1,0 +1,179 @@
+//! Route handlers: /health, /v1/classify, /v1/embed/image, /v1/embed/text.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use super::error::ApiError;
+use super::extract::{self, OneOrMany};
+use super::AppState;
+use crate::encoder::EncoderInfo;
+use crate::service::{ClassifyResult, Service};
+
+/// Said in /health and at start-up when the model is a generated test model.
+pub const RANDOM_WEIGHTS_WARNING: &str =
+    "this model has RANDOM weights (a generated test model): its scores are meaningless; install a real model";
+
+#[derive(Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub service: &'static str,
+    pub model_loaded: bool,
+    pub model: Option<String>,
+    pub backend: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_encoder: Option<EncoderInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_encoder: Option<EncoderInfo>,
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
+    pub workers: usize,
+    pub workers_alive: usize,
+    pub uptime_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+pub async fn health(State(state): State<AppState>) -> Response {
+    let uptime_seconds = state.started.elapsed().as_secs_f64();
+    let Some(ready) = state.ready.get() else {
+        let body = Health {
+            status: "starting",
+            service: "hailo-clip",
+            model_loaded: false,
+            model: None,
+            backend: None,
+            backend_reason: None,
+            image_encoder: None,
+            text_encoder: None,
+            queue_depth: 0,
+            queue_capacity: 0,
+            workers: 0,
+            workers_alive: 0,
+            uptime_seconds,
+            warning: None,
+            detail: Some(state.phase()),
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    };
+    let service = &ready.service;
+    let h = service.health();
+    let ok = h.ready();
+    let detail = (!ok).then(|| {
+        if h.workers_alive < h.workers {
+            format!("{} of {} workers are running", h.workers_alive, h.workers)
+        } else if !h.last_inference_ok {
+            "the most recent inference failed".to_string()
+        } else {
+            "warm-up has not completed".to_string()
+        }
+    });
+    let body = Health {
+        status: if ok { "ok" } else { "unhealthy" },
+        service: "hailo-clip",
+        model_loaded: h.warmed_up,
+        model: Some(service.model().name.clone()),
+        backend: Some(ready.backend),
+        backend_reason: Some(ready.reason.clone()),
+        image_encoder: Some(service.image_encoder().clone()),
+        text_encoder: Some(service.text_encoder().clone()),
+        queue_depth: h.queue_depth,
+        queue_capacity: h.queue_capacity,
+        workers: h.workers,
+        workers_alive: h.workers_alive,
+        uptime_seconds,
+        warning: service.model().random_weights.then_some(RANDOM_WEIGHTS_WARNING),
+        detail,
+    };
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+fn service(state: &AppState) -> Result<Arc<Service>, ApiError> {
+    state
+        .ready
+        .get()
+        .map(|r| r.service.clone())
+        .ok_or_else(|| ApiError::unavailable("not_ready", format!("the model is still loading ({})", state.phase()), 5))
+}
+
+pub async fn classify(State(state): State<AppState>, request: Request) -> Result<Json<ClassifyResult>, ApiError> {
+    let service = service(&state)?;
+    let req = extract::classify_request(request).await?;
+    Ok(Json(service.classify(req).await?))
+}
+
+#[derive(Serialize)]
+pub struct ImageEmbedding {
+    pub embedding: Vec<f32>,
+    pub dimension: usize,
+    pub model: String,
+}
+
+pub async fn embed_image(State(state): State<AppState>, request: Request) -> Result<Json<ImageEmbedding>, ApiError> {
+    let service = service(&state)?;
+    let bytes = extract::embed_image_request(request).await?;
+    let embedding = service.embed_image(bytes).await?;
+    Ok(Json(ImageEmbedding {
+        dimension: embedding.len(),
+        embedding,
+        model: service.model().name.clone(),
+    }))
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum TextEmbedding {
+    One {
+        embedding: Vec<f32>,
+        dimension: usize,
+        model: String,
+    },
+    Many {
+        embeddings: Vec<Vec<f32>>,
+        dimension: usize,
+        model: String,
+    },
+}
+
+pub async fn embed_text(State(state): State<AppState>, request: Request) -> Result<Json<TextEmbedding>, ApiError> {
+    let service = service(&state)?;
+    let text = extract::embed_text_request(request).await?;
+    let model = service.model().name.clone();
+    let dimension = service.model().embedding_dim;
+    Ok(Json(match text {
+        OneOrMany::One(t) => {
+            let mut v = service.embed_texts(&[t]).await?;
+            TextEmbedding::One {
+                embedding: v.remove(0),
+                dimension,
+                model,
+            }
+        }
+        OneOrMany::Many(list) => TextEmbedding::Many {
+            embeddings: service.embed_texts(&list).await?,
+            dimension,
+            model,
+        },
+    }))
+}
+
+pub async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {method} {}", uri.path()))
+}
+
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}

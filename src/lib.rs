@@ -1,0 +1,17 @@
+//! hailo-clip: CLIP zero-shot image classification served over HTTP.
+//!
+//! The flow runs one way: [`http`] (routes, extractors, errors) → [`service`] (validation,
+//! templates, text cache, bounded queue, batching) → the [`encoder`] traits → [`backends`]
+//! (CPU ONNX engine; Hailo). Shared pieces: [`preprocess`], [`tokenize`], [`similarity`],
+//! [`config`], [`manifest`].
+
+pub mod backends;
+pub mod config;
+pub mod daemon;
+pub mod encoder;
+pub mod http;
+pub mod manifest;
+pub mod preprocess;
+pub mod service;
+pub mod similarity;
+pub mod tokenize;

@@ -1,0 +1,233 @@
+//! The `hailo-clip` command: `serve` runs the daemon; `classify`, `embed` and
+//! `check-config` run one job through the same service path and exit.
+
+use std::io::{IsTerminal, Write};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use hailo_clip::config::{self, Config, ConfigSource};
+use hailo_clip::daemon;
+use hailo_clip::service::{ClassifyRequest, Service};
+
+#[derive(Parser)]
+#[command(name = "hailo-clip", version, about = "CLIP zero-shot image classification daemon")]
+struct Cli {
+    /// Config file [default: /etc/hailo/hailo-clip.yaml, built-in defaults if absent]
+    #[arg(long, global = true, env = "HAILO_CLIP_CONFIG")]
+    config: Option<PathBuf>,
+    /// Model directory, overriding model.dir from the config
+    #[arg(long, global = true, env = "HAILO_CLIP_MODEL_DIR")]
+    model_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP daemon
+    Serve {
+        /// Address to bind, overriding server.host
+        #[arg(long)]
+        host: Option<IpAddr>,
+        /// Port to bind, overriding server.port
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Classify one image against prompts, without a server
+    Classify {
+        /// Image file (JPEG, PNG, WebP)
+        image: PathBuf,
+        /// Prompts to score, e.g. cat dog "a red car"
+        #[arg(required = true)]
+        prompts: Vec<String>,
+        /// Print the API's JSON response instead of a table
+        #[arg(long)]
+        json: bool,
+        /// Keep only the best K prompts
+        #[arg(long)]
+        top_k: Option<usize>,
+        /// Drop prompts scoring below this (0..1)
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Prompt template(s) with one {} (repeat to ensemble) [default: classify.default_template]
+        #[arg(long)]
+        template: Vec<String>,
+    },
+    /// Print L2-normalized embeddings as JSON, one line per input
+    Embed {
+        #[command(subcommand)]
+        what: EmbedWhat,
+    },
+    /// Validate the config file and print the effective configuration
+    CheckConfig,
+}
+
+#[derive(Subcommand)]
+enum EmbedWhat {
+    /// Embed image files
+    Image {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Embed texts (no template applied)
+    Text {
+        #[arg(required = true)]
+        texts: Vec<String>,
+    },
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("hailo_clip={level},tower_http=warn,{level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<(Config, ConfigSource)> {
+    let (mut config, source) = config::load(cli.config.as_deref())?;
+    if let Some(dir) = &cli.model_dir {
+        config.model.dir = dir.clone();
+    }
+    Ok((config, source))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Loads and warms up the service for a one-shot command.
+async fn one_shot_service(config: &Config) -> anyhow::Result<Service> {
+    let (service, _, _) = daemon::load_service(config).await?;
+    Ok(service)
+}
+
+fn read_file(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let (mut config, source) = load_config(&cli)?;
+    match cli.command {
+        Command::Serve { host, port } => {
+            if let Some(h) = host {
+                config.server.host = h;
+            }
+            if let Some(p) = port {
+                config.server.port = p;
+            }
+            config.validate()?;
+            init_logging(&config.logging.level);
+            match &source {
+                ConfigSource::File(p) => tracing::info!("config: {}", p.display()),
+                ConfigSource::Defaults => tracing::info!(
+                    "config: {} not found, using built-in defaults",
+                    config::DEFAULT_CONFIG_PATH
+                ),
+            }
+            runtime()?.block_on(daemon::run(config))
+        }
+        Command::Classify {
+            image,
+            prompts,
+            json,
+            top_k,
+            threshold,
+            template,
+        } => {
+            init_logging("warn");
+            let bytes = read_file(&image)?;
+            let rt = runtime()?;
+            let result = rt.block_on(async {
+                let service = one_shot_service(&config).await?;
+                let result = service
+                    .classify(ClassifyRequest {
+                        image: bytes,
+                        prompts,
+                        top_k,
+                        threshold,
+                        templates: (!template.is_empty()).then_some(template),
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", image.display()));
+                service.shutdown();
+                result
+            })?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer(&mut out, &result)?;
+                writeln!(out)?;
+            } else {
+                let width = result.classifications.iter().map(|c| c.text.chars().count()).max().unwrap_or(4);
+                writeln!(out, "{:>4}  {:<width$}  {:>8}  {:>10}", "rank", "text", "score", "similarity")?;
+                for c in &result.classifications {
+                    writeln!(out, "{:>4}  {:<width$}  {:>8.4}  {:>10.4}", c.rank, c.text, c.score, c.similarity)?;
+                }
+                writeln!(out, "model {} · {:.1} ms", result.model, result.inference_time_ms)?;
+            }
+            Ok(())
+        }
+        Command::Embed { what } => {
+            init_logging("warn");
+            let rt = runtime()?;
+            rt.block_on(async {
+                let service = one_shot_service(&config).await?;
+                let model = service.model().name.clone();
+                let mut out = std::io::stdout().lock();
+                let result: anyhow::Result<()> = async {
+                    match what {
+                        EmbedWhat::Image { files } => {
+                            for file in files {
+                                let embedding = service
+                                    .embed_image(read_file(&file)?)
+                                    .await
+                                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                                let line = json!({"input": file, "embedding": embedding, "dimension": embedding.len(), "model": model});
+                                writeln!(out, "{line}")?;
+                            }
+                        }
+                        EmbedWhat::Text { texts } => {
+                            let embeddings = service.embed_texts(&texts).await?;
+                            for (text, embedding) in texts.iter().zip(embeddings) {
+                                let line = json!({"input": text, "embedding": embedding, "dimension": embedding.len(), "model": model});
+                                writeln!(out, "{line}")?;
+                            }
+                        }
+                    }
+                    Ok(())
+                }
+                .await;
+                service.shutdown();
+                result
+            })
+        }
+        Command::CheckConfig => {
+            match &source {
+                ConfigSource::File(p) => println!("# config {} is valid", p.display()),
+                ConfigSource::Defaults => println!(
+                    "# {} not found: built-in defaults are in force",
+                    config::DEFAULT_CONFIG_PATH
+                ),
+            }
+            print!("{}", serde_yaml_ng::to_string(&config)?);
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Image preprocessing shared by every backend: decode (JPEG, PNG, WebP) with EXIF
+//! orientation, convert to RGB (transparency onto white), resize and crop to the encoder's square input, and the
+//! float normalization the CPU engine needs.
+//!
+//! The steps mirror Hugging Face's `CLIPImageProcessor` (PIL path): shortest side to the
+//! model size with antialiased bicubic, then a center crop, then `(x/255 - mean) / std`.
+//! The Hailo encoder takes the uint8 RGB crop as it is (its normalization lives in the HEF).
+
+use std::io::Cursor;
+
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+use ndarray::Array4;
+use serde::{Deserialize, Serialize};
+
+/// How an image becomes the encoder's square input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeMode {
+    /// Shortest side to the input size, then a center crop (CLIP's own preprocessing).
+    #[default]
+    ShortestEdgeCenterCrop,
+    /// Both sides to the input size, ignoring aspect ratio (what hailo-apps does).
+    Stretch,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PreprocessError {
+    #[error("unsupported image format: {0} (JPEG, PNG and WebP are accepted)")]
+    UnsupportedFormat(String),
+    #[error("image is {width}x{height} = {pixels} pixels, over the limit of {limit} pixels")]
+    TooManyPixels {
+        width: u32,
+        height: u32,
+        pixels: u64,
+        limit: u64,
+    },
+    #[error("image could not be decoded: {0}")]
+    Corrupt(String),
+}
+
+/// Decodes an encoded image into upright RGB, refusing oversized images from the header
+/// alone, before any pixel memory is allocated.
+pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, PreprocessError> {
+    let format = image::guess_format(bytes)
+        .map_err(|_| PreprocessError::UnsupportedFormat("unrecognized data".into()))?;
+    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP) {
+        return Err(PreprocessError::UnsupportedFormat(format!("{format:?}")));
+    }
+    let reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| PreprocessError::Corrupt(e.to_string()))?;
+    let (width, height) = decoder.dimensions();
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        return Err(PreprocessError::TooManyPixels {
+            width,
+            height,
+            pixels,
+            limit: max_pixels,
+        });
+    }
+    if pixels == 0 {
+        return Err(PreprocessError::Corrupt("image has no pixels".into()));
+    }
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image =
+        DynamicImage::from_decoder(decoder).map_err(|e| PreprocessError::Corrupt(e.to_string()))?;
+    image.apply_orientation(orientation);
+    Ok(if image.color().has_alpha() {
+        composite_on_white(&image.to_rgba8())
+    } else {
+        image.to_rgb8()
+    })
+}
+
+/// Flattens transparency onto white, as Hugging Face's `convert_to_rgb` does (PIL
+/// `alpha_composite` over an opaque white background, with PIL's integer rounding), so a
+/// transparent PNG looks to the model as it looks on a page.
+pub fn composite_on_white(rgba: &image::RgbaImage) -> RgbImage {
+    RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let [r, g, b, a] = rgba.get_pixel(x, y).0;
+        let a = u32::from(a);
+        let blend = |c: u8| {
+            // PIL: coef1 = a·128, coef2 = (255 − a)·128, then a rounded division by 255.
+            let t = (u32::from(c) * a + 255 * (255 - a)) * 128 + (0x80 << 7);
+            ((((t >> 8) + t) >> 8) >> 7) as u8
+        };
+        image::Rgb([blend(r), blend(g), blend(b)])
+    })
+}
+
+/// The size after resizing the shortest side to `target` (Hugging Face's
+/// `get_resize_output_image_size` with `default_to_square=False`: the long side truncates).
+pub fn shortest_edge_size(width: u32, height: u32, target: u32) -> (u32, u32) {
+    let (short, long) = if width <= height {
+        (width, height)
+    } else {
+        (height, width)
+    };
+    let new_long = ((u64::from(target) * u64::from(long)) / u64::from(short)) as u32;
+    if width <= height {
+        (target, new_long)
+    } else {
+        (new_long, target)
+    }
+}
+
+/// Longest intermediate side resized in full before cropping. Past it (a panorama or a
+/// strip), only the source region under the crop is resized, so a 1×40M-pixel image cannot
+/// make a gigabyte intermediate.
+const MAX_INTERMEDIATE_SIDE: u32 = 4096;
+
+/// Resizes (and crops, in `ShortestEdgeCenterCrop` mode) an RGB image to `size`×`size`.
+pub fn resize_square(image: &RgbImage, size: u32, mode: ResizeMode) -> Result<RgbImage, PreprocessError> {
+    let (src_w, src_h) = image.dimensions();
+    let (w, h) = match mode {
+        ResizeMode::ShortestEdgeCenterCrop => shortest_edge_size(src_w, src_h, size),
+        ResizeMode::Stretch => (size, size),
+    };
+    if w.max(h) > MAX_INTERMEDIATE_SIDE {
+        // The crop box in source coordinates: the same scale factor, the middle part.
+        let scale = f64::from(src_w.min(src_h)) / f64::from(size);
+        let (crop_w, crop_h) = (f64::from(size) * scale, f64::from(size) * scale);
+        let left = f64::from((w - size) / 2) * scale;
+        let top = f64::from((h - size) / 2) * scale;
+        return resize_rgb(image, size, size, Some((left, top, crop_w, crop_h)));
+    }
+    let resized = resize_rgb(image, w, h, None)?;
+    if (w, h) == (size, size) {
+        return Ok(resized);
+    }
+    // Center crop with floor offsets, as Hugging Face's `center_crop` does.
+    let left = (w - size) / 2;
+    let top = (h - size) / 2;
+    Ok(image::imageops::crop_imm(&resized, left, top, size, size).to_image())
+}
+
+fn resize_rgb(
+    image: &RgbImage,
+    width: u32,
+    height: u32,
+    source_crop: Option<(f64, f64, f64, f64)>,
+) -> Result<RgbImage, PreprocessError> {
+    if image.dimensions() == (width, height) && source_crop.is_none() {
+        return Ok(image.clone());
+    }
+    let mut dst = RgbImage::new(width, height);
+    // Catmull-Rom is the a = -0.5 cubic that PIL's BICUBIC uses; the convolution widens
+    // its support when downscaling, which is PIL's antialiasing.
+    let mut options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
+    if let Some((left, top, w, h)) = source_crop {
+        options = options.crop(left, top, w, h);
+    }
+    Resizer::new()
+        .resize(image, &mut dst, &options)
+        .map_err(|e| PreprocessError::Corrupt(format!("resize failed: {e}")))?;
+    Ok(dst)
+}
+
+/// Stacks square RGB images into a normalized NCHW float tensor: `(x/255 - mean) / std`.
+pub fn normalize_nchw(images: &[RgbImage], mean: [f32; 3], std: [f32; 3]) -> Array4<f32> {
+    let size = images.first().map_or(0, |i| i.width() as usize);
+    let mut out = Array4::<f32>::zeros((images.len(), 3, size, size));
+    for (n, image) in images.iter().enumerate() {
+        debug_assert_eq!(image.dimensions(), (size as u32, size as u32));
+        for (x, y, pixel) in image.enumerate_pixels() {
+            for c in 0..3 {
+                let v = f32::from(pixel[c]) / 255.0;
+                out[[n, c, y as usize, x as usize]] = (v - mean[c]) / std[c];
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png_bytes(image: &DynamicImage) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        image.write_to(&mut out, ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn shortest_edge_matches_hugging_face_rounding() {
+        // 451x300 (chelsea): short 300 -> 224, long int(224*451/300) = 336.
+        assert_eq!(shortest_edge_size(451, 300, 224), (336, 224));
+        assert_eq!(shortest_edge_size(300, 451, 224), (224, 336));
+        assert_eq!(shortest_edge_size(512, 512, 224), (224, 224));
+        assert_eq!(shortest_edge_size(640, 427, 224), (335, 224));
+    }
+
+    #[test]
+    fn pixel_limit_is_checked_before_decoding() {
+        let image = DynamicImage::new_rgb8(100, 50);
+        let bytes = png_bytes(&image);
+        let err = decode_rgb(&bytes, 4999).unwrap_err();
+        assert_eq!(
+            err,
+            PreprocessError::TooManyPixels {
+                width: 100,
+                height: 50,
+                pixels: 5000,
+                limit: 4999
+            }
+        );
+        assert_eq!(decode_rgb(&bytes, 5000).unwrap().dimensions(), (100, 50));
+    }
+
+    #[test]
+    fn unsupported_and_corrupt_inputs_are_told_apart() {
+        let gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;";
+        assert!(matches!(
+            decode_rgb(gif, 100),
+            Err(PreprocessError::UnsupportedFormat(f)) if f == "Gif"
+        ));
+        assert!(matches!(
+            decode_rgb(b"hello world", 100),
+            Err(PreprocessError::UnsupportedFormat(_))
+        ));
+        let mut truncated = png_bytes(&DynamicImage::new_rgb8(10, 10));
+        truncated.truncate(40);
+        assert!(matches!(decode_rgb(&truncated, 1000), Err(PreprocessError::Corrupt(_))));
+    }
+
+    #[test]
+    fn grayscale_and_alpha_become_rgb() {
+        let gray = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(4, 3, image::Luma([77])));
+        let rgb = decode_rgb(&png_bytes(&gray), 100).unwrap();
+        assert_eq!(rgb.get_pixel(1, 1).0, [77, 77, 77]);
+        // Transparent becomes white, opaque stays, half-transparent blends (PIL's rounding:
+        // (10·128 + 255·127)/255 = 132.04 → 132).
+        let mut rgba = image::RgbaImage::from_pixel(4, 3, image::Rgba([10, 20, 30, 0]));
+        rgba.put_pixel(1, 0, image::Rgba([10, 20, 30, 255]));
+        rgba.put_pixel(2, 0, image::Rgba([10, 20, 30, 128]));
+        let rgb = decode_rgb(&png_bytes(&DynamicImage::ImageRgba8(rgba)), 100).unwrap();
+        assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255]);
+        assert_eq!(rgb.get_pixel(1, 0).0, [10, 20, 30]);
+        assert_eq!(rgb.get_pixel(2, 0).0, [132, 137, 142]);
+    }
+
+    #[test]
+    fn center_crop_keeps_the_middle() {
+        // A wide image whose middle third is white: after the crop only white remains.
+        let mut image = RgbImage::from_pixel(300, 100, image::Rgb([0, 0, 0]));
+        for x in 100..200 {
+            for y in 0..100 {
+                image.put_pixel(x, y, image::Rgb([255, 255, 255]));
+            }
+        }
+        let out = resize_square(&image, 50, ResizeMode::ShortestEdgeCenterCrop).unwrap();
+        assert_eq!(out.dimensions(), (50, 50));
+        assert_eq!(out.get_pixel(25, 25).0, [255, 255, 255]);
+        assert_eq!(out.get_pixel(5, 25).0, [255, 255, 255]);
+        let stretched = resize_square(&image, 50, ResizeMode::Stretch).unwrap();
+        assert_eq!(stretched.get_pixel(2, 25).0, [0, 0, 0]);
+    }
+
+    #[test]
+    fn extreme_aspect_ratio_resizes_only_the_crop() {
+        // 20000x10: a full shortest-edge resize would be 448000x224.
+        let mut image = RgbImage::from_pixel(20000, 10, image::Rgb([0, 0, 0]));
+        for x in 9998..10002 {
+            for y in 0..10 {
+                image.put_pixel(x, y, image::Rgb([200, 100, 50]));
+            }
+        }
+        let out = resize_square(&image, 224, ResizeMode::ShortestEdgeCenterCrop).unwrap();
+        assert_eq!(out.dimensions(), (224, 224));
+        assert_eq!(out.get_pixel(112, 112).0, [200, 100, 50]);
+        assert_eq!(out.get_pixel(0, 112).0, [0, 0, 0]);
+    }
+
+    #[test]
+    fn normalize_applies_mean_and_std_per_channel() {
+        let image = RgbImage::from_pixel(2, 2, image::Rgb([255, 0, 51]));
+        let t = normalize_nchw(&[image], [0.5, 0.5, 0.0], [0.5, 0.25, 0.2]);
+        assert_eq!(t.shape(), &[1, 3, 2, 2]);
+        assert_eq!(t[[0, 0, 1, 1]], 1.0);
+        assert_eq!(t[[0, 1, 0, 1]], -2.0);
+        assert!((t[[0, 2, 1, 0]] - 1.0).abs() < 1e-6);
+    }
+}

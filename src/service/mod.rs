@@ -1,0 +1,457 @@
+//! The service core, between HTTP and the encoders: validates requests, applies prompt
+//! templates, serves prompt embeddings from the cache, sends the rest through the bounded
+//! queue, and turns similarities into ranked scores.
+//!
+//! Everything here is independent of HTTP so the one-shot CLI commands run the very same
+//! path as the daemon.
+
+pub mod cache;
+pub mod queue;
+pub mod templates;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+use ndarray::{Array1, Array2};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::config::{Config, LimitsConfig};
+use crate::encoder::{EncoderErrorKind, EncoderInfo, ImageEncoder, TextEncoder};
+use crate::preprocess::{decode_rgb, resize_square, PreprocessError};
+use crate::similarity::{cosine, ensemble, l2_normalize, softmax_scaled};
+use crate::tokenize::ClipTokenizer;
+use cache::{Embedding, TextCache};
+use queue::{JobError, WorkQueue};
+
+/// Why a request failed; the HTTP layer maps each to a status code.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is well-formed but asks for something invalid (422).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Image(#[from] PreprocessError),
+    #[error("the work queue is full ({0} jobs waiting); retry shortly")]
+    QueueFull(usize),
+    #[error("the accelerator is busy: {0}")]
+    Busy(String),
+    #[error("the request did not finish within {0} ms")]
+    Timeout(u64),
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+/// What the model is, as the service reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub embedding_dim: usize,
+    pub logit_scale: f32,
+    /// A generated test model: scores are meaningless and every response says so.
+    pub random_weights: bool,
+}
+
+/// One classify request, however it arrived (JSON, multipart, CLI).
+#[derive(Debug, Clone, Default)]
+pub struct ClassifyRequest {
+    pub image: Vec<u8>,
+    pub prompts: Vec<String>,
+    pub top_k: Option<usize>,
+    pub threshold: Option<f32>,
+    pub templates: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Classification {
+    pub text: String,
+    pub score: f32,
+    pub similarity: f32,
+    pub rank: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassifyResult {
+    pub classifications: Vec<Classification>,
+    pub model: String,
+    pub inference_time_ms: f64,
+}
+
+/// A point-in-time view of the service for /health.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceHealth {
+    pub warmed_up: bool,
+    pub workers_alive: usize,
+    pub workers: usize,
+    pub last_inference_ok: bool,
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
+}
+
+impl ServiceHealth {
+    /// Ready means: warm-up inference succeeded, every worker is running, and the most
+    /// recent inference did not fail.
+    pub fn ready(&self) -> bool {
+        self.warmed_up && self.workers_alive == self.workers && self.last_inference_ok
+    }
+}
+
+pub struct Service {
+    queue: WorkQueue,
+    tokenizer: ClipTokenizer,
+    cache: TextCache,
+    model: ModelInfo,
+    image_size: u32,
+    resize_mode: crate::preprocess::ResizeMode,
+    image_info: EncoderInfo,
+    text_info: EncoderInfo,
+    limits: LimitsConfig,
+    default_template: String,
+    timeout: Duration,
+    /// Bounds concurrent decode/resize work, which runs outside the queue on the CPU.
+    decode_permits: Semaphore,
+    warmed_up: std::sync::atomic::AtomicBool,
+}
+
+impl Service {
+    /// Starts the workers around already-loaded encoders. Not ready until [`warm_up`].
+    pub fn start(
+        image: Arc<dyn ImageEncoder>,
+        text: Arc<dyn TextEncoder>,
+        tokenizer: ClipTokenizer,
+        model: ModelInfo,
+        config: &Config,
+    ) -> Result<Service, String> {
+        if image.embedding_dim() != text.embedding_dim() {
+            return Err(format!(
+                "image encoder ({}) gives {}-dim embeddings but text encoder ({}) gives {}",
+                image.info().source,
+                image.embedding_dim(),
+                text.info().source,
+                text.embedding_dim()
+            ));
+        }
+        let perf = &config.performance;
+        let decoders = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Service {
+            image_size: image.input_size(),
+            resize_mode: image.resize_mode(),
+            image_info: image.info(),
+            text_info: text.info(),
+            queue: WorkQueue::start(
+                image,
+                text,
+                perf.worker_threads,
+                perf.max_queue_size,
+                perf.max_batch_size,
+            ),
+            tokenizer,
+            cache: TextCache::new(&model.name, config.text_cache.capacity),
+            model,
+            limits: config.limits.clone(),
+            default_template: config.classify.default_template.clone(),
+            timeout: Duration::from_millis(perf.request_timeout_ms),
+            decode_permits: Semaphore::new(decoders),
+            warmed_up: Default::default(),
+        })
+    }
+
+    pub fn model(&self) -> &ModelInfo {
+        &self.model
+    }
+    pub fn image_encoder(&self) -> &EncoderInfo {
+        &self.image_info
+    }
+    pub fn text_encoder(&self) -> &EncoderInfo {
+        &self.text_info
+    }
+    pub fn queue(&self) -> &WorkQueue {
+        &self.queue
+    }
+    pub fn text_cache(&self) -> &TextCache {
+        &self.cache
+    }
+
+    pub fn health(&self) -> ServiceHealth {
+        let stats = self.queue.stats();
+        ServiceHealth {
+            warmed_up: self.warmed_up.load(Ordering::SeqCst),
+            workers_alive: stats.workers_alive.load(Ordering::SeqCst),
+            workers: self.queue.worker_count(),
+            last_inference_ok: stats.last_inference_ok.load(Ordering::SeqCst),
+            queue_depth: self.queue.depth(),
+            queue_capacity: self.queue.capacity(),
+        }
+    }
+
+    /// Runs one real image and one real text inference through the queue and checks the
+    /// embeddings are usable. Only after this succeeds does the service report ready.
+    pub async fn warm_up(&self) -> Result<(), ServiceError> {
+        let deadline = Instant::now() + self.timeout.max(Duration::from_secs(60));
+        // A mid-grey square: a valid input whose embedding must be finite and non-zero.
+        let image = RgbImage::from_pixel(self.image_size, self.image_size, image::Rgb([128, 128, 128]));
+        let mut embedding = self.queue.encode_image(image, deadline).await.map_err(|e| self.job_error(e))?;
+        l2_normalize(&mut embedding).map_err(|e| ServiceError::Inference(format!("warm-up image: {e}")))?;
+        let ids = self
+            .tokenizer
+            .encode("a photo of a cat")
+            .map_err(|e| ServiceError::Inference(e.to_string()))?;
+        let rows = self.queue.encode_texts(vec![ids], deadline).await.map_err(|e| self.job_error(e))?;
+        let mut text = rows.row(0).to_vec();
+        l2_normalize(&mut text).map_err(|e| ServiceError::Inference(format!("warm-up text: {e}")))?;
+        self.warmed_up.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.timeout
+    }
+
+    fn timeout_ms(&self) -> u64 {
+        self.timeout.as_millis() as u64
+    }
+
+    /// Runs `work` against the request deadline.
+    async fn with_deadline<T>(
+        &self,
+        deadline: Instant,
+        work: impl std::future::Future<Output = Result<T, ServiceError>>,
+    ) -> Result<T, ServiceError> {
+        tokio::time::timeout_at(deadline.into(), work)
+            .await
+            .unwrap_or(Err(ServiceError::Timeout(self.timeout_ms())))
+    }
+
+    /// Decodes and resizes an image off the async threads, a bounded number at a time.
+    async fn prepare_image(&self, bytes: Vec<u8>) -> Result<RgbImage, ServiceError> {
+        let _permit = self
+            .decode_permits
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::ShuttingDown)?;
+        let (max_pixels, size, mode) = (self.limits.max_image_pixels, self.image_size, self.resize_mode);
+        tokio::task::spawn_blocking(move || {
+            let rgb = decode_rgb(&bytes, max_pixels)?;
+            Ok(resize_square(&rgb, size, mode)?)
+        })
+        .await
+        .map_err(|e| ServiceError::Inference(format!("image preparation failed: {e}")))?
+    }
+
+    async fn image_embedding(&self, bytes: Vec<u8>, deadline: Instant) -> Result<Vec<f32>, ServiceError> {
+        let image = self.prepare_image(bytes).await?;
+        let mut embedding = self.queue.encode_image(image, deadline).await.map_err(|e| self.job_error(e))?;
+        l2_normalize(&mut embedding).map_err(ServiceError::Inference)?;
+        Ok(embedding)
+    }
+
+    /// Unit embeddings for `texts`, from the cache where possible; the misses go to the
+    /// text encoder in one job.
+    async fn text_embeddings(&self, texts: &[String], deadline: Instant) -> Result<Vec<Embedding>, ServiceError> {
+        let mut found: Vec<Option<Embedding>> = texts.iter().map(|t| self.cache.get(t)).collect();
+        let mut missing: Vec<&str> = Vec::new();
+        let mut missing_index: HashMap<&str, usize> = HashMap::new();
+        for (text, slot) in texts.iter().zip(&found) {
+            if slot.is_none() && !missing_index.contains_key(text.as_str()) {
+                missing_index.insert(text, missing.len());
+                missing.push(text);
+            }
+        }
+        if !missing.is_empty() {
+            let ids = missing
+                .iter()
+                .map(|t| self.tokenizer.encode(t))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            let rows = self.queue.encode_texts(ids, deadline).await.map_err(|e| self.job_error(e))?;
+            let mut fresh = Vec::with_capacity(missing.len());
+            for (text, row) in missing.iter().zip(rows.rows()) {
+                let mut v = row.to_vec();
+                l2_normalize(&mut v).map_err(ServiceError::Inference)?;
+                let embedding: Embedding = Arc::from(v);
+                self.cache.put(text, embedding.clone());
+                fresh.push(embedding);
+            }
+            for (text, slot) in texts.iter().zip(found.iter_mut()) {
+                if slot.is_none() {
+                    *slot = Some(fresh[missing_index[text.as_str()]].clone());
+                }
+            }
+        }
+        Ok(found.into_iter().map(|e| e.expect("every slot filled above")).collect())
+    }
+
+    fn validate_classify(&self, req: &ClassifyRequest) -> Result<Vec<String>, ServiceError> {
+        let invalid = |m: String| Err(ServiceError::Invalid(m));
+        if req.image.is_empty() {
+            return invalid("image is empty".into());
+        }
+        if req.prompts.is_empty() {
+            return invalid("prompts must contain at least one prompt".into());
+        }
+        if req.prompts.len() > self.limits.max_prompts {
+            return invalid(format!(
+                "{} prompts given; at most {} are allowed (limits.max_prompts)",
+                req.prompts.len(),
+                self.limits.max_prompts
+            ));
+        }
+        for (i, p) in req.prompts.iter().enumerate() {
+            if p.trim().is_empty() {
+                return invalid(format!("prompts[{i}] is empty"));
+            }
+            let chars = p.chars().count();
+            if chars > self.limits.max_prompt_chars {
+                return invalid(format!(
+                    "prompts[{i}] is {chars} characters; at most {} are allowed (limits.max_prompt_chars)",
+                    self.limits.max_prompt_chars
+                ));
+            }
+        }
+        if req.top_k == Some(0) {
+            return invalid("top_k must be at least 1".into());
+        }
+        if let Some(t) = req.threshold {
+            if !(0.0..=1.0).contains(&t) {
+                return invalid(format!("threshold must be between 0 and 1, got {t}"));
+            }
+        }
+        let templates = match &req.templates {
+            None => vec![self.default_template.clone()],
+            Some(list) if list.is_empty() => return invalid("template list is empty".into()),
+            Some(list) if list.len() > self.limits.max_templates => {
+                return invalid(format!(
+                    "{} templates given; at most {} are allowed (limits.max_templates)",
+                    list.len(),
+                    self.limits.max_templates
+                ))
+            }
+            Some(list) => list.clone(),
+        };
+        for t in &templates {
+            templates::check_template(t).map_err(ServiceError::Invalid)?;
+        }
+        Ok(templates)
+    }
+
+    pub async fn classify(&self, req: ClassifyRequest) -> Result<ClassifyResult, ServiceError> {
+        let started = Instant::now();
+        let deadline = self.deadline();
+        let templates = self.validate_classify(&req)?;
+        let texts: Vec<String> = req
+            .prompts
+            .iter()
+            .flat_map(|p| templates.iter().map(move |t| templates::apply(t, p)))
+            .collect();
+        let ClassifyRequest {
+            image,
+            prompts,
+            top_k,
+            threshold,
+            ..
+        } = req;
+        let (image, texts) = self
+            .with_deadline(deadline, async {
+                tokio::try_join!(self.image_embedding(image, deadline), self.text_embeddings(&texts, deadline))
+            })
+            .await?;
+        let dim = self.model.embedding_dim;
+        let mut matrix = Array2::<f32>::zeros((prompts.len(), dim));
+        for (i, per_prompt) in texts.chunks(templates.len()).enumerate() {
+            let refs: Vec<&[f32]> = per_prompt.iter().map(|e| &e[..]).collect();
+            let v = if refs.len() == 1 {
+                refs[0].to_vec()
+            } else {
+                ensemble(&refs).map_err(ServiceError::Inference)?
+            };
+            matrix.row_mut(i).assign(&Array1::from(v));
+        }
+        let sims = cosine(matrix.view(), Array1::from(image).view());
+        let scores = softmax_scaled(sims.as_slice().expect("contiguous"), self.model.logit_scale);
+        let mut ranked: Vec<Classification> = prompts
+            .into_iter()
+            .zip(scores.iter().zip(sims.iter()))
+            .map(|(text, (&score, &similarity))| Classification {
+                text,
+                score,
+                similarity,
+                rank: 0,
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+        for (i, c) in ranked.iter_mut().enumerate() {
+            c.rank = i + 1;
+        }
+        let threshold = threshold.unwrap_or(0.0);
+        let classifications = ranked
+            .into_iter()
+            .take(top_k.unwrap_or(usize::MAX))
+            .filter(|c| c.score >= threshold)
+            .collect();
+        Ok(ClassifyResult {
+            classifications,
+            model: self.model.name.clone(),
+            inference_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    /// The unit embedding of one image.
+    pub async fn embed_image(&self, bytes: Vec<u8>) -> Result<Vec<f32>, ServiceError> {
+        if bytes.is_empty() {
+            return Err(ServiceError::Invalid("image is empty".into()));
+        }
+        let deadline = self.deadline();
+        self.with_deadline(deadline, self.image_embedding(bytes, deadline)).await
+    }
+
+    /// Unit embeddings of raw texts (no template).
+    pub async fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ServiceError> {
+        if texts.is_empty() {
+            return Err(ServiceError::Invalid("text must contain at least one string".into()));
+        }
+        if texts.len() > self.limits.max_embed_texts {
+            return Err(ServiceError::Invalid(format!(
+                "{} texts given; at most {} are allowed (limits.max_embed_texts)",
+                texts.len(),
+                self.limits.max_embed_texts
+            )));
+        }
+        for (i, t) in texts.iter().enumerate() {
+            let chars = t.chars().count();
+            if chars > self.limits.max_prompt_chars {
+                return Err(ServiceError::Invalid(format!(
+                    "text[{i}] is {chars} characters; at most {} are allowed (limits.max_prompt_chars)",
+                    self.limits.max_prompt_chars
+                )));
+            }
+        }
+        let deadline = self.deadline();
+        let embeddings = self
+            .with_deadline(deadline, self.text_embeddings(texts, deadline))
+            .await?;
+        Ok(embeddings.into_iter().map(|e| e.to_vec()).collect())
+    }
+
+    /// Stops the workers after the queued jobs, releasing the encoders.
+    pub fn shutdown(&self) {
+        self.queue.shutdown();
+    }
+}
+
+impl Service {
+    fn job_error(&self, e: JobError) -> ServiceError {
+    match e {
+        JobError::QueueFull(n) => ServiceError::QueueFull(n),
+        JobError::Expired => ServiceError::Timeout(self.timeout_ms()),
+        JobError::Closed => ServiceError::ShuttingDown,
+        JobError::Encoder(EncoderErrorKind::Busy, m) => ServiceError::Busy(m),
+        JobError::Encoder(EncoderErrorKind::Timeout, m) => ServiceError::Inference(format!("encoder timed out: {m}")),
+        JobError::Encoder(EncoderErrorKind::Failed, m) => ServiceError::Inference(m),
+    }
+}
+}

@@ -1,0 +1,365 @@
+//! The bounded work queue and the worker threads that own the encoders.
+//!
+//! Requests never call an encoder directly: they put a job on a bounded queue
+//! (`performance.max_queue_size`) and wait for its reply. A full queue is refused at once
+//! (the HTTP layer answers 503 + Retry-After) instead of piling up latency. Each worker takes
+//! one job and then every image job already waiting, up to `performance.max_batch_size`,
+//! into one inference. A job whose deadline has passed is dropped unrun.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use image::RgbImage;
+use ndarray::Array2;
+use tokio::sync::oneshot;
+
+use crate::encoder::{EncoderError, EncoderErrorKind, ImageEncoder, TextEncoder};
+
+/// Why a job produced no embeddings.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum JobError {
+    #[error("the work queue is full ({0} jobs waiting)")]
+    QueueFull(usize),
+    #[error("the request deadline passed before the job ran")]
+    Expired,
+    #[error("the service is shutting down")]
+    Closed,
+    #[error("{1}")]
+    Encoder(EncoderErrorKind, String),
+}
+
+impl From<EncoderError> for JobError {
+    fn from(e: EncoderError) -> Self {
+        JobError::Encoder(e.kind, e.message)
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, JobError>>;
+
+enum Job {
+    Image {
+        image: RgbImage,
+        deadline: Instant,
+        reply: Reply<Vec<f32>>,
+    },
+    Texts {
+        token_ids: Vec<Vec<u32>>,
+        deadline: Instant,
+        reply: Reply<Array2<f32>>,
+    },
+}
+
+/// Counters the health endpoint and metrics read.
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    pub workers_alive: AtomicUsize,
+    /// False after an inference failed, true again after one succeeds.
+    pub last_inference_ok: AtomicBool,
+    /// True once any inference has succeeded.
+    pub any_inference_ok: AtomicBool,
+    pub image_batches: AtomicU64,
+    pub images_encoded: AtomicU64,
+    pub text_batches: AtomicU64,
+    pub texts_encoded: AtomicU64,
+    pub image_inference_us: AtomicU64,
+    pub text_inference_us: AtomicU64,
+}
+
+pub struct WorkQueue {
+    sender: Mutex<Option<Sender<Job>>>,
+    capacity: usize,
+    stats: Arc<QueueStats>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    worker_count: usize,
+}
+
+#[derive(Clone)]
+struct Worker {
+    receiver: Receiver<Job>,
+    image: Arc<dyn ImageEncoder>,
+    text: Arc<dyn TextEncoder>,
+    max_batch: usize,
+    stats: Arc<QueueStats>,
+}
+
+/// Decrements the live-worker count however the worker thread ends.
+struct AliveGuard(Arc<QueueStats>);
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.workers_alive.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl WorkQueue {
+    pub fn start(
+        image: Arc<dyn ImageEncoder>,
+        text: Arc<dyn TextEncoder>,
+        workers: usize,
+        capacity: usize,
+        max_batch: usize,
+    ) -> WorkQueue {
+        let (sender, receiver) = crossbeam_channel::bounded(capacity);
+        let stats = Arc::new(QueueStats::default());
+        let worker = Worker {
+            receiver,
+            image,
+            text,
+            max_batch,
+            stats: stats.clone(),
+        };
+        let handles = (0..workers)
+            .map(|i| {
+                let worker = worker.clone();
+                stats.workers_alive.fetch_add(1, Ordering::SeqCst);
+                std::thread::Builder::new()
+                    .name(format!("clip-worker-{i}"))
+                    .spawn(move || worker.run())
+                    .expect("spawning a worker thread")
+            })
+            .collect();
+        WorkQueue {
+            sender: Mutex::new(Some(sender)),
+            capacity,
+            stats,
+            workers: Mutex::new(handles),
+            worker_count: workers,
+        }
+    }
+
+    pub fn stats(&self) -> &QueueStats {
+        &self.stats
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.worker_count
+    }
+
+    /// Jobs waiting (not counting the ones being run).
+    pub fn depth(&self) -> usize {
+        self.sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, |s| s.len())
+    }
+
+    fn submit(&self, job: Job) -> Result<(), JobError> {
+        let guard = self.sender.lock().unwrap_or_else(|p| p.into_inner());
+        let sender = guard.as_ref().ok_or(JobError::Closed)?;
+        sender.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => JobError::QueueFull(self.capacity),
+            TrySendError::Disconnected(_) => JobError::Closed,
+        })
+    }
+
+    pub async fn encode_image(&self, image: RgbImage, deadline: Instant) -> Result<Vec<f32>, JobError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Image {
+            image,
+            deadline,
+            reply,
+        })?;
+        rx.await.unwrap_or(Err(JobError::Closed))
+    }
+
+    pub async fn encode_texts(
+        &self,
+        token_ids: Vec<Vec<u32>>,
+        deadline: Instant,
+    ) -> Result<Array2<f32>, JobError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Texts {
+            token_ids,
+            deadline,
+            reply,
+        })?;
+        rx.await.unwrap_or(Err(JobError::Closed))
+    }
+
+    /// Stops taking jobs, lets the workers finish what is queued, and joins them, so the
+    /// encoders (and any device they hold) are released when this returns.
+    pub fn shutdown(&self) {
+        self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let handles: Vec<_> = self
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for handle in handles {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for WorkQueue {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Worker {
+    fn run(self) {
+        let _alive = AliveGuard(self.stats.clone());
+        let image_batch_limit = self.max_batch.min(self.image.max_batch()).max(1);
+        while let Ok(first) = self.receiver.recv() {
+            match first {
+                Job::Texts { .. } => self.run_texts(first),
+                Job::Image { .. } => {
+                    let mut batch = vec![first];
+                    let mut held_back = None;
+                    while batch.len() < image_batch_limit {
+                        match self.receiver.try_recv() {
+                            Ok(job @ Job::Image { .. }) => batch.push(job),
+                            Ok(other) => {
+                                held_back = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.run_images(batch);
+                    if let Some(job) = held_back {
+                        self.run_texts(job);
+                    }
+                }
+            }
+        }
+    }
+
+    fn record(&self, ok: bool) {
+        self.stats.last_inference_ok.store(ok, Ordering::SeqCst);
+        if ok {
+            self.stats.any_inference_ok.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn run_images(&self, jobs: Vec<Job>) {
+        let now = Instant::now();
+        let mut images = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if let Job::Image {
+                image,
+                deadline,
+                reply,
+            } = job
+            {
+                if deadline <= now || reply.is_closed() {
+                    let _ = reply.send(Err(JobError::Expired));
+                } else {
+                    images.push(image);
+                    replies.push(reply);
+                }
+            }
+        }
+        if images.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let result = guarded(|| self.image.encode_images(&images));
+        self.stats
+            .image_inference_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.stats.image_batches.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(rows) if rows.nrows() == replies.len() => {
+                self.record(true);
+                self.stats
+                    .images_encoded
+                    .fetch_add(replies.len() as u64, Ordering::Relaxed);
+                for (reply, row) in replies.into_iter().zip(rows.rows()) {
+                    let _ = reply.send(Ok(row.to_vec()));
+                }
+            }
+            Ok(rows) => {
+                self.record(false);
+                let err = JobError::Encoder(
+                    EncoderErrorKind::Failed,
+                    format!("image encoder returned {} rows for {} images", rows.nrows(), replies.len()),
+                );
+                replies.into_iter().for_each(|r| {
+                    let _ = r.send(Err(err.clone()));
+                });
+            }
+            Err(e) => {
+                self.record(false);
+                let err = JobError::from(e);
+                replies.into_iter().for_each(|r| {
+                    let _ = r.send(Err(err.clone()));
+                });
+            }
+        }
+    }
+
+    fn run_texts(&self, job: Job) {
+        let Job::Texts {
+            token_ids,
+            deadline,
+            reply,
+        } = job
+        else {
+            return;
+        };
+        if deadline <= Instant::now() || reply.is_closed() {
+            let _ = reply.send(Err(JobError::Expired));
+            return;
+        }
+        let chunk = self.max_batch.min(self.text.max_batch()).max(1);
+        let dim = self.text.embedding_dim();
+        let mut out = Array2::<f32>::zeros((token_ids.len(), dim));
+        for (i, ids) in token_ids.chunks(chunk).enumerate() {
+            let started = Instant::now();
+            let result = guarded(|| self.text.encode_texts(ids));
+            self.stats
+                .text_inference_us
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            self.stats.text_batches.fetch_add(1, Ordering::Relaxed);
+            match result {
+                Ok(rows) if rows.dim() == (ids.len(), dim) => {
+                    out.slice_mut(ndarray::s![i * chunk..i * chunk + ids.len(), ..])
+                        .assign(&rows);
+                }
+                Ok(rows) => {
+                    self.record(false);
+                    let _ = reply.send(Err(JobError::Encoder(
+                        EncoderErrorKind::Failed,
+                        format!("text encoder returned shape {:?} for {} texts", rows.dim(), ids.len()),
+                    )));
+                    return;
+                }
+                Err(e) => {
+                    self.record(false);
+                    let _ = reply.send(Err(e.into()));
+                    return;
+                }
+            }
+        }
+        self.record(true);
+        self.stats
+            .texts_encoded
+            .fetch_add(token_ids.len() as u64, Ordering::Relaxed);
+        let _ = reply.send(Ok(out));
+    }
+}
+
+/// Runs an encoder call, turning a panic inside the engine into an error so one bad
+/// inference does not take a worker (and the daemon's capacity) with it.
+fn guarded<T>(f: impl FnOnce() -> Result<T, EncoderError>) -> Result<T, EncoderError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(EncoderError::failed(format!("encoder panicked: {what}")))
+    })
+}
