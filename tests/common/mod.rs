@@ -1,0 +1,95 @@
+//! Helpers shared by the integration tests: fixture paths, golden arrays, and a service
+//! built on the bundled tiny model.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ndarray::{Array2, ArrayView1};
+
+use hailo_clip::config::Config;
+use hailo_clip::encoder::{ImageEncoder, TextEncoder};
+use hailo_clip::http::{AppState, Ready};
+use hailo_clip::service::{ModelInfo, Service};
+use hailo_clip::tokenize::ClipTokenizer;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(rel)
+}
+
+pub fn tiny_model_dir() -> PathBuf {
+    repo().join("assets/models/clip-tiny-random")
+}
+
+pub fn golden_f32(name: &str) -> Array2<f32> {
+    let path = fixture(&format!("golden/{name}"));
+    ndarray_npy::read_npy(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn golden_json(name: &str) -> serde_json::Value {
+    let path = fixture(&format!("golden/{name}"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+pub fn cosine(a: ArrayView1<f32>, b: ArrayView1<f32>) -> f32 {
+    a.dot(&b) / (a.dot(&a).sqrt() * b.dot(&b).sqrt())
+}
+
+pub fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
+    assert_eq!(a.dim(), b.dim());
+    a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// A config that points at the bundled tiny model.
+pub fn tiny_config() -> Config {
+    let mut config = Config::default();
+    config.model.dir = tiny_model_dir();
+    config.backend = hailo_clip::config::BackendChoice::Cpu;
+    config
+}
+
+pub fn model_info(config: &Config) -> ModelInfo {
+    let manifest = hailo_clip::manifest::ModelDir::open(&config.model.dir).unwrap().manifest;
+    ModelInfo {
+        name: manifest.name,
+        embedding_dim: manifest.embedding_dim,
+        logit_scale: manifest.logit_scale,
+        random_weights: manifest.random_weights,
+    }
+}
+
+pub fn tokenizer(config: &Config) -> ClipTokenizer {
+    ClipTokenizer::from_file(&config.model.dir.join("tokenizer.json"), 77).unwrap()
+}
+
+/// Starts and warms up a service around the given encoders.
+pub async fn service_with(
+    config: &Config,
+    image: Arc<dyn ImageEncoder>,
+    text: Arc<dyn TextEncoder>,
+) -> Arc<Service> {
+    let service = Service::start(image, text, tokenizer(config), model_info(config), config).unwrap();
+    service.warm_up().await.unwrap();
+    Arc::new(service)
+}
+
+/// The tiny model's real CPU encoders.
+pub fn tiny_encoders(config: &Config) -> (Arc<dyn ImageEncoder>, Arc<dyn TextEncoder>) {
+    let loaded = hailo_clip::backends::load(config).unwrap();
+    (loaded.image, loaded.text)
+}
+
+/// App state that is ready with `service`.
+pub fn ready_state(service: Arc<Service>) -> AppState {
+    let state = AppState::new();
+    let _ = state.ready.set(Ready {
+        service,
+        backend: "cpu",
+        reason: "test".into(),
+    });
+    state
+}
