@@ -8,6 +8,7 @@
 pub mod backends;
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod encoder;
 pub mod http;
 pub mod manifest;
