@@ -10,12 +10,17 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::preprocess::ResizeMode;
+
 /// Where the daemon looks for its configuration when neither `--config` nor
 /// `HAILO_CLIP_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/hailo/hailo-clip.yaml";
 
 /// Default model directory for the CPU engine (an exported ONNX model directory).
 pub const DEFAULT_MODEL_DIR: &str = "/usr/local/share/hailo-clip/models/clip-vit-base-patch32";
+
+/// Where hailo-apps installs its models and files; the Hailo backend looks there by default.
+pub const DEFAULT_HAILO_RESOURCES_DIR: &str = "/usr/local/hailo/resources";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -42,6 +47,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub classify: ClassifyConfig,
     pub logging: LoggingConfig,
+    pub hailo: HailoConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -199,6 +205,75 @@ impl Default for LoggingConfig {
     }
 }
 
+/// Which engine runs the text encoder when images run on Hailo.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TextEncoderChoice {
+    /// The text-encoder HEF, fed token embeddings from the LUT.
+    #[default]
+    Hailo,
+    /// The CPU engine's `textual.onnx` and tokenizer from `model.dir` (what public
+    /// hailo-apps does); it must come from the same CLIP checkpoint as the image HEF.
+    Cpu,
+}
+
+/// The Hailo backend: where its files are and how the device is used. Read when `backend`
+/// is `hailo`, or `auto` with a usable device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HailoConfig {
+    /// Directory of the HEFs and text assets (the hailo-apps resources layout).
+    pub resources_dir: PathBuf,
+    /// Image-encoder HEF, relative to `resources_dir` unless absolute.
+    pub image_hef: PathBuf,
+    /// Text-encoder HEF, relative to `resources_dir` unless absolute.
+    pub text_hef: PathBuf,
+    /// hailo | cpu: where the text encoder runs.
+    pub text_encoder: TextEncoderChoice,
+    /// How images become the HEF's square input.
+    pub resize: ResizeMode,
+    /// Most frames per inference (HailoRT's batch size for both HEFs).
+    pub batch_size: u16,
+    /// Time limit for one inference on the device.
+    pub timeout_ms: u64,
+    /// Device node whose presence `backend: auto` checks before trying HailoRT.
+    pub device_path: PathBuf,
+    /// A specific device (HailoRT device id, e.g. its PCIe address); unset takes the first free one.
+    pub device_id: Option<String>,
+    /// HailoRT scheduler group; processes using the same group id share the device.
+    pub group_id: String,
+    /// Model name reported by the API for the Hailo backend.
+    pub model_name: String,
+    /// Multiplier on cosine similarities before softmax (100 for OpenAI CLIP).
+    pub logit_scale: f32,
+}
+
+impl Default for HailoConfig {
+    fn default() -> Self {
+        Self {
+            resources_dir: PathBuf::from(DEFAULT_HAILO_RESOURCES_DIR),
+            image_hef: PathBuf::from("clip_vit_b_32_image_encoder.hef"),
+            text_hef: PathBuf::from("clip_vit_b_32_text_encoder.hef"),
+            text_encoder: TextEncoderChoice::Hailo,
+            resize: ResizeMode::ShortestEdgeCenterCrop,
+            batch_size: 8,
+            timeout_ms: 10_000,
+            device_path: PathBuf::from("/dev/hailo0"),
+            device_id: None,
+            group_id: "SHARED".to_string(),
+            model_name: "clip-vit-base-patch32".to_string(),
+            logit_scale: 100.0,
+        }
+    }
+}
+
+impl HailoConfig {
+    /// A resource file's path: `name` under `resources_dir`, or `name` itself if absolute.
+    pub fn resource(&self, name: &Path) -> PathBuf {
+        self.resources_dir.join(name)
+    }
+}
+
 impl Config {
     /// Parses YAML text; `origin` names the file in errors.
     pub fn from_yaml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
@@ -273,6 +348,7 @@ impl Config {
                 message,
             });
         }
+        self.hailo.validate()?;
         if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err()
             || !matches!(
                 self.logging.level.as_str(),
@@ -286,6 +362,47 @@ impl Config {
                     self.logging.level
                 ),
             });
+        }
+        Ok(())
+    }
+}
+
+impl HailoConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_string(),
+            })
+        };
+        if self.batch_size == 0 {
+            return invalid("hailo.batch_size", "must be at least 1, got 0");
+        }
+        if self.timeout_ms == 0 {
+            return invalid("hailo.timeout_ms", "must be at least 1, got 0");
+        }
+        for (key, path) in [
+            ("hailo.resources_dir", &self.resources_dir),
+            ("hailo.image_hef", &self.image_hef),
+            ("hailo.text_hef", &self.text_hef),
+            ("hailo.device_path", &self.device_path),
+        ] {
+            if path.as_os_str().is_empty() {
+                return invalid(key, "must not be empty");
+            }
+        }
+        if self.group_id.is_empty() {
+            return invalid("hailo.group_id", "must not be empty (SHARED shares the device)");
+        }
+        // HailoRT's hailo_device_id_t holds 31 characters and a NUL.
+        if self.device_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > 31) {
+            return invalid("hailo.device_id", "must be 1 to 31 characters, or unset");
+        }
+        if self.model_name.trim().is_empty() {
+            return invalid("hailo.model_name", "must not be empty");
+        }
+        if !self.logit_scale.is_finite() || self.logit_scale <= 0.0 {
+            return invalid("hailo.logit_scale", "must be a positive number");
         }
         Ok(())
     }
@@ -363,11 +480,37 @@ mod tests {
     }
 
     #[test]
+    fn hailo_section_parses_and_is_checked() {
+        let c = parse(
+            "backend: hailo\nhailo:\n  text_encoder: cpu\n  resize: stretch\n  batch_size: 4\n  device_id: 0001:01:00.0\n",
+        )
+        .unwrap();
+        assert_eq!(c.hailo.text_encoder, TextEncoderChoice::Cpu);
+        assert_eq!(c.hailo.resize, ResizeMode::Stretch);
+        assert_eq!(c.hailo.batch_size, 4);
+        assert_eq!(c.hailo.device_id.as_deref(), Some("0001:01:00.0"));
+        assert_eq!(c.hailo.group_id, "SHARED");
+        assert_eq!(
+            c.hailo.resource(&c.hailo.image_hef),
+            Path::new("/usr/local/hailo/resources/clip_vit_b_32_image_encoder.hef")
+        );
+        let err = parse("hailo:\n  image: x.hef\n").unwrap_err().to_string();
+        assert!(err.contains("hailo.image"), "{err}");
+        let err = parse("hailo:\n  text_encoder: gpu\n").unwrap_err().to_string();
+        assert!(err.contains("hailo.text_encoder"), "{err}");
+        let err = parse("hailo:\n  batch_size: 0\n").unwrap_err().to_string();
+        assert!(err.contains("hailo.batch_size"), "{err}");
+        let err = parse("hailo:\n  device_id: \"\"\n").unwrap_err().to_string();
+        assert!(err.contains("hailo.device_id"), "{err}");
+    }
+
+    #[test]
     fn shipped_config_parses_to_defaults_with_its_values() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/hailo-clip.yaml");
         let c = Config::from_file(&path).unwrap();
         assert_eq!(c.server.port, 5000);
         assert_eq!(c.server.host.to_string(), "127.0.0.1");
         assert_eq!(c.backend, BackendChoice::Auto);
+        assert_eq!(c.hailo, HailoConfig::default());
     }
 }

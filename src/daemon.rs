@@ -1,9 +1,17 @@
 //! The daemon's life cycle: bind, load the encoders in the background (with /health
 //! answering "starting"), warm up with a real inference, serve, and on SIGTERM or SIGINT
 //! stop accepting, finish in-flight requests and release the encoders.
+//!
+//! Under systemd (`Type=notify`) it reports each step: `STATUS=` while loading, `READY=1`
+//! only after the warm-up inference succeeded, `WATCHDOG=1` while the engine makes progress,
+//! and `STOPPING=1` on shutdown. Without `NOTIFY_SOCKET` those messages go nowhere.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
 
 use tokio::sync::watch;
 
@@ -27,8 +35,47 @@ pub async fn load_service(config: &Config) -> anyhow::Result<(Service, &'static 
     Ok((service, backend, reason))
 }
 
+/// Tells systemd (when it started us) what is happening; a failure to tell is only logged.
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!("cannot notify systemd: {e}");
+    }
+}
+
+/// Says what start-up is doing, in /health and to systemd.
+fn phase(state: &AppState, text: String) {
+    notify(&[NotifyState::Status(&text)]);
+    state.set_phase(text);
+}
+
+/// Pings the systemd watchdog while the engine is alive: every worker running, and the
+/// queue either empty or moving. A stuck engine stops the pings and systemd restarts us.
+async fn watchdog(state: AppState, interval: Duration) {
+    let mut last_done = u64::MAX;
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        ticker.tick().await;
+        let Some(ready) = state.ready.get() else { continue };
+        let service = &ready.service;
+        let health = service.health();
+        let stats = service.queue().stats();
+        let done = stats.image_batches.load(Ordering::Relaxed) + stats.text_batches.load(Ordering::Relaxed);
+        let moving = health.queue_depth == 0 || done != last_done;
+        last_done = done;
+        if health.workers_alive == health.workers && moving {
+            notify(&[NotifyState::Watchdog]);
+        } else {
+            tracing::error!(
+                workers_alive = health.workers_alive,
+                queue_depth = health.queue_depth,
+                "engine is not making progress: withholding the watchdog ping"
+            );
+        }
+    }
+}
+
 async fn load_and_warm_up(config: &Config, state: &AppState) -> anyhow::Result<()> {
-    state.set_phase(format!("loading encoders ({} backend requested)", config.backend.as_str()));
+    phase(state, format!("loading encoders ({} backend requested)", config.backend.as_str()));
     tracing::info!(model_dir = %config.model.dir.display(), backend = config.backend.as_str(), "loading encoders");
     let (service, backend, reason) = load_service(config).await?;
     tracing::info!(
@@ -38,7 +85,7 @@ async fn load_and_warm_up(config: &Config, state: &AppState) -> anyhow::Result<(
         text_encoder = %service.text_encoder().source,
         "encoders loaded"
     );
-    state.set_phase("warming up");
+    phase(state, format!("warming up ({backend} backend)"));
     let started = std::time::Instant::now();
     service
         .warm_up()
@@ -89,6 +136,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     }));
 
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        tokio::spawn(watchdog(state.clone(), period / 2));
+    }
+
     let signal = termination_signal();
     tokio::pin!(signal);
     let mut load_error = None;
@@ -96,6 +147,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         result = load_and_warm_up(&config, &state) => match result {
             Ok(()) => {
                 tracing::info!("ready: serving on http://{addr}");
+                let status = format!("ready: serving on http://{addr}");
+                notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
                 (&mut signal).await;
             }
             Err(e) => load_error = Some(e),
@@ -103,6 +156,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         _ = &mut signal => {},
     }
 
+    notify(&[NotifyState::Stopping, NotifyState::Status("stopping: finishing in-flight requests")]);
     if load_error.is_none() {
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
     }

@@ -45,6 +45,21 @@ pub struct EncoderInfo {
     pub backend: &'static str,
     /// The file the encoder was loaded from.
     pub source: String,
+    /// For an encoder on a Hailo device: which device, HailoRT and HEF (flattened into
+    /// the encoder's JSON object; absent for the CPU).
+    #[serde(flatten)]
+    pub hailo: Option<HailoInfo>,
+}
+
+/// Where a Hailo encoder runs, for /health.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct HailoInfo {
+    /// HailoRT's id of the physical device (its PCIe address on a Pi).
+    pub device_id: String,
+    /// Version of the libhailort the daemon runs with.
+    pub hailort_version: String,
+    /// File name of the HEF.
+    pub hef: String,
 }
 
 pub trait ImageEncoder: Send + Sync {

@@ -1,5 +1,6 @@
 //! The `hailo-clip` command: `serve` runs the daemon; `classify`, `embed` and
-//! `check-config` run one job through the same service path and exit.
+//! `check-config` run one job through the same service path and exit;
+//! `export-text-assets` writes the Hailo text path's files from a Hugging Face checkpoint.
 
 use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
@@ -64,6 +65,16 @@ enum Command {
     },
     /// Validate the config file and print the effective configuration
     CheckConfig,
+    /// Write clip_tokenizer.json, token_embedding_lut.npy and text_projection.npy (the
+    /// Hailo text encoder's files) from a Hugging Face CLIP checkpoint
+    ExportTextAssets {
+        /// Directory of the checkpoint (model.safetensors + tokenizer.json)
+        #[arg(long)]
+        hf_dir: PathBuf,
+        /// Directory to write into, e.g. /usr/local/hailo/resources (hailo.resources_dir)
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -80,9 +91,25 @@ enum EmbedWhat {
     },
 }
 
+/// Logs to the journal when systemd connected our stderr to it (JOURNAL_STREAM is set),
+/// with proper priorities and fields; to stderr as plain text otherwise.
 fn init_logging(level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("hailo_clip={level},tower_http=warn,{level}")));
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        match tracing_journald::layer() {
+            Ok(journald) => {
+                let _ = tracing_subscriber::registry()
+                    .with(filter)
+                    .with(journald.with_syslog_identifier("hailo-clip".into()))
+                    .try_init();
+                return;
+            }
+            Err(e) => eprintln!("journald unavailable ({e}); logging to stderr"),
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -112,7 +139,26 @@ fn read_file(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
 }
 
+fn export_text_assets(hf_dir: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+    let summary = hailo_clip::backends::hailo::assets::export(hf_dir, out)?;
+    for file in &summary.files {
+        println!("wrote {}", file.display());
+    }
+    println!(
+        "vocabulary {}, text hidden size {}, embedding size {}",
+        summary.vocabulary, summary.hidden, summary.embedding
+    );
+    if let Some(scale) = summary.logit_scale {
+        println!("checkpoint logit scale {scale} (hailo.logit_scale)");
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Needs no config: it only converts files.
+    if let Command::ExportTextAssets { hf_dir, out } = &cli.command {
+        return export_text_assets(hf_dir, out);
+    }
     let (mut config, source) = load_config(&cli)?;
     match cli.command {
         Command::Serve { host, port } => {
@@ -218,6 +264,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", serde_yaml_ng::to_string(&config)?);
             Ok(())
         }
+        Command::ExportTextAssets { .. } => unreachable!("handled before the config is loaded"),
     }
 }
 

@@ -191,6 +191,7 @@ impl ImageEncoder for CpuImageEncoder {
         EncoderInfo {
             backend: "cpu",
             source: self.onnx.path.display().to_string(),
+            hailo: None,
         }
     }
     fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError> {
@@ -210,6 +211,7 @@ impl TextEncoder for CpuTextEncoder {
         EncoderInfo {
             backend: "cpu",
             source: self.onnx.path.display().to_string(),
+            hailo: None,
         }
     }
     fn encode_texts(&self, token_ids: &[Vec<u32>]) -> Result<Array2<f32>, EncoderError> {

@@ -1,0 +1,444 @@
+//! Opening the Hailo device, loading and checking the two HEFs, and the encoders that run
+//! them. Both HEFs are configured once at start-up and kept; each encoder serializes its
+//! runs on its model (HailoRT's scheduler interleaves the two models, and other processes
+//! in the same group, on the device).
+//!
+//! Image path: the service hands over uint8 RGB squares of the HEF's input size, which is
+//! an NHWC uint8 frame as it is (CLIP's normalization is folded into the HEF).
+//! Text path, as hailo-apps does it: pad the ids to 77 with 0, look each id up in the
+//! token-embedding table, feed the [77, hidden] f32 frame to the HEF (which adds the
+//! positional embedding), take the output row at the first EOT, multiply by the text
+//! projection. Outputs are dequantized here (qp_scale, qp_zp) when HailoRT hands over
+//! uint8/uint16, and asked of HailoRT as f32 when quantization is per channel.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use image::RgbImage;
+use ndarray::{Array2, ArrayView1};
+
+use super::assets::{AssetError, TextAssets, CONTEXT_LENGTH};
+use super::ffi::{self, Direction, ElementType, HailoError, HailoErrorKind, Model, StreamInfo};
+use crate::config::HailoConfig;
+use crate::encoder::{EncoderError, EncoderErrorKind, EncoderInfo, HailoInfo, ImageEncoder, TextEncoder};
+use crate::preprocess::ResizeMode;
+use crate::tokenize::{eot_position, pad, ClipTokenizer};
+
+/// Token id the text path pads with, as hailo-apps does (CLIP's causal mask keeps padding
+/// from reaching the EOT row).
+const PAD_ID: u32 = 0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HailoLoadError {
+    #[error("no Hailo device: {} does not exist (is the Hailo PCIe driver loaded? see `ls /dev/hailo*`)", .0.display())]
+    NoDevice(PathBuf),
+    #[error("{}", describe_device_error(.0))]
+    Device(HailoError),
+    #[error("HEF {}: {message}", path.display())]
+    Hef {
+        path: PathBuf,
+        kind: HailoErrorKind,
+        message: String,
+    },
+    #[error(transparent)]
+    Assets(#[from] AssetError),
+}
+
+fn describe_device_error(e: &HailoError) -> String {
+    match e.kind {
+        HailoErrorKind::DeviceBusy => format!(
+            "the Hailo device is busy: another process holds it ({}); stop it, or have both use the same hailo.group_id",
+            e.message
+        ),
+        HailoErrorKind::DeviceNotFound => format!("no usable Hailo device ({})", e.message),
+        _ => format!("cannot open the Hailo device ({})", e.message),
+    }
+}
+
+/// An open Hailo device and the HailoRT version driving it.
+pub struct HailoDevice {
+    device: ffi::Device,
+    hailort_version: String,
+}
+
+impl HailoDevice {
+    pub fn id(&self) -> &str {
+        self.device.id()
+    }
+
+    pub fn hailort_version(&self) -> &str {
+        &self.hailort_version
+    }
+
+    fn info(&self, hef: &Path) -> EncoderInfo {
+        EncoderInfo {
+            backend: "hailo",
+            source: hef.display().to_string(),
+            hailo: Some(HailoInfo {
+                device_id: self.id().to_string(),
+                hailort_version: self.hailort_version.clone(),
+                hef: hef.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            }),
+        }
+    }
+}
+
+/// Checks for the device node, then opens a VDevice in the configured scheduler group.
+pub fn open_device(config: &HailoConfig) -> Result<HailoDevice, HailoLoadError> {
+    if !config.device_path.exists() {
+        return Err(HailoLoadError::NoDevice(config.device_path.clone()));
+    }
+    let device = ffi::Device::open(&config.group_id, config.device_id.as_deref()).map_err(HailoLoadError::Device)?;
+    let hailort_version = ffi::library_version().map_err(HailoLoadError::Device)?;
+    Ok(HailoDevice {
+        device,
+        hailort_version,
+    })
+}
+
+fn hef_error(path: &Path, kind: HailoErrorKind, message: impl Into<String>) -> HailoLoadError {
+    HailoLoadError::Hef {
+        path: path.to_path_buf(),
+        kind,
+        message: message.into(),
+    }
+}
+
+fn shape_error(path: &Path, message: String) -> HailoLoadError {
+    hef_error(path, HailoErrorKind::ShapeMismatch, message)
+}
+
+fn describe(stream: &StreamInfo) -> String {
+    format!(
+        "'{}' {}x{}x{} {:?} {:?}",
+        stream.name, stream.height, stream.width, stream.features, stream.element, stream.order
+    )
+}
+
+/// Loads a HEF with one input and one output into a model.
+fn load_model(device: &HailoDevice, path: &Path) -> Result<Model, HailoLoadError> {
+    if let Err(e) = std::fs::File::open(path) {
+        return Err(hef_error(path, HailoErrorKind::InvalidHef, format!("cannot read: {e}")));
+    }
+    let model = device
+        .device
+        .load_model(path)
+        .map_err(|e| hef_error(path, e.kind, format!("not loadable on this device and HailoRT: {}", e.message)))?;
+    if model.inputs().len() != 1 || model.outputs().len() != 1 {
+        return Err(shape_error(
+            path,
+            format!(
+                "has {} inputs and {} outputs; a CLIP encoder HEF has one of each",
+                model.inputs().len(),
+                model.outputs().len()
+            ),
+        ));
+    }
+    Ok(model)
+}
+
+/// How the output's bytes become f32.
+#[derive(Debug, Clone, Copy)]
+struct OutputFormat {
+    element: ElementType,
+    qp_zp: f32,
+    qp_scale: f32,
+}
+
+impl OutputFormat {
+    /// Keeps a per-tensor quantized uint8/uint16 output as HailoRT hands it over (dequantized
+    /// here); anything else is asked of HailoRT as f32.
+    fn choose(model: &mut Model, path: &Path) -> Result<OutputFormat, HailoLoadError> {
+        let stream = model.outputs()[0].clone();
+        if !stream.order.is_row_major() {
+            return Err(shape_error(path, format!("output {} is not in a row-major order", describe(&stream))));
+        }
+        let keep = match stream.element {
+            ElementType::Uint8 | ElementType::Uint16 => stream.quant_count == 1,
+            ElementType::Float32 => true,
+            ElementType::Other => false,
+        };
+        if !keep {
+            model
+                .set_format(Direction::Output, 0, ElementType::Float32, false)
+                .map_err(|e| hef_error(path, e.kind, e.message))?;
+        }
+        let stream = &model.outputs()[0];
+        if stream.element == ElementType::Other || stream.frame_size != stream.elements() * stream.element.size() {
+            return Err(shape_error(path, format!("output {} has an unexpected frame size {}", describe(stream), stream.frame_size)));
+        }
+        Ok(OutputFormat {
+            element: stream.element,
+            qp_zp: stream.qp_zp,
+            qp_scale: stream.qp_scale,
+        })
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Vec<f32> {
+        let dequantize = |q: f32| (q - self.qp_zp) * self.qp_scale;
+        match self.element {
+            ElementType::Uint8 => bytes.iter().map(|&q| dequantize(f32::from(q))).collect(),
+            ElementType::Uint16 => bytes
+                .chunks_exact(2)
+                .map(|b| dequantize(f32::from(u16::from_le_bytes([b[0], b[1]]))))
+                .collect(),
+            ElementType::Float32 | ElementType::Other => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        }
+    }
+}
+
+fn configure(model: &mut Model, path: &Path, batch_size: u16) -> Result<usize, HailoLoadError> {
+    model
+        .configure(batch_size)
+        .map_err(|e| hef_error(path, e.kind, format!("cannot be configured on the device: {}", e.message)))
+}
+
+fn encoder_error(hef: &Path, e: HailoError) -> EncoderError {
+    let kind = match e.kind {
+        HailoErrorKind::DeviceBusy => EncoderErrorKind::Busy,
+        HailoErrorKind::Timeout => EncoderErrorKind::Timeout,
+        _ => EncoderErrorKind::Failed,
+    };
+    EncoderError {
+        kind,
+        message: format!("{}: {}", hef.display(), e.message),
+    }
+}
+
+/// Locks a model; a panic during an earlier run leaves nothing half-done on the Rust side.
+fn lock(model: &Mutex<Model>) -> MutexGuard<'_, Model> {
+    model.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub struct HailoImageEncoder {
+    model: Mutex<Model>,
+    path: PathBuf,
+    size: u32,
+    resize: ResizeMode,
+    dim: usize,
+    max_frames: usize,
+    output: OutputFormat,
+    timeout: Duration,
+    info: EncoderInfo,
+}
+
+impl HailoImageEncoder {
+    pub fn load(device: &HailoDevice, config: &HailoConfig) -> Result<HailoImageEncoder, HailoLoadError> {
+        let path = config.resource(&config.image_hef);
+        let mut model = load_model(device, &path)?;
+        let input = model.inputs()[0].clone();
+        if input.height != input.width || input.features != 3 || input.height == 0 {
+            return Err(shape_error(
+                &path,
+                format!("input {} is not a square RGB image (H×W×3)", describe(&input)),
+            ));
+        }
+        model
+            .set_format(Direction::Input, 0, ElementType::Uint8, true)
+            .map_err(|e| hef_error(&path, e.kind, e.message))?;
+        let output = OutputFormat::choose(&mut model, &path)?;
+        let dim = model.outputs()[0].elements();
+        let max_frames = configure(&mut model, &path, config.batch_size)?;
+        let input = &model.inputs()[0];
+        if input.frame_size != input.elements() {
+            return Err(shape_error(&path, format!("input {} does not take uint8 NHWC frames", describe(input))));
+        }
+        tracing::info!(
+            hef = %path.display(),
+            input = %describe(input),
+            output = %describe(&model.outputs()[0]),
+            max_frames,
+            "image encoder HEF configured"
+        );
+        Ok(HailoImageEncoder {
+            size: input.height,
+            info: device.info(&path),
+            model: Mutex::new(model),
+            path,
+            resize: config.resize,
+            dim,
+            max_frames,
+            output,
+            timeout: Duration::from_millis(config.timeout_ms),
+        })
+    }
+}
+
+impl ImageEncoder for HailoImageEncoder {
+    fn input_size(&self) -> u32 {
+        self.size
+    }
+    fn resize_mode(&self) -> ResizeMode {
+        self.resize
+    }
+    fn embedding_dim(&self) -> usize {
+        self.dim
+    }
+    fn max_batch(&self) -> usize {
+        self.max_frames
+    }
+    fn info(&self) -> EncoderInfo {
+        self.info.clone()
+    }
+    fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError> {
+        let mut rows = Array2::<f32>::zeros((images.len(), self.dim));
+        let mut model = lock(&self.model);
+        let frame_out = model.outputs()[0].frame_size;
+        for (chunk_index, chunk) in images.chunks(self.max_frames).enumerate() {
+            let mut input = Vec::with_capacity(chunk.len() * (self.size * self.size * 3) as usize);
+            for image in chunk {
+                if image.dimensions() != (self.size, self.size) {
+                    return Err(EncoderError::failed(format!(
+                        "{}: image is {:?}, the HEF takes {}x{}",
+                        self.path.display(),
+                        image.dimensions(),
+                        self.size,
+                        self.size
+                    )));
+                }
+                input.extend_from_slice(image.as_raw());
+            }
+            let mut output = vec![0u8; chunk.len() * frame_out];
+            model
+                .run(chunk.len(), &[&input], &mut [&mut output], self.timeout)
+                .map_err(|e| encoder_error(&self.path, e))?;
+            for (i, frame) in output.chunks_exact(frame_out).enumerate() {
+                let row = chunk_index * self.max_frames + i;
+                rows.row_mut(row).assign(&ArrayView1::from(&self.output.decode(frame)));
+            }
+        }
+        Ok(rows)
+    }
+}
+
+pub struct HailoTextEncoder {
+    model: Mutex<Model>,
+    path: PathBuf,
+    /// vocabulary × hidden
+    lut: Array2<f32>,
+    /// hidden × embedding
+    projection: Array2<f32>,
+    max_frames: usize,
+    output: OutputFormat,
+    timeout: Duration,
+    info: EncoderInfo,
+}
+
+impl HailoTextEncoder {
+    /// Loads the text HEF and the text assets from `hailo.resources_dir`; returns the
+    /// tokenizer too, since it is one of those assets.
+    pub fn load(device: &HailoDevice, config: &HailoConfig) -> Result<(HailoTextEncoder, ClipTokenizer), HailoLoadError> {
+        let TextAssets {
+            tokenizer,
+            lut,
+            projection,
+        } = TextAssets::load(&config.resources_dir)?;
+        let hidden = lut.ncols();
+        let path = config.resource(&config.text_hef);
+        let mut model = load_model(device, &path)?;
+        let input = model.inputs()[0].clone();
+        if input.elements() != CONTEXT_LENGTH * hidden || !input.order.is_row_major() {
+            return Err(shape_error(
+                &path,
+                format!(
+                    "input {} does not take {CONTEXT_LENGTH} token embeddings of {hidden} (the width of the token-embedding table)",
+                    describe(&input)
+                ),
+            ));
+        }
+        model
+            .set_format(Direction::Input, 0, ElementType::Float32, false)
+            .map_err(|e| hef_error(&path, e.kind, e.message))?;
+        let output_stream = model.outputs()[0].clone();
+        if output_stream.elements() != CONTEXT_LENGTH * projection.nrows() {
+            return Err(shape_error(
+                &path,
+                format!(
+                    "output {} is not {CONTEXT_LENGTH} rows of {} (the rows of the text projection)",
+                    describe(&output_stream),
+                    projection.nrows()
+                ),
+            ));
+        }
+        let output = OutputFormat::choose(&mut model, &path)?;
+        let max_frames = configure(&mut model, &path, config.batch_size)?;
+        let input = &model.inputs()[0];
+        if input.frame_size != input.elements() * 4 {
+            return Err(shape_error(&path, format!("input {} does not take f32 frames", describe(input))));
+        }
+        tracing::info!(
+            hef = %path.display(),
+            input = %describe(input),
+            output = %describe(&model.outputs()[0]),
+            max_frames,
+            "text encoder HEF configured"
+        );
+        let encoder = HailoTextEncoder {
+            info: device.info(&path),
+            model: Mutex::new(model),
+            path,
+            lut,
+            projection,
+            max_frames,
+            output,
+            timeout: Duration::from_millis(config.timeout_ms),
+        };
+        Ok((encoder, tokenizer))
+    }
+
+    /// The [77, hidden] f32 frame of one text, and the row its EOT token is in.
+    fn embed_tokens(&self, ids: &[u32], frame: &mut Vec<u8>) -> Result<usize, EncoderError> {
+        let padded = pad(ids, CONTEXT_LENGTH, PAD_ID);
+        let eot = eot_position(&padded)
+            .ok_or_else(|| EncoderError::failed("token ids have no end-of-text token".to_string()))?;
+        for &id in &padded {
+            if id as usize >= self.lut.nrows() {
+                return Err(EncoderError::failed(format!(
+                    "token id {id} is outside the token-embedding table ({} rows)",
+                    self.lut.nrows()
+                )));
+            }
+            frame.extend(self.lut.row(id as usize).iter().flat_map(|v| v.to_le_bytes()));
+        }
+        Ok(eot)
+    }
+}
+
+impl TextEncoder for HailoTextEncoder {
+    fn embedding_dim(&self) -> usize {
+        self.projection.ncols()
+    }
+    fn max_batch(&self) -> usize {
+        self.max_frames
+    }
+    fn info(&self) -> EncoderInfo {
+        self.info.clone()
+    }
+    fn encode_texts(&self, token_ids: &[Vec<u32>]) -> Result<Array2<f32>, EncoderError> {
+        let hidden = self.projection.nrows();
+        let mut rows = Array2::<f32>::zeros((token_ids.len(), self.projection.ncols()));
+        let mut model = lock(&self.model);
+        let frame_out = model.outputs()[0].frame_size;
+        for (chunk_index, chunk) in token_ids.chunks(self.max_frames).enumerate() {
+            let mut input = Vec::with_capacity(chunk.len() * CONTEXT_LENGTH * self.lut.ncols() * 4);
+            let eots = chunk
+                .iter()
+                .map(|ids| self.embed_tokens(ids, &mut input))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut output = vec![0u8; chunk.len() * frame_out];
+            model
+                .run(chunk.len(), &[&input], &mut [&mut output], self.timeout)
+                .map_err(|e| encoder_error(&self.path, e))?;
+            for (i, (frame, eot)) in output.chunks_exact(frame_out).zip(eots).enumerate() {
+                let states = self.output.decode(frame);
+                let pooled = ArrayView1::from(&states[eot * hidden..(eot + 1) * hidden]);
+                rows.row_mut(chunk_index * self.max_frames + i).assign(&pooled.dot(&self.projection));
+            }
+        }
+        Ok(rows)
+    }
+}

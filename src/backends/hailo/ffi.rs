@@ -1,0 +1,459 @@
+//! The only FFI in hailo-clip: the `extern "C"` declarations of shim.cpp and safe owners
+//! of its handles.
+//!
+//! [`Device`] owns a HailoRT VDevice and [`Model`] one InferModel with its configured
+//! pipeline; each releases its handle in `Drop`, exactly once. The shim keeps the VDevice
+//! alive while any model of it exists, so dropping order does not matter. Every failure
+//! comes back as a [`HailoError`] whose [`HailoErrorKind`] says what went wrong in terms the
+//! daemon acts on (device not found, busy, timeout, invalid HEF, shape mismatch).
+
+use std::ffi::{c_char, CString};
+use std::path::Path;
+use std::ptr::{self, NonNull};
+use std::time::Duration;
+
+#[repr(C)]
+struct RawError {
+    hailo_status: i32,
+    message: [c_char; 512],
+}
+
+impl RawError {
+    fn new() -> Self {
+        RawError {
+            hailo_status: 0,
+            message: [0; 512],
+        }
+    }
+}
+
+#[repr(C)]
+struct RawStreamInfo {
+    name: [c_char; 256],
+    height: u32,
+    width: u32,
+    features: u32,
+    format: i32,
+    order: i32,
+    frame_size: usize,
+    quant_count: usize,
+    qp_zp: f32,
+    qp_scale: f32,
+}
+
+#[repr(C)]
+struct RawDevice {
+    _opaque: [u8; 0],
+}
+
+#[repr(C)]
+struct RawModel {
+    _opaque: [u8; 0],
+}
+
+const HC_OK: i32 = 0;
+const HC_DEVICE_NOT_FOUND: i32 = 1;
+const HC_DEVICE_BUSY: i32 = 2;
+const HC_TIMEOUT: i32 = 3;
+const HC_INVALID_HEF: i32 = 4;
+const HC_SHAPE_MISMATCH: i32 = 5;
+
+const HC_INPUT: i32 = 0;
+const HC_OUTPUT: i32 = 1;
+
+extern "C" {
+    fn hc_library_version(major: *mut u32, minor: *mut u32, revision: *mut u32, err: *mut RawError) -> i32;
+    fn hc_vdevice_create(
+        group_id: *const c_char,
+        device_id: *const c_char,
+        id_out: *mut c_char,
+        id_len: usize,
+        out: *mut *mut RawDevice,
+        err: *mut RawError,
+    ) -> i32;
+    fn hc_vdevice_release(device: *mut RawDevice);
+    fn hc_model_load(device: *mut RawDevice, hef_path: *const c_char, out: *mut *mut RawModel, err: *mut RawError) -> i32;
+    fn hc_model_release(model: *mut RawModel);
+    fn hc_model_counts(model: *const RawModel, inputs: *mut usize, outputs: *mut usize);
+    fn hc_model_stream(model: *mut RawModel, direction: i32, index: usize, info: *mut RawStreamInfo, err: *mut RawError) -> i32;
+    fn hc_model_set_format(model: *mut RawModel, direction: i32, index: usize, format: i32, nhwc: i32, err: *mut RawError) -> i32;
+    fn hc_model_configure(model: *mut RawModel, batch_size: u16, max_frames: *mut usize, err: *mut RawError) -> i32;
+    #[allow(clippy::too_many_arguments)]
+    fn hc_model_run(
+        model: *mut RawModel,
+        frames: usize,
+        inputs: *const *const u8,
+        input_lens: *const usize,
+        input_count: usize,
+        outputs: *const *mut u8,
+        output_lens: *const usize,
+        output_count: usize,
+        timeout_ms: u32,
+        err: *mut RawError,
+    ) -> i32;
+}
+
+/// What a Hailo failure means for the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HailoErrorKind {
+    /// No usable device (absent, driver missing, unknown device id).
+    DeviceNotFound,
+    /// Another process holds the device; retrying later can succeed.
+    DeviceBusy,
+    /// The device did not finish in time.
+    Timeout,
+    /// The HEF is unreadable, corrupt, or compiled for another device or HailoRT.
+    InvalidHef,
+    /// Buffers or streams do not have the shape the model needs.
+    ShapeMismatch,
+    /// Anything else HailoRT reported.
+    Failed,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct HailoError {
+    pub kind: HailoErrorKind,
+    /// The HailoRT status behind the error (0 when the shim itself refused).
+    pub hailo_status: i32,
+    pub message: String,
+}
+
+impl HailoError {
+    fn from_raw(code: i32, raw: &RawError) -> HailoError {
+        let kind = match code {
+            HC_DEVICE_NOT_FOUND => HailoErrorKind::DeviceNotFound,
+            HC_DEVICE_BUSY => HailoErrorKind::DeviceBusy,
+            HC_TIMEOUT => HailoErrorKind::Timeout,
+            HC_INVALID_HEF => HailoErrorKind::InvalidHef,
+            HC_SHAPE_MISMATCH => HailoErrorKind::ShapeMismatch,
+            _ => HailoErrorKind::Failed,
+        };
+        HailoError {
+            kind,
+            hailo_status: raw.hailo_status,
+            message: c_text(&raw.message),
+        }
+    }
+
+    fn invalid_argument(message: String) -> HailoError {
+        HailoError {
+            kind: HailoErrorKind::Failed,
+            hailo_status: 0,
+            message,
+        }
+    }
+}
+
+fn c_text(chars: &[c_char]) -> String {
+    let bytes: Vec<u8> = chars.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn c_string(what: &str, text: &str) -> Result<CString, HailoError> {
+    CString::new(text).map_err(|_| HailoError::invalid_argument(format!("{what} {text:?} contains a NUL byte")))
+}
+
+/// Calls a shim function with a fresh error record and turns its code into a Result.
+fn check(call: impl FnOnce(*mut RawError) -> i32) -> Result<(), HailoError> {
+    let mut raw = RawError::new();
+    match call(&mut raw) {
+        HC_OK => Ok(()),
+        code => Err(HailoError::from_raw(code, &raw)),
+    }
+}
+
+/// The version of the HailoRT library this process runs, e.g. "5.2.0".
+pub fn library_version() -> Result<String, HailoError> {
+    let (mut major, mut minor, mut revision) = (0, 0, 0);
+    // SAFETY: the pointers are valid for writes for the duration of the call.
+    check(|err| unsafe { hc_library_version(&mut major, &mut minor, &mut revision, err) })?;
+    Ok(format!("{major}.{minor}.{revision}"))
+}
+
+/// A HailoRT virtual device.
+#[derive(Debug)]
+pub struct Device {
+    raw: NonNull<RawDevice>,
+    id: String,
+}
+
+impl Device {
+    /// Opens a VDevice in scheduler group `group_id`, on the device with `device_id` or,
+    /// without one, the first free device.
+    pub fn open(group_id: &str, device_id: Option<&str>) -> Result<Device, HailoError> {
+        let group = c_string("group id", group_id)?;
+        let id = device_id.map(|id| c_string("device id", id)).transpose()?;
+        let mut raw = ptr::null_mut();
+        let mut id_out = [0 as c_char; 128];
+        // SAFETY: strings are NUL-terminated and outlive the call; id_out has id_len bytes.
+        check(|err| unsafe {
+            hc_vdevice_create(
+                group.as_ptr(),
+                id.as_ref().map_or(ptr::null(), |s| s.as_ptr()),
+                id_out.as_mut_ptr(),
+                id_out.len(),
+                &mut raw,
+                err,
+            )
+        })?;
+        let raw = NonNull::new(raw).expect("hc_vdevice_create succeeded without a handle");
+        Ok(Device {
+            raw,
+            id: c_text(&id_out),
+        })
+    }
+
+    /// The physical device's id (its PCIe address on a Pi).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Loads a HEF into an unconfigured model.
+    pub fn load_model(&self, hef: &Path) -> Result<Model, HailoError> {
+        let path = c_string("HEF path", &hef.to_string_lossy())?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: the device handle is live; the path outlives the call.
+        check(|err| unsafe { hc_model_load(self.raw.as_ptr(), path.as_ptr(), &mut raw, err) })?;
+        let raw = NonNull::new(raw).expect("hc_model_load succeeded without a handle");
+        let mut model = Model {
+            raw,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            max_frames: 0,
+        };
+        model.refresh_streams()?;
+        Ok(model)
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from hc_vdevice_create and is released only here.
+        unsafe { hc_vdevice_release(self.raw.as_ptr()) }
+    }
+}
+
+/// Host-side element type of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementType {
+    Uint8,
+    Uint16,
+    Float32,
+    /// A type the daemon does not read (reported so errors can name it).
+    Other,
+}
+
+impl ElementType {
+    fn from_raw(raw: i32) -> ElementType {
+        match raw {
+            1 => ElementType::Uint8,
+            2 => ElementType::Uint16,
+            3 => ElementType::Float32,
+            _ => ElementType::Other,
+        }
+    }
+
+    fn to_raw(self) -> i32 {
+        match self {
+            ElementType::Uint8 => 1,
+            ElementType::Uint16 => 2,
+            ElementType::Float32 | ElementType::Other => 3,
+        }
+    }
+
+    pub fn size(self) -> usize {
+        match self {
+            ElementType::Uint8 | ElementType::Other => 1,
+            ElementType::Uint16 => 2,
+            ElementType::Float32 => 4,
+        }
+    }
+}
+
+/// Host-side element order of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementOrder {
+    Nhwc,
+    Nc,
+    Nhw,
+    /// Any other order (planar, hardware-specific, NMS, ...).
+    Other,
+}
+
+impl ElementOrder {
+    fn from_raw(raw: i32) -> ElementOrder {
+        match raw {
+            1 => ElementOrder::Nhwc,
+            2 => ElementOrder::Nc,
+            3 => ElementOrder::Nhw,
+            _ => ElementOrder::Other,
+        }
+    }
+
+    /// Whether a frame is laid out features-last, row after row: how the daemon reads it.
+    pub fn is_row_major(self) -> bool {
+        !matches!(self, ElementOrder::Other)
+    }
+}
+
+/// One input or output of a model, as HailoRT describes it on the host side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamInfo {
+    pub name: String,
+    pub height: u32,
+    pub width: u32,
+    pub features: u32,
+    pub element: ElementType,
+    pub order: ElementOrder,
+    pub frame_size: usize,
+    /// 1 for per-tensor quantization; more for per-channel.
+    pub quant_count: usize,
+    pub qp_zp: f32,
+    pub qp_scale: f32,
+}
+
+impl StreamInfo {
+    pub fn elements(&self) -> usize {
+        self.height as usize * self.width as usize * self.features as usize
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Input,
+    Output,
+}
+
+impl Direction {
+    fn raw(self) -> i32 {
+        match self {
+            Direction::Input => HC_INPUT,
+            Direction::Output => HC_OUTPUT,
+        }
+    }
+}
+
+/// A HEF loaded on a device: set formats, configure once, then run batches.
+#[derive(Debug)]
+pub struct Model {
+    raw: NonNull<RawModel>,
+    inputs: Vec<StreamInfo>,
+    outputs: Vec<StreamInfo>,
+    max_frames: usize,
+}
+
+// SAFETY: a Model is used by one thread at a time (&mut self for everything that touches
+// HailoRT state); the shim keeps no thread-affine state.
+unsafe impl Send for Model {}
+
+impl Model {
+    pub fn inputs(&self) -> &[StreamInfo] {
+        &self.inputs
+    }
+
+    pub fn outputs(&self) -> &[StreamInfo] {
+        &self.outputs
+    }
+
+    /// The most frames one [`run`](Self::run) takes; 0 before [`configure`](Self::configure).
+    pub fn max_frames(&self) -> usize {
+        self.max_frames
+    }
+
+    fn refresh_streams(&mut self) -> Result<(), HailoError> {
+        let (mut inputs, mut outputs) = (0, 0);
+        // SAFETY: the handle is live; the pointers are valid for writes.
+        unsafe { hc_model_counts(self.raw.as_ptr(), &mut inputs, &mut outputs) };
+        self.inputs = (0..inputs)
+            .map(|i| self.stream(Direction::Input, i))
+            .collect::<Result<_, _>>()?;
+        self.outputs = (0..outputs)
+            .map(|i| self.stream(Direction::Output, i))
+            .collect::<Result<_, _>>()?;
+        Ok(())
+    }
+
+    fn stream(&self, direction: Direction, index: usize) -> Result<StreamInfo, HailoError> {
+        let mut raw = RawStreamInfo {
+            name: [0; 256],
+            height: 0,
+            width: 0,
+            features: 0,
+            format: 0,
+            order: 0,
+            frame_size: 0,
+            quant_count: 0,
+            qp_zp: 0.0,
+            qp_scale: 0.0,
+        };
+        // SAFETY: the handle is live; `raw` is valid for writes.
+        check(|err| unsafe { hc_model_stream(self.raw.as_ptr(), direction.raw(), index, &mut raw, err) })?;
+        Ok(StreamInfo {
+            name: c_text(&raw.name),
+            height: raw.height,
+            width: raw.width,
+            features: raw.features,
+            element: ElementType::from_raw(raw.format),
+            order: ElementOrder::from_raw(raw.order),
+            frame_size: raw.frame_size,
+            quant_count: raw.quant_count,
+            qp_zp: raw.qp_zp,
+            qp_scale: raw.qp_scale,
+        })
+    }
+
+    /// Sets a stream's host-side element type (and, with `nhwc`, its order to NHWC), so
+    /// HailoRT converts between it and the device's format. Before [`configure`](Self::configure).
+    pub fn set_format(&mut self, direction: Direction, index: usize, element: ElementType, nhwc: bool) -> Result<(), HailoError> {
+        // SAFETY: the handle is live.
+        check(|err| unsafe {
+            hc_model_set_format(self.raw.as_ptr(), direction.raw(), index, element.to_raw(), i32::from(nhwc), err)
+        })?;
+        self.refresh_streams()
+    }
+
+    /// Configures the model on the device for batches of up to `batch_size` frames.
+    pub fn configure(&mut self, batch_size: u16) -> Result<usize, HailoError> {
+        let mut max_frames = 0;
+        // SAFETY: the handle is live; `max_frames` is valid for writes.
+        check(|err| unsafe { hc_model_configure(self.raw.as_ptr(), batch_size, &mut max_frames, err) })?;
+        self.max_frames = max_frames;
+        Ok(max_frames)
+    }
+
+    /// Runs `frames` frames as one batch. `inputs[i]` holds the frames of input `i` back to
+    /// back, `outputs[o]` receives those of output `o`; their lengths must be `frames` times
+    /// the stream's frame size.
+    pub fn run(&mut self, frames: usize, inputs: &[&[u8]], outputs: &mut [&mut [u8]], timeout: Duration) -> Result<(), HailoError> {
+        let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        let input_ptrs: Vec<*const u8> = inputs.iter().map(|b| b.as_ptr()).collect();
+        let input_lens: Vec<usize> = inputs.iter().map(|b| b.len()).collect();
+        let output_lens: Vec<usize> = outputs.iter().map(|b| b.len()).collect();
+        let output_ptrs: Vec<*mut u8> = outputs.iter_mut().map(|b| b.as_mut_ptr()).collect();
+        // SAFETY: the handle is live and used by this thread only (&mut self). Each pointer
+        // is valid for its length, which the shim checks against the frame sizes before
+        // touching the memory; it copies inputs and outputs, keeping no pointer past return.
+        check(|err| unsafe {
+            hc_model_run(
+                self.raw.as_ptr(),
+                frames,
+                input_ptrs.as_ptr(),
+                input_lens.as_ptr(),
+                input_ptrs.len(),
+                output_ptrs.as_ptr(),
+                output_lens.as_ptr(),
+                output_ptrs.len(),
+                timeout_ms,
+                err,
+            )
+        })
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from hc_model_load and is released only here.
+        unsafe { hc_model_release(self.raw.as_ptr()) }
+    }
+}

@@ -1,0 +1,19 @@
+//! The Hailo backend: CLIP's image and text encoders as HEFs on a Hailo device, behind the
+//! same encoder traits as the CPU engine.
+//!
+//! * [`assets`]: the text path's tokenizer, token-embedding table and projection, and their
+//!   export from a Hugging Face checkpoint. In every build.
+//! * `ffi`: the HailoRT shim (shim.cpp) and safe owners of its handles. With feature
+//!   `hailo` (the installed HailoRT) or `hailo-fake` (the test double in tests/hailo_fake/).
+//! * `engine`: device opening, HEF loading and validation, and the two encoders; with
+//!   either feature.
+
+pub mod assets;
+
+#[cfg(any(feature = "hailo", feature = "hailo-fake"))]
+mod engine;
+#[cfg(any(feature = "hailo", feature = "hailo-fake"))]
+pub mod ffi;
+
+#[cfg(any(feature = "hailo", feature = "hailo-fake"))]
+pub use engine::{open_device, HailoDevice, HailoImageEncoder, HailoLoadError, HailoTextEncoder};

@@ -1,0 +1,298 @@
+//! The Hailo backend end to end through `backends::load`, on the HailoRT test double
+//! (`cargo test --features hailo-fake hailo`): exact embeddings through the text path (LUT,
+//! padding with 0, EOT row, projection, uint16 dequantization) and the image path (uint8
+//! NHWC, uint8 dequantization, f32 for per-channel quantization), batching, start-up
+//! errors, busy and timeout faults and recovery, and text on the CPU beside images on Hailo.
+#![cfg(feature = "hailo-fake")]
+
+#[path = "hailo_fake/support.rs"]
+mod support;
+
+use hailo_clip::backends::{self, Encoders};
+use hailo_clip::config::{BackendChoice, Config, TextEncoderChoice};
+use hailo_clip::encoder::EncoderErrorKind;
+use hailo_clip::tokenize::EOT_ID;
+use support::*;
+
+fn load(config: &Config) -> Encoders {
+    backends::load(config).unwrap_or_else(|e| panic!("load failed: {e}"))
+}
+
+fn load_err(config: &Config) -> String {
+    match backends::load(config) {
+        Ok(e) => panic!("load succeeded with backend {}", e.backend),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A scratch dir with both fake HEFs and a config for them.
+fn setup(image_output: &str, image_extra: &str, text_extra: &str) -> (Scratch, Config) {
+    let dir = scratch();
+    image_hef(dir.path(), image_output, image_extra);
+    text_hef(dir.path(), text_extra);
+    let config = config(dir.path());
+    (dir, config)
+}
+
+#[test]
+fn hailo_text_embedding_is_exact_through_lut_eot_row_and_projection() {
+    let (_dir, config) = setup(IMAGE_OUT_UINT8, "", "");
+    let encoders = load(&config);
+    assert_eq!(encoders.backend, "hailo");
+    assert_eq!(encoders.model.name, "clip-vit-base-patch32");
+    assert_eq!(encoders.model.logit_scale, 100.0);
+    // Ids from the golden rows: BOS, "a"-ish ids, EOT; a 77-long sequence ends in EOT at 76,
+    // so the padding row is EOT's own row rather than LUT[0].
+    let short = vec![49406, 320, 1929, EOT_ID];
+    let single = vec![49406, EOT_ID];
+    let mut full = vec![49406];
+    full.extend(std::iter::repeat_n(320, 75));
+    full.push(EOT_ID);
+    let texts = vec![short, single, full];
+    let rows = encoders.text.encode_texts(&texts).unwrap();
+    assert_eq!(rows.dim(), (3, DIM));
+    for (ids, row) in texts.iter().zip(rows.rows()) {
+        assert_close(row.as_slice().unwrap(), &expected_text(ids), 1e-5);
+    }
+    // The tokenizer is the exported clip_tokenizer.json, and the service-facing path agrees.
+    let ids = encoders.tokenizer.encode("a photo of a cat").unwrap();
+    let row = encoders.text.encode_texts(std::slice::from_ref(&ids)).unwrap();
+    let eot = ids.len() - 1;
+    assert_eq!(ids[eot], EOT_ID);
+    assert!(row.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn hailo_image_embedding_is_exact_with_uint8_dequantization() {
+    let (_dir, config) = setup(IMAGE_OUT_UINT8, "", "");
+    let encoders = load(&config);
+    assert_eq!(encoders.image.input_size(), IMAGE_SIZE);
+    assert_eq!(encoders.image.embedding_dim(), DIM);
+    let images = vec![test_image(1), test_image(2), test_image(3)];
+    let rows = encoders.image.encode_images(&images).unwrap();
+    for (image, row) in images.iter().zip(rows.rows()) {
+        assert_eq!(row.to_vec(), expected_image(image, Some(IMAGE_QUANT)));
+    }
+}
+
+#[test]
+fn hailo_image_float_output_and_per_channel_quantization_come_as_f32() {
+    for output in [IMAGE_OUT_FLOAT, IMAGE_OUT_PER_CHANNEL] {
+        let (_dir, config) = setup(output, "", "");
+        let encoders = load(&config);
+        let image = test_image(7);
+        let rows = encoders.image.encode_images(std::slice::from_ref(&image)).unwrap();
+        assert_eq!(rows.row(0).to_vec(), expected_image(&image, None), "{output}");
+    }
+}
+
+#[test]
+fn hailo_batches_up_to_the_batch_size() {
+    let dir = scratch();
+    let log = dir.path().join("runs.log");
+    image_hef(dir.path(), IMAGE_OUT_UINT8, &format!("log {}\n", log.display()));
+    text_hef(dir.path(), &format!("log {}\n", dir.path().join("text.log").display()));
+    let mut config = config(dir.path());
+    config.hailo.batch_size = 2;
+    let encoders = load(&config);
+    assert_eq!(encoders.image.max_batch(), 2);
+    assert_eq!(encoders.text.max_batch(), 2);
+    let images: Vec<_> = (0..5).map(test_image).collect();
+    let rows = encoders.image.encode_images(&images).unwrap();
+    for (image, row) in images.iter().zip(rows.rows()) {
+        assert_eq!(row.to_vec(), expected_image(image, Some(IMAGE_QUANT)));
+    }
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "frames=2\nframes=2\nframes=1\n");
+    let texts = vec![vec![49406, EOT_ID]; 3];
+    encoders.text.encode_texts(&texts).unwrap();
+    assert_eq!(std::fs::read_to_string(dir.path().join("text.log")).unwrap(), "frames=2\nframes=1\n");
+
+    // HailoRT's async queue caps a batch: 4 asked, a queue of 3.
+    image_hef(dir.path(), IMAGE_OUT_UINT8, "queue_size 3\n");
+    config.hailo.batch_size = 4;
+    assert_eq!(load(&config).image.max_batch(), 3);
+}
+
+#[test]
+fn hailo_busy_run_is_a_busy_error_and_the_next_run_recovers() {
+    let dir = scratch();
+    let control = dir.path().join("control");
+    std::fs::write(&control, "status HAILO_DEVICE_IN_USE").unwrap();
+    image_hef(dir.path(), IMAGE_OUT_UINT8, &format!("control {}\n", control.display()));
+    text_hef(dir.path(), "");
+    let mut config = config(dir.path());
+    config.hailo.text_encoder = TextEncoderChoice::Hailo;
+    let encoders = load(&config);
+    let image = test_image(4);
+    let err = encoders.image.encode_images(std::slice::from_ref(&image)).unwrap_err();
+    assert_eq!(err.kind, EncoderErrorKind::Busy, "{}", err.message);
+    assert!(err.message.contains("HAILO_DEVICE_IN_USE") && err.message.contains("image.hef"), "{}", err.message);
+    // HailoRT shut the pipeline down; the next run configures a new one.
+    std::fs::write(&control, "ok").unwrap();
+    let rows = encoders.image.encode_images(std::slice::from_ref(&image)).unwrap();
+    assert_eq!(rows.row(0).to_vec(), expected_image(&image, Some(IMAGE_QUANT)));
+}
+
+#[test]
+fn hailo_slow_device_is_a_timeout_and_later_runs_are_unaffected() {
+    let dir = scratch();
+    let control = dir.path().join("control");
+    std::fs::write(&control, "delay 1500").unwrap();
+    image_hef(dir.path(), IMAGE_OUT_UINT8, &format!("control {}\n", control.display()));
+    text_hef(dir.path(), "");
+    let mut config = config(dir.path());
+    config.hailo.timeout_ms = 100;
+    let encoders = load(&config);
+    let (first, second) = (test_image(5), test_image(6));
+    let started = std::time::Instant::now();
+    let err = encoders.image.encode_images(std::slice::from_ref(&first)).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_millis(1000), "the timeout did not cut the wait short");
+    assert_eq!(err.kind, EncoderErrorKind::Timeout, "{}", err.message);
+    assert!(err.message.contains("HAILO_TIMEOUT"), "{}", err.message);
+    // The timed-out run still owns its buffers; a new run gets its own result.
+    std::fs::write(&control, "ok").unwrap();
+    let rows = encoders.image.encode_images(std::slice::from_ref(&second)).unwrap();
+    assert_eq!(rows.row(0).to_vec(), expected_image(&second, Some(IMAGE_QUANT)));
+}
+
+#[test]
+fn hailo_text_on_cpu_beside_images_on_hailo() {
+    let (_dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
+    config.hailo.text_encoder = TextEncoderChoice::Cpu;
+    let encoders = load(&config);
+    assert_eq!(encoders.backend, "hailo");
+    assert!(encoders.reason.contains("text encoder on the CPU"), "{}", encoders.reason);
+    assert_eq!(encoders.image.info().backend, "hailo");
+    assert_eq!(encoders.text.info().backend, "cpu");
+    assert!(encoders.text.info().source.ends_with("textual.onnx"));
+    assert_eq!(encoders.model.name, "clip-tiny-random");
+    // The CPU text encoder gives transformers' embeddings (parity is tested elsewhere).
+    let ids = encoders.tokenizer.encode("a photo of a cat").unwrap();
+    let rows = encoders.text.encode_texts(&[ids]).unwrap();
+    let golden: ndarray::Array2<f32> = ndarray_npy::read_npy(golden("text_embeds.npy")).unwrap();
+    assert_close(rows.row(0).as_slice().unwrap(), golden.row(0).as_slice().unwrap(), 1e-4);
+}
+
+#[test]
+fn hailo_without_a_device_node_is_a_start_up_error_and_auto_takes_the_cpu() {
+    let (_dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
+    config.hailo.device_path = "/nonexistent/hailo0".into();
+    let err = load_err(&config);
+    assert!(err.contains("backend: hailo was requested") && err.contains("/nonexistent/hailo0"), "{err}");
+    config.backend = BackendChoice::Auto;
+    let encoders = load(&config);
+    assert_eq!(encoders.backend, "cpu");
+    assert!(
+        encoders.reason.contains("Hailo is not usable") && encoders.reason.contains("/nonexistent/hailo0"),
+        "{}",
+        encoders.reason
+    );
+}
+
+#[test]
+fn hailo_auto_picks_the_device_when_it_is_usable() {
+    let (_dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
+    config.backend = BackendChoice::Auto;
+    let encoders = load(&config);
+    assert_eq!(encoders.backend, "hailo");
+    assert!(encoders.reason.contains("fake-hailo10h:0") && encoders.reason.contains("HailoRT 5.2.0"), "{}", encoders.reason);
+}
+
+#[test]
+fn hailo_busy_or_unknown_device_at_start_up() {
+    let (_dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
+    let device = DeviceFile::new("HAILO_OUT_OF_PHYSICAL_DEVICES");
+    config.hailo.device_id = Some(device.id());
+    let err = load_err(&config);
+    assert!(err.contains("busy") && err.contains("HAILO_OUT_OF_PHYSICAL_DEVICES"), "{err}");
+    device.set("HAILO_DEVICE_IN_USE");
+    assert!(load_err(&config).contains("busy"));
+
+    config.backend = BackendChoice::Auto;
+    let encoders = load(&config);
+    assert_eq!(encoders.backend, "cpu");
+    assert!(encoders.reason.contains("busy"), "{}", encoders.reason);
+
+    config.backend = BackendChoice::Hailo;
+    device.set("HAILO_DRIVER_NOT_INSTALLED");
+    let err = load_err(&config);
+    assert!(err.contains("no usable Hailo device") && err.contains("HAILO_DRIVER_NOT_INSTALLED"), "{err}");
+    config.hailo.device_id = Some("/tmp/no-such-hailo".into());
+    let err = load_err(&config);
+    assert!(err.contains("no usable Hailo device") && err.contains("HAILO_INVALID_ARGUMENT"), "{err}");
+
+    device.set("ok");
+    config.hailo.device_id = Some(device.id());
+    let encoders = load(&config);
+    assert_eq!(encoders.image.info().hailo.unwrap().device_id, device.id());
+}
+
+#[test]
+fn hailo_bad_hefs_are_start_up_errors_naming_the_file() {
+    let (dir, config) = setup(IMAGE_OUT_UINT8, "", "");
+    let image = dir.path().join("image.hef");
+
+    std::fs::write(&image, b"\x00\x01 not a HEF").unwrap();
+    let err = load_err(&config);
+    assert!(err.contains(&image.display().to_string()) && err.contains("HAILO_INVALID_HEF"), "{err}");
+
+    std::fs::write(&image, "hailo-clip-fake-hef 1\ntransform image_channel_means\ninput x 16 16 3 int4 nhwc\n").unwrap();
+    let err = load_err(&config);
+    assert!(err.contains(&image.display().to_string()) && err.contains("HAILO_HEF_FILE_CORRUPTED"), "{err}");
+
+    std::fs::remove_file(&image).unwrap();
+    let err = load_err(&config);
+    assert!(err.contains(&image.display().to_string()) && err.contains("cannot read"), "{err}");
+
+    // An image input that is not a square RGB image.
+    std::fs::write(
+        &image,
+        "hailo-clip-fake-hef 1\ntransform image_channel_means\ninput x 16 8 3 uint8 nhwc\noutput y 1 1 32 uint8 nc\n",
+    )
+    .unwrap();
+    let err = load_err(&config);
+    assert!(err.contains(&image.display().to_string()) && err.contains("square RGB"), "{err}");
+
+    // A text HEF whose width does not match the token-embedding table (32).
+    image_hef(dir.path(), IMAGE_OUT_UINT8, "");
+    let text = dir.path().join("text.hef");
+    std::fs::write(
+        &text,
+        "hailo-clip-fake-hef 1\ntransform text_rows\ninput t 1 77 16 float32 nhwc\noutput s 1 77 16 float32 nhwc\n",
+    )
+    .unwrap();
+    let err = load_err(&config);
+    assert!(err.contains(&text.display().to_string()) && err.contains("77 token embeddings of 32"), "{err}");
+}
+
+#[test]
+fn hailo_bad_text_assets_are_start_up_errors_naming_the_file() {
+    let (dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
+    let resources = dir.path().join("resources");
+    std::fs::create_dir(&resources).unwrap();
+    for file in ["clip_tokenizer.json", "token_embedding_lut.npy", "text_projection.npy"] {
+        std::fs::copy(text_assets().join(file), resources.join(file)).unwrap();
+    }
+    config.hailo.resources_dir = resources.clone();
+    load(&config);
+    ndarray_npy::write_npy(resources.join("text_projection.npy"), &ndarray::Array2::<f64>::zeros((32, 32))).unwrap();
+    let err = load_err(&config);
+    assert!(err.contains("text_projection.npy") && err.contains("float32"), "{err}");
+    std::fs::remove_file(resources.join("token_embedding_lut.npy")).unwrap();
+    let err = load_err(&config);
+    assert!(err.contains("token_embedding_lut.npy") && err.contains("missing"), "{err}");
+}
+
+#[test]
+fn hailo_health_info_names_device_runtime_and_hef() {
+    let (_dir, config) = setup(IMAGE_OUT_UINT8, "", "");
+    let encoders = load(&config);
+    let info = encoders.image.info();
+    assert_eq!(info.backend, "hailo");
+    let hailo = info.hailo.unwrap();
+    assert_eq!(
+        (hailo.device_id.as_str(), hailo.hailort_version.as_str(), hailo.hef.as_str()),
+        ("fake-hailo10h:0", "5.2.0", "image.hef")
+    );
+    assert_eq!(encoders.text.info().hailo.unwrap().hef, "text.hef");
+}

@@ -1,0 +1,754 @@
+// HailoRT test double for hailo-clip: implements the subset of HailoRT's C++ API declared
+// in include/hailo/, so src/backends/hailo/shim.cpp compiles and runs against it unchanged
+// (cargo feature `hailo-fake`). No accelerator is involved: a "HEF" is a small text file
+// naming its streams and a transform, and outputs are a deterministic function of inputs,
+// so tests can compute every expected embedding themselves.
+//
+// Fake HEF (one directive per line, `#` comments):
+//   hailo-clip-fake-hef 1                      first line, always
+//   transform image_channel_means | text_rows
+//   input  NAME H W F TYPE ORDER [ZP SCALE]...  TYPE uint8|uint16|float32, ORDER nhwc|nc|nhw|nchw
+//   output NAME H W F TYPE ORDER [ZP SCALE]...  (no ZP SCALE pair means zp 0, scale 1)
+//   queue_size N                                optional: async queue size (default: batch size)
+//   control PATH                                optional: fault file read on every run_async
+//   log PATH                                    optional: run_async appends "frames=N" lines
+// Exactly one input and one output.
+//
+// Transforms, computed in double on the input elements as numbers (uint8/uint16 values as
+// they are, float32 as it is), written to the output in its host format: float32 as is,
+// uint8/uint16 quantized with the first quant info, q = clamp(llround(v / scale + zp)).
+//   image_channel_means: c = F of the input, mean[k] = (sum of channel k) / (H * W),
+//       out[j] = mean[j % c] / 255.0 * ((j % 5) + 1) - (j % 2)
+//   text_rows: rows R = H * W, columns C = F (same for input and output),
+//       out[t][k] = in[t][(k + 1) % C] + 0.01 * t + 0.5 * in[R - 1][k]
+//       (the last term reads the padding row, so tests can see what padding was used)
+//
+// Faults:
+//   device: when the VDevice is created with a device id, the id is a path to a file
+//     holding "ok" or the name of the status creation returns (HAILO_DEVICE_IN_USE, ...);
+//     a missing file is HAILO_INVALID_ARGUMENT, as HailoRT says of an unknown id.
+//     Without a device id the fake device "fake-hailo10h:0" is always there.
+//     multi_process_service = true is refused (on Hailo-10H it must stay false).
+//   run: the control file holds "ok", "delay MS" (completion comes MS later; shutdown
+//     aborts it with HAILO_STREAM_ABORT) or "status NAME" (run_async fails with that status
+//     and, as in HailoRT, the configured model shuts down).
+
+#include "hailo/hailort.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <utility>
+
+namespace
+{
+
+struct StatusName {
+    hailo_status status;
+    const char *name;
+};
+
+const StatusName STATUS_NAMES[] = {
+    {HAILO_SUCCESS, "HAILO_SUCCESS"},
+    {HAILO_UNINITIALIZED, "HAILO_UNINITIALIZED"},
+    {HAILO_INVALID_ARGUMENT, "HAILO_INVALID_ARGUMENT"},
+    {HAILO_OUT_OF_HOST_MEMORY, "HAILO_OUT_OF_HOST_MEMORY"},
+    {HAILO_TIMEOUT, "HAILO_TIMEOUT"},
+    {HAILO_INVALID_OPERATION, "HAILO_INVALID_OPERATION"},
+    {HAILO_INTERNAL_FAILURE, "HAILO_INTERNAL_FAILURE"},
+    {HAILO_OPEN_FILE_FAILURE, "HAILO_OPEN_FILE_FAILURE"},
+    {HAILO_FILE_OPERATION_FAILURE, "HAILO_FILE_OPERATION_FAILURE"},
+    {HAILO_INVALID_HEF, "HAILO_INVALID_HEF"},
+    {HAILO_PCIE_NOT_SUPPORTED_ON_PLATFORM, "HAILO_PCIE_NOT_SUPPORTED_ON_PLATFORM"},
+    {HAILO_NOT_FOUND, "HAILO_NOT_FOUND"},
+    {HAILO_STREAM_ABORT, "HAILO_STREAM_ABORT"},
+    {HAILO_DRIVER_NOT_INSTALLED, "HAILO_DRIVER_NOT_INSTALLED"},
+    {HAILO_DEVICE_IN_USE, "HAILO_DEVICE_IN_USE"},
+    {HAILO_OUT_OF_PHYSICAL_DEVICES, "HAILO_OUT_OF_PHYSICAL_DEVICES"},
+    {HAILO_HEF_FILE_CORRUPTED, "HAILO_HEF_FILE_CORRUPTED"},
+    {HAILO_HEF_NOT_SUPPORTED, "HAILO_HEF_NOT_SUPPORTED"},
+    {HAILO_HEF_NOT_COMPATIBLE_WITH_DEVICE, "HAILO_HEF_NOT_COMPATIBLE_WITH_DEVICE"},
+};
+
+bool status_from_name(const std::string &name, hailo_status *out)
+{
+    for (const auto &entry : STATUS_NAMES) {
+        if (name == entry.name) {
+            *out = entry.status;
+            return true;
+        }
+    }
+    return false;
+}
+
+std::string trim(const std::string &text)
+{
+    const auto begin = text.find_first_not_of(" \t\r\n");
+    if (begin == std::string::npos) {
+        return "";
+    }
+    return text.substr(begin, text.find_last_not_of(" \t\r\n") - begin + 1);
+}
+
+// The first line of a file, trimmed; false when it cannot be opened.
+bool read_first_line(const std::string &path, std::string *line)
+{
+    std::ifstream file(path);
+    if (!file) {
+        return false;
+    }
+    std::getline(file, *line);
+    *line = trim(*line);
+    return true;
+}
+
+size_t element_bytes(hailo_format_type_t type)
+{
+    switch (type) {
+    case HAILO_FORMAT_TYPE_UINT16:
+        return 2;
+    case HAILO_FORMAT_TYPE_FLOAT32:
+        return 4;
+    default:
+        return 1;
+    }
+}
+
+} // namespace
+
+namespace hailort
+{
+namespace fake
+{
+
+struct StreamSpec {
+    std::string name;
+    hailo_3d_image_shape_t shape{};
+    hailo_format_t native{};
+    hailo_format_t user{};
+    std::vector<hailo_quant_info_t> quant;
+
+    size_t elements() const { return size_t(shape.height) * shape.width * shape.features; }
+    hailo_format_type_t user_type() const { return user.type == HAILO_FORMAT_TYPE_AUTO ? native.type : user.type; }
+    size_t frame_size() const { return elements() * element_bytes(user_type()); }
+};
+
+struct ModelSpec {
+    std::string path;
+    std::string transform;
+    std::vector<std::shared_ptr<StreamSpec>> inputs;
+    std::vector<std::shared_ptr<StreamSpec>> outputs;
+    std::vector<std::string> input_names;
+    std::vector<std::string> output_names;
+    size_t queue_size = 0;
+    std::string control;
+    std::string log;
+};
+
+struct BufferSlot {
+    MemoryView view;
+    bool set = false;
+};
+
+struct JobState {
+    std::mutex mutex;
+    std::condition_variable done_cv;
+    bool done = false;
+};
+
+// A configured model: formats frozen at configure time, a queue of in-flight requests,
+// each completed by its own thread after the control file's delay.
+struct Pipeline {
+    std::shared_ptr<ModelSpec> spec;
+    StreamSpec input;
+    StreamSpec output;
+    size_t queue_size = 1;
+
+    std::mutex mutex;
+    std::condition_variable changed;
+    size_t pending = 0;
+    bool stopped = false;
+
+    struct Worker {
+        std::thread thread;
+        std::shared_ptr<std::atomic<bool>> finished;
+    };
+    std::vector<Worker> workers;
+
+    ~Pipeline() { stop(); }
+
+    void stop()
+    {
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            stopped = true;
+        }
+        changed.notify_all();
+        for (auto &worker : workers) {
+            worker.thread.join();
+        }
+        workers.clear();
+    }
+
+    void reap_finished()
+    {
+        auto done = std::partition(workers.begin(), workers.end(),
+            [](const Worker &w) { return !w.finished->load(); });
+        for (auto it = done; it != workers.end(); ++it) {
+            it->thread.join();
+        }
+        workers.erase(done, workers.end());
+    }
+
+    std::vector<double> read_input(const uint8_t *data) const
+    {
+        std::vector<double> values(input.elements());
+        for (size_t i = 0; i < values.size(); i++) {
+            switch (input.user_type()) {
+            case HAILO_FORMAT_TYPE_UINT16: {
+                uint16_t v;
+                std::memcpy(&v, data + 2 * i, 2);
+                values[i] = v;
+                break;
+            }
+            case HAILO_FORMAT_TYPE_FLOAT32: {
+                float v;
+                std::memcpy(&v, data + 4 * i, 4);
+                values[i] = v;
+                break;
+            }
+            default:
+                values[i] = data[i];
+            }
+        }
+        return values;
+    }
+
+    void write_output(const std::vector<double> &values, uint8_t *data) const
+    {
+        const auto type = output.user_type();
+        const hailo_quant_info_t q = output.quant.front();
+        for (size_t i = 0; i < values.size(); i++) {
+            if (type == HAILO_FORMAT_TYPE_FLOAT32) {
+                const float v = static_cast<float>(values[i]);
+                std::memcpy(data + 4 * i, &v, 4);
+                continue;
+            }
+            const double max = type == HAILO_FORMAT_TYPE_UINT16 ? 65535.0 : 255.0;
+            const double level = std::min(max, std::max(0.0, double(std::llround(values[i] / q.qp_scale + q.qp_zp))));
+            if (type == HAILO_FORMAT_TYPE_UINT16) {
+                const uint16_t v = static_cast<uint16_t>(level);
+                std::memcpy(data + 2 * i, &v, 2);
+            } else {
+                data[i] = static_cast<uint8_t>(level);
+            }
+        }
+    }
+
+    std::vector<double> transform(const std::vector<double> &in) const
+    {
+        std::vector<double> out(output.elements());
+        if (spec->transform == "image_channel_means") {
+            const size_t channels = input.shape.features;
+            const size_t pixels = size_t(input.shape.height) * input.shape.width;
+            std::vector<double> mean(channels, 0.0);
+            for (size_t p = 0; p < pixels; p++) {
+                for (size_t k = 0; k < channels; k++) {
+                    mean[k] += in[p * channels + k];
+                }
+            }
+            for (auto &m : mean) {
+                m /= double(pixels);
+            }
+            for (size_t j = 0; j < out.size(); j++) {
+                out[j] = mean[j % channels] / 255.0 * double((j % 5) + 1) - double(j % 2);
+            }
+        } else {
+            const size_t rows = size_t(input.shape.height) * input.shape.width;
+            const size_t cols = input.shape.features;
+            for (size_t t = 0; t < rows; t++) {
+                for (size_t k = 0; k < cols; k++) {
+                    out[t * cols + k] = in[t * cols + (k + 1) % cols] + 0.01 * double(t) + 0.5 * in[(rows - 1) * cols + k];
+                }
+            }
+        }
+        return out;
+    }
+};
+
+} // namespace fake
+
+// ---- VDevice ---------------------------------------------------------------------------
+
+Expected<std::shared_ptr<VDevice>> VDevice::create_shared(const hailo_vdevice_params_t &params)
+{
+    if (params.multi_process_service || params.group_id == nullptr) {
+        return make_unexpected(HAILO_INVALID_OPERATION);
+    }
+    std::string device_id = "fake-hailo10h:0";
+    if (params.device_ids != nullptr && params.device_count > 0) {
+        device_id.assign(params.device_ids[0].id, strnlen(params.device_ids[0].id, HAILO_MAX_DEVICE_ID_LENGTH));
+        std::string state;
+        if (!read_first_line(device_id, &state)) {
+            return make_unexpected(HAILO_INVALID_ARGUMENT);
+        }
+        if (state != "ok") {
+            hailo_status status;
+            return make_unexpected(status_from_name(state, &status) ? status : HAILO_INVALID_ARGUMENT);
+        }
+    }
+    return std::shared_ptr<VDevice>(new VDevice(device_id));
+}
+
+Expected<std::vector<std::string>> VDevice::get_physical_devices_ids() const
+{
+    return std::vector<std::string>{m_device_id};
+}
+
+namespace
+{
+
+bool parse_stream(std::istringstream &words, fake::StreamSpec *stream)
+{
+    std::string type;
+    std::string order;
+    if (!(words >> stream->name >> stream->shape.height >> stream->shape.width >> stream->shape.features >> type >> order)) {
+        return false;
+    }
+    if (type == "uint8") {
+        stream->native.type = HAILO_FORMAT_TYPE_UINT8;
+    } else if (type == "uint16") {
+        stream->native.type = HAILO_FORMAT_TYPE_UINT16;
+    } else if (type == "float32") {
+        stream->native.type = HAILO_FORMAT_TYPE_FLOAT32;
+    } else {
+        return false;
+    }
+    if (order == "nhwc") {
+        stream->native.order = HAILO_FORMAT_ORDER_NHWC;
+    } else if (order == "nc") {
+        stream->native.order = HAILO_FORMAT_ORDER_NC;
+    } else if (order == "nhw") {
+        stream->native.order = HAILO_FORMAT_ORDER_NHW;
+    } else if (order == "nchw") {
+        stream->native.order = HAILO_FORMAT_ORDER_NCHW;
+    } else {
+        return false;
+    }
+    stream->native.flags = HAILO_FORMAT_FLAGS_NONE;
+    stream->user = stream->native;
+    float zp;
+    float scale;
+    while (words >> zp >> scale) {
+        stream->quant.push_back(hailo_quant_info_t{zp, scale, 0.0f, 0.0f});
+    }
+    if (stream->quant.empty()) {
+        stream->quant.push_back(hailo_quant_info_t{0.0f, 1.0f, 0.0f, 0.0f});
+    }
+    return stream->elements() > 0;
+}
+
+Expected<std::shared_ptr<fake::ModelSpec>> parse_hef(const std::string &path)
+{
+    std::ifstream file(path);
+    if (!file) {
+        return make_unexpected(HAILO_OPEN_FILE_FAILURE);
+    }
+    std::string line;
+    if (!std::getline(file, line) || trim(line) != "hailo-clip-fake-hef 1") {
+        return make_unexpected(HAILO_INVALID_HEF);
+    }
+    auto spec = std::make_shared<fake::ModelSpec>();
+    spec->path = path;
+    while (std::getline(file, line)) {
+        line = trim(line.substr(0, line.find('#')));
+        if (line.empty()) {
+            continue;
+        }
+        std::istringstream words(line);
+        std::string key;
+        words >> key;
+        if (key == "input" || key == "output") {
+            auto stream = std::make_shared<fake::StreamSpec>();
+            if (!parse_stream(words, stream.get())) {
+                return make_unexpected(HAILO_HEF_FILE_CORRUPTED);
+            }
+            (key == "input" ? spec->inputs : spec->outputs).push_back(stream);
+            (key == "input" ? spec->input_names : spec->output_names).push_back(stream->name);
+        } else if (key == "transform") {
+            words >> spec->transform;
+        } else if (key == "queue_size") {
+            words >> spec->queue_size;
+        } else if (key == "control") {
+            words >> spec->control;
+        } else if (key == "log") {
+            words >> spec->log;
+        } else {
+            return make_unexpected(HAILO_HEF_FILE_CORRUPTED);
+        }
+    }
+    if (spec->inputs.size() != 1 || spec->outputs.size() != 1) {
+        return make_unexpected(HAILO_HEF_FILE_CORRUPTED);
+    }
+    const auto &in = *spec->inputs[0];
+    const auto &out = *spec->outputs[0];
+    if (spec->transform == "text_rows") {
+        if (size_t(in.shape.height) * in.shape.width != size_t(out.shape.height) * out.shape.width ||
+            in.shape.features != out.shape.features) {
+            return make_unexpected(HAILO_HEF_FILE_CORRUPTED);
+        }
+    } else if (spec->transform != "image_channel_means") {
+        return make_unexpected(HAILO_HEF_FILE_CORRUPTED);
+    }
+    return spec;
+}
+
+} // namespace
+
+Expected<std::shared_ptr<InferModel>> VDevice::create_infer_model(const std::string &hef_path, const std::string &)
+{
+    auto spec = parse_hef(hef_path);
+    if (!spec) {
+        return make_unexpected(spec.status());
+    }
+    return std::shared_ptr<InferModel>(new InferModel(spec.release()));
+}
+
+// ---- InferModel ------------------------------------------------------------------------
+
+const std::string InferModel::InferStream::name() const
+{
+    return m_spec->name;
+}
+
+hailo_3d_image_shape_t InferModel::InferStream::shape() const
+{
+    return m_spec->shape;
+}
+
+hailo_format_t InferModel::InferStream::format() const
+{
+    hailo_format_t format = m_spec->user;
+    format.type = m_spec->user_type();
+    return format;
+}
+
+size_t InferModel::InferStream::get_frame_size() const
+{
+    return m_spec->frame_size();
+}
+
+void InferModel::InferStream::set_format_type(hailo_format_type_t type)
+{
+    m_spec->user.type = type;
+}
+
+void InferModel::InferStream::set_format_order(hailo_format_order_t order)
+{
+    m_spec->user.order = order;
+}
+
+std::vector<hailo_quant_info_t> InferModel::InferStream::get_quant_infos() const
+{
+    return m_spec->quant;
+}
+
+void InferModel::set_batch_size(uint16_t batch_size)
+{
+    m_batch_size = batch_size;
+}
+
+Expected<ConfiguredInferModel> InferModel::configure()
+{
+    auto pipeline = std::make_shared<fake::Pipeline>();
+    pipeline->spec = m_spec;
+    pipeline->input = *m_spec->inputs[0];
+    pipeline->output = *m_spec->outputs[0];
+    const size_t batch = std::max<size_t>(1, m_batch_size);
+    pipeline->queue_size = m_spec->queue_size > 0 ? m_spec->queue_size : batch;
+    return ConfiguredInferModel(pipeline);
+}
+
+Expected<InferModel::InferStream> InferModel::input(const std::string &name)
+{
+    for (const auto &stream : m_spec->inputs) {
+        if (stream->name == name) {
+            return InferStream(stream);
+        }
+    }
+    return make_unexpected(HAILO_NOT_FOUND);
+}
+
+Expected<InferModel::InferStream> InferModel::output(const std::string &name)
+{
+    for (const auto &stream : m_spec->outputs) {
+        if (stream->name == name) {
+            return InferStream(stream);
+        }
+    }
+    return make_unexpected(HAILO_NOT_FOUND);
+}
+
+const std::vector<std::string> &InferModel::get_input_names() const
+{
+    return m_spec->input_names;
+}
+
+const std::vector<std::string> &InferModel::get_output_names() const
+{
+    return m_spec->output_names;
+}
+
+// ---- ConfiguredInferModel --------------------------------------------------------------
+
+hailo_status ConfiguredInferModel::Bindings::InferStream::set_buffer(MemoryView view)
+{
+    m_slot->view = view;
+    m_slot->set = true;
+    return HAILO_SUCCESS;
+}
+
+Expected<MemoryView> ConfiguredInferModel::Bindings::InferStream::get_buffer() const
+{
+    if (!m_slot->set) {
+        return make_unexpected(HAILO_INVALID_OPERATION);
+    }
+    return m_slot->view;
+}
+
+// Copies are deep, as in HailoRT: the copy has its own buffer slots, holding the same views.
+ConfiguredInferModel::Bindings::Bindings(const Bindings &other)
+{
+    *this = other;
+}
+
+ConfiguredInferModel::Bindings &ConfiguredInferModel::Bindings::operator=(const Bindings &other)
+{
+    if (this == &other) {
+        return *this;
+    }
+    m_inputs.clear();
+    m_outputs.clear();
+    for (const auto &entry : other.m_inputs) {
+        m_inputs.emplace(entry.first, InferStream(std::make_shared<fake::BufferSlot>(*entry.second.m_slot)));
+    }
+    for (const auto &entry : other.m_outputs) {
+        m_outputs.emplace(entry.first, InferStream(std::make_shared<fake::BufferSlot>(*entry.second.m_slot)));
+    }
+    return *this;
+}
+
+Expected<ConfiguredInferModel::Bindings::InferStream> ConfiguredInferModel::Bindings::input(const std::string &name)
+{
+    auto it = m_inputs.find(name);
+    if (it == m_inputs.end()) {
+        return make_unexpected(HAILO_NOT_FOUND);
+    }
+    return it->second;
+}
+
+Expected<ConfiguredInferModel::Bindings::InferStream> ConfiguredInferModel::Bindings::output(const std::string &name)
+{
+    auto it = m_outputs.find(name);
+    if (it == m_outputs.end()) {
+        return make_unexpected(HAILO_NOT_FOUND);
+    }
+    return it->second;
+}
+
+Expected<ConfiguredInferModel::Bindings> ConfiguredInferModel::create_bindings()
+{
+    Bindings bindings;
+    bindings.m_inputs.emplace(m_pimpl->input.name, Bindings::InferStream(std::make_shared<fake::BufferSlot>()));
+    bindings.m_outputs.emplace(m_pimpl->output.name, Bindings::InferStream(std::make_shared<fake::BufferSlot>()));
+    return bindings;
+}
+
+hailo_status ConfiguredInferModel::wait_for_async_ready(std::chrono::milliseconds timeout, uint32_t frames_count)
+{
+    auto &p = *m_pimpl;
+    std::unique_lock<std::mutex> lock(p.mutex);
+    const bool ready = p.changed.wait_for(lock, timeout,
+        [&] { return p.stopped || p.pending + frames_count <= p.queue_size; });
+    if (p.stopped) {
+        return HAILO_INVALID_OPERATION;
+    }
+    return ready ? HAILO_SUCCESS : HAILO_TIMEOUT;
+}
+
+Expected<size_t> ConfiguredInferModel::get_async_queue_size() const
+{
+    return m_pimpl->queue_size;
+}
+
+hailo_status ConfiguredInferModel::shutdown()
+{
+    m_pimpl->stop();
+    return HAILO_SUCCESS;
+}
+
+Expected<AsyncInferJob> ConfiguredInferModel::run_async(const std::vector<Bindings> &bindings,
+    std::function<void(const AsyncInferCompletionInfo &)> callback)
+{
+    auto &p = *m_pimpl;
+    {
+        std::lock_guard<std::mutex> lock(p.mutex);
+        if (p.stopped) {
+            return make_unexpected(HAILO_INVALID_OPERATION);
+        }
+    }
+    long delay_ms = 0;
+    std::string control;
+    if (!p.spec->control.empty() && read_first_line(p.spec->control, &control) && !control.empty() && control != "ok") {
+        std::istringstream words(control);
+        std::string verb;
+        std::string argument;
+        words >> verb >> argument;
+        hailo_status status = HAILO_INVALID_ARGUMENT;
+        if (verb == "delay") {
+            delay_ms = std::stol(argument);
+        } else {
+            if (verb != "status" || !status_from_name(argument, &status)) {
+                status = HAILO_INVALID_ARGUMENT;
+            }
+            p.stop();
+            return make_unexpected(status);
+        }
+    }
+    for (const auto &binding : bindings) {
+        auto in = binding.m_inputs.find(p.input.name);
+        auto out = binding.m_outputs.find(p.output.name);
+        if (in == binding.m_inputs.end() || out == binding.m_outputs.end() || !in->second.m_slot->set ||
+            !out->second.m_slot->set || in->second.m_slot->view.size() != p.input.frame_size() ||
+            out->second.m_slot->view.size() != p.output.frame_size()) {
+            p.stop();
+            return make_unexpected(HAILO_INVALID_OPERATION);
+        }
+    }
+    if (!p.spec->log.empty()) {
+        std::ofstream log(p.spec->log, std::ios::app);
+        log << "frames=" << bindings.size() << "\n";
+    }
+
+    auto job = std::make_shared<fake::JobState>();
+    auto finished = std::make_shared<std::atomic<bool>>(false);
+    std::vector<std::pair<MemoryView, MemoryView>> frames;
+    for (const auto &binding : bindings) {
+        frames.emplace_back(binding.m_inputs.at(p.input.name).m_slot->view,
+            binding.m_outputs.at(p.output.name).m_slot->view);
+    }
+    std::lock_guard<std::mutex> lock(p.mutex);
+    p.reap_finished();
+    p.pending += frames.size();
+    auto *pipeline = m_pimpl.get();  // workers are joined before the pipeline is destroyed
+    p.workers.push_back(fake::Pipeline::Worker{std::thread([pipeline, frames, callback, job, finished, delay_ms]() mutable {
+        bool aborted;
+        {
+            std::unique_lock<std::mutex> wait_lock(pipeline->mutex);
+            aborted = pipeline->changed.wait_for(wait_lock, std::chrono::milliseconds(delay_ms),
+                [pipeline] { return pipeline->stopped; });
+        }
+        if (!aborted) {
+            for (auto &frame : frames) {
+                pipeline->write_output(pipeline->transform(pipeline->read_input(frame.first.data())),
+                    frame.second.data());
+            }
+        }
+        callback(AsyncInferCompletionInfo(aborted ? HAILO_STREAM_ABORT : HAILO_SUCCESS));
+        {
+            std::lock_guard<std::mutex> pending_lock(pipeline->mutex);
+            pipeline->pending -= frames.size();
+        }
+        pipeline->changed.notify_all();
+        {
+            std::lock_guard<std::mutex> job_lock(job->mutex);
+            job->done = true;
+        }
+        job->done_cv.notify_all();
+        finished->store(true);
+    }), finished});
+    return AsyncInferJob(job);
+}
+
+// ---- AsyncInferJob ---------------------------------------------------------------------
+
+AsyncInferJob::AsyncInferJob(std::shared_ptr<fake::JobState> state) : m_state(std::move(state)), m_should_wait_in_dtor(true)
+{
+}
+
+AsyncInferJob::AsyncInferJob(AsyncInferJob &&other)
+    : m_state(std::move(other.m_state)), m_should_wait_in_dtor(std::exchange(other.m_should_wait_in_dtor, false))
+{
+}
+
+AsyncInferJob &AsyncInferJob::operator=(AsyncInferJob &&other)
+{
+    m_state = std::move(other.m_state);
+    m_should_wait_in_dtor = std::exchange(other.m_should_wait_in_dtor, false);
+    return *this;
+}
+
+AsyncInferJob::~AsyncInferJob()
+{
+    if (m_should_wait_in_dtor) {
+        wait(std::chrono::seconds(10));
+    }
+}
+
+hailo_status AsyncInferJob::wait(std::chrono::milliseconds timeout)
+{
+    m_should_wait_in_dtor = false;
+    if (!m_state) {
+        return HAILO_SUCCESS;
+    }
+    std::unique_lock<std::mutex> lock(m_state->mutex);
+    return m_state->done_cv.wait_for(lock, timeout, [this] { return m_state->done; }) ? HAILO_SUCCESS : HAILO_TIMEOUT;
+}
+
+void AsyncInferJob::detach()
+{
+    m_should_wait_in_dtor = false;
+}
+
+} // namespace hailort
+
+// ---- C functions -----------------------------------------------------------------------
+
+extern "C" {
+
+hailo_status hailo_get_library_version(hailo_version_t *version)
+{
+    if (version == nullptr) {
+        return HAILO_INVALID_ARGUMENT;
+    }
+    // The HailoRT release whose API this double models.
+    *version = hailo_version_t{5, 2, 0};
+    return HAILO_SUCCESS;
+}
+
+const char *hailo_get_status_message(hailo_status status)
+{
+    for (const auto &entry : STATUS_NAMES) {
+        if (entry.status == status) {
+            return entry.name;
+        }
+    }
+    return nullptr;
+}
+
+hailo_status hailo_init_vdevice_params(hailo_vdevice_params_t *params)
+{
+    if (params == nullptr) {
+        return HAILO_INVALID_ARGUMENT;
+    }
+    *params = hailo_vdevice_params_t{1, nullptr, HAILO_SCHEDULING_ALGORITHM_ROUND_ROBIN, "UNIQUE", false};
+    return HAILO_SUCCESS;
+}
+
+} // extern "C"

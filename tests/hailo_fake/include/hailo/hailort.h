@@ -1,0 +1,113 @@
+/*
+ * HailoRT test double (hailo-clip): the C types and functions of HailoRT's hailort.h that
+ * src/backends/hailo/shim.cpp uses, with the same names. Written for hailo-clip's tests;
+ * it declares only that subset. Enumerator values match the real header so status numbers
+ * in messages read the same.
+ */
+#ifndef HAILO_CLIP_FAKE_HAILORT_H
+#define HAILO_CLIP_FAKE_HAILORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HAILO_MAX_DEVICE_ID_LENGTH (32)
+
+typedef float float32_t;
+
+typedef enum {
+    HAILO_SUCCESS = 0,
+    HAILO_UNINITIALIZED = 1,
+    HAILO_INVALID_ARGUMENT = 2,
+    HAILO_OUT_OF_HOST_MEMORY = 3,
+    HAILO_TIMEOUT = 4,
+    HAILO_INVALID_OPERATION = 6,
+    HAILO_INTERNAL_FAILURE = 8,
+    HAILO_OPEN_FILE_FAILURE = 13,
+    HAILO_FILE_OPERATION_FAILURE = 14,
+    HAILO_INVALID_HEF = 26,
+    HAILO_PCIE_NOT_SUPPORTED_ON_PLATFORM = 27,
+    HAILO_NOT_FOUND = 61,
+    HAILO_STREAM_ABORT = 63,
+    HAILO_DRIVER_NOT_INSTALLED = 64,
+    HAILO_DEVICE_IN_USE = 73,
+    HAILO_OUT_OF_PHYSICAL_DEVICES = 74,
+    HAILO_HEF_FILE_CORRUPTED = 91,
+    HAILO_HEF_NOT_SUPPORTED = 92,
+    HAILO_HEF_NOT_COMPATIBLE_WITH_DEVICE = 93,
+} hailo_status;
+
+typedef struct {
+    uint32_t major;
+    uint32_t minor;
+    uint32_t revision;
+} hailo_version_t;
+
+typedef struct {
+    char id[HAILO_MAX_DEVICE_ID_LENGTH];
+} hailo_device_id_t;
+
+typedef enum {
+    HAILO_SCHEDULING_ALGORITHM_NONE = 0,
+    HAILO_SCHEDULING_ALGORITHM_ROUND_ROBIN = 1,
+} hailo_scheduling_algorithm_t;
+
+typedef struct {
+    uint32_t device_count;
+    hailo_device_id_t *device_ids;
+    hailo_scheduling_algorithm_t scheduling_algorithm;
+    const char *group_id;
+    bool multi_process_service;
+} hailo_vdevice_params_t;
+
+typedef enum {
+    HAILO_FORMAT_TYPE_AUTO = 0,
+    HAILO_FORMAT_TYPE_UINT8 = 1,
+    HAILO_FORMAT_TYPE_UINT16 = 2,
+    HAILO_FORMAT_TYPE_FLOAT32 = 3,
+} hailo_format_type_t;
+
+typedef enum {
+    HAILO_FORMAT_ORDER_AUTO = 0,
+    HAILO_FORMAT_ORDER_NHWC = 1,
+    HAILO_FORMAT_ORDER_NHW = 5,
+    HAILO_FORMAT_ORDER_NC = 6,
+    HAILO_FORMAT_ORDER_NCHW = 11,
+} hailo_format_order_t;
+
+typedef enum {
+    HAILO_FORMAT_FLAGS_NONE = 0,
+} hailo_format_flags_t;
+
+typedef struct {
+    hailo_format_type_t type;
+    hailo_format_order_t order;
+    hailo_format_flags_t flags;
+} hailo_format_t;
+
+typedef struct {
+    float32_t qp_zp;
+    float32_t qp_scale;
+    float32_t limvals_min;
+    float32_t limvals_max;
+} hailo_quant_info_t;
+
+typedef struct {
+    uint32_t height;
+    uint32_t width;
+    uint32_t features;
+} hailo_3d_image_shape_t;
+
+hailo_status hailo_get_library_version(hailo_version_t *version);
+const char *hailo_get_status_message(hailo_status status);
+hailo_status hailo_init_vdevice_params(hailo_vdevice_params_t *params);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

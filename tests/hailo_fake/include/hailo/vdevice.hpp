@@ -1,0 +1,39 @@
+// HailoRT test double (hailo-clip): VDevice, with the creation, model loading and device
+// id calls the shim makes. See fake_hailort.cpp for how the fake device is controlled.
+#ifndef HAILO_CLIP_FAKE_VDEVICE_HPP
+#define HAILO_CLIP_FAKE_VDEVICE_HPP
+
+#include "hailo/expected.hpp"
+#include "hailo/hailort.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace hailort
+{
+
+class InferModel;
+
+class VDevice
+{
+public:
+    virtual ~VDevice() = default;
+    VDevice(const VDevice &) = delete;
+    VDevice &operator=(const VDevice &) = delete;
+
+    static Expected<std::shared_ptr<VDevice>> create_shared(const hailo_vdevice_params_t &params);
+
+    virtual Expected<std::shared_ptr<InferModel>> create_infer_model(const std::string &hef_path,
+        const std::string &name = "");
+
+    virtual Expected<std::vector<std::string>> get_physical_devices_ids() const;
+
+private:
+    explicit VDevice(std::string device_id) : m_device_id(std::move(device_id)) {}
+    std::string m_device_id;
+};
+
+} // namespace hailort
+
+#endif

@@ -1,0 +1,152 @@
+//! The daemon under a service manager: the sd_notify conversation (STATUS while loading,
+//! READY=1 only after warm-up, WATCHDOG=1, STOPPING=1) read from a real NOTIFY_SOCKET, and
+//! SIGTERM letting in-flight requests finish before a clean exit.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn_serve(port: u16, envs: &[(&str, String)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hailo-clip"));
+    cmd.env("HAILO_CLIP_CONFIG", repo().join("config/hailo-clip.yaml"))
+        .env_remove("RUST_LOG")
+        .env_remove("JOURNAL_STREAM")
+        .arg("--model-dir")
+        .arg(tiny_model_dir())
+        .args(["serve", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn sigterm(child: &Child) {
+    assert!(Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success());
+}
+
+/// POSTs JSON over a raw socket and returns (status, body).
+fn post(port: u16, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, response.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+fn get_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn sd_notify_ready_only_after_warm_up_then_watchdog_and_stopping() {
+    let socket_path = std::env::temp_dir().join(format!("hailo-clip-notify-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&socket_path);
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let port = free_port();
+    let mut child = spawn_serve(
+        port,
+        &[("NOTIFY_SOCKET", socket_path.display().to_string()), ("WATCHDOG_USEC", "400000".into())],
+    );
+    let mut messages: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Collect until two watchdog pings have arrived after READY.
+    while messages.iter().filter(|m| m.contains("WATCHDOG=1")).count() < 2 {
+        assert!(Instant::now() < deadline, "messages so far: {messages:?}");
+        let n = socket.recv(&mut buf).unwrap();
+        let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        if msg.contains("READY=1") {
+            // READY means ready: /health must already answer 200.
+            assert_eq!(get_status(port, "/health"), Some(200));
+        }
+        messages.push(msg);
+    }
+    let ready = messages.iter().position(|m| m.contains("READY=1")).expect("READY=1 sent");
+    let loading = messages.iter().position(|m| m.contains("STATUS=loading encoders")).expect("loading status");
+    let warming = messages.iter().position(|m| m.contains("STATUS=warming up")).expect("warm-up status");
+    assert!(loading < warming && warming < ready, "{messages:?}");
+    assert!(messages[ready].contains("STATUS=ready: serving on http://127.0.0.1:"));
+    assert!(messages.iter().position(|m| m.contains("WATCHDOG=1")).unwrap() > ready);
+
+    sigterm(&child);
+    let n = socket.recv(&mut buf).unwrap();
+    let mut last = String::from_utf8_lossy(&buf[..n]).to_string();
+    while last.contains("WATCHDOG=1") {
+        let n = socket.recv(&mut buf).unwrap();
+        last = String::from_utf8_lossy(&buf[..n]).to_string();
+    }
+    assert!(last.contains("STOPPING=1"), "{last}");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let _ = std::fs::remove_file(&socket_path);
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    let port = free_port();
+    let mut child = spawn_serve(port, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get_status(port, "/health") != Some(200) {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let image = base64::engine::general_purpose::STANDARD.encode(std::fs::read(fixture("images/rocket.jpg")).unwrap());
+    // Twelve requests of 100 new prompts each: one worker needs well over a second for
+    // them, so SIGTERM lands while most are queued or running.
+    let requests = 12;
+    let handles: Vec<_> = (0..requests)
+        .map(|r| {
+            let prompts: Vec<String> = (0..100).map(|i| format!("request {r} prompt {i}")).collect();
+            let body = serde_json::json!({"image": image, "prompts": prompts, "template": "{}"}).to_string();
+            std::thread::spawn(move || {
+                let result = post(port, "/v1/classify", &body);
+                (result, Instant::now())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let killed_at = Instant::now();
+    sigterm(&child);
+    let mut finished_after_kill = 0;
+    for h in handles {
+        let ((status, body), done) = h.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["classifications"].as_array().unwrap().len(), 100);
+        if done > killed_at {
+            finished_after_kill += 1;
+        }
+    }
+    assert!(finished_after_kill > 0, "every request finished before SIGTERM; the test proved nothing");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    // After the exit nothing listens.
+    assert_eq!(get_status(port, "/health"), None);
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.contains("shutting down: no new connections, finishing in-flight requests"), "{log}");
+    assert!(log.contains("encoders released"), "{log}");
+}
