@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod encoder;
 pub mod http;
 pub mod manifest;
+pub mod metrics;
 pub mod preprocess;
 pub mod service;
 pub mod similarity;

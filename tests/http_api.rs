@@ -474,3 +474,37 @@ async fn wait_until(cond: impl Fn() -> bool) {
     }
     panic!("condition not reached in 5 s");
 }
+
+#[tokio::test]
+async fn metrics_count_requests_batches_cache_and_queue() {
+    let h = harness().await;
+    let req = json!({"image": image_b64("chelsea.png"), "prompts": ["cat", "dog"]});
+    for _ in 0..2 {
+        let (status, _, _) = send(&h.app, post_json("/v1/classify", &req)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    expect_error(&h.app, post_json("/v1/classify", &json!({"image": "%", "prompts": ["a"]})), 400, "invalid_base64").await;
+    let response = h.app.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"));
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    for line in [
+        "hailo_clip_http_requests_total{route=\"/v1/classify\",method=\"POST\",status=\"200\"} 2",
+        "hailo_clip_http_requests_total{route=\"/v1/classify\",method=\"POST\",status=\"400\"} 1",
+        "hailo_clip_http_request_duration_seconds_count{route=\"/v1/classify\"} 3",
+        // warm-up + two classify requests; prompts were encoded once (the second hit the cache)
+        "hailo_clip_inference_batch_size_count{encoder=\"image\"} 3",
+        "hailo_clip_inference_batch_size_count{encoder=\"text\"} 2",
+        "hailo_clip_inference_batch_size_sum{encoder=\"text\"} 3",
+        "hailo_clip_inference_seconds_count{encoder=\"image\"} 3",
+        "hailo_clip_text_cache_hits_total 2",
+        "hailo_clip_text_cache_misses_total 2",
+        "hailo_clip_text_cache_entries 2",
+        "hailo_clip_queue_depth 0",
+        "hailo_clip_queue_capacity 32",
+        "hailo_clip_ready 1",
+        "hailo_clip_info{version=\"0.1.0\",model=\"clip-tiny-random\",backend=\"cpu\",image_encoder=\"cpu\",text_encoder=\"cpu\",random_weights=\"true\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+    }
+}

@@ -10,15 +10,19 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::metrics::Metrics;
 use crate::service::Service;
 use error::ApiError;
+
+/// The routes, as metric labels (anything else is counted as "other").
+const ROUTES: &[&str] = &["/health", "/metrics", "/openapi.json", "/v1/classify", "/v1/embed/image", "/v1/embed/text"];
 
 /// A loaded, warmed-up service and how its backend was chosen.
 pub struct Ready {
@@ -33,6 +37,8 @@ pub struct AppState {
     pub ready: Arc<OnceLock<Ready>>,
     pub started: Instant,
     phase: Arc<Mutex<String>>,
+    /// Request counts and latencies (the engine's own metrics live in the service).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for AppState {
@@ -47,6 +53,7 @@ impl AppState {
             ready: Arc::new(OnceLock::new()),
             started: Instant::now(),
             phase: Arc::new(Mutex::new("starting".into())),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 
@@ -63,6 +70,7 @@ impl AppState {
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/health", get(routes::health))
+        .route("/metrics", get(routes::metrics))
         .route("/v1/classify", post(routes::classify))
         .route("/v1/embed/image", post(routes::embed_image))
         .route("/v1/embed/text", post(routes::embed_text))
@@ -77,18 +85,24 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             )
             .into_response()
         }))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
 }
 
-/// One log line per request: method, path, status, latency.
-async fn log_request(request: Request, next: Next) -> Response {
+/// One log line per request (method, path, status, latency), and the request metrics.
+async fn log_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let response = next.run(request).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let status = response.status().as_u16();
+    let route = ROUTES.iter().find(|r| **r == path).copied().unwrap_or("other");
+    state.metrics.record(|| {
+        metrics::counter!("hailo_clip_http_requests_total", "route" => route, "method" => method.to_string(), "status" => status.to_string())
+            .increment(1);
+        metrics::histogram!("hailo_clip_http_request_duration_seconds", "route" => route).record(latency_ms / 1000.0);
+    });
     if status >= 500 {
         tracing::warn!(%method, %path, status, latency_ms = format!("{latency_ms:.1}"), "request");
     } else {

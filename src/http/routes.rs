@@ -97,6 +97,15 @@ pub async fn health(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Prometheus text format: request metrics, and once ready the engine's.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = state.metrics.render();
+    if let Some(ready) = state.ready.get() {
+        text.push_str(&ready.service.render_metrics(ready.backend));
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
 fn service(state: &AppState) -> Result<Arc<Service>, ApiError> {
     state
         .ready

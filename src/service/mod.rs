@@ -20,6 +20,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::config::{Config, LimitsConfig};
+use crate::metrics::Metrics;
 use crate::encoder::{EncoderErrorKind, EncoderInfo, ImageEncoder, TextEncoder};
 use crate::preprocess::{decode_rgb, resize_square, PreprocessError};
 use crate::similarity::{cosine, ensemble, l2_normalize, softmax_scaled};
@@ -116,6 +117,7 @@ pub struct Service {
     /// Bounds concurrent decode/resize work, which runs outside the queue on the CPU.
     decode_permits: Semaphore,
     warmed_up: std::sync::atomic::AtomicBool,
+    metrics: Arc<Metrics>,
 }
 
 impl Service {
@@ -138,6 +140,7 @@ impl Service {
         }
         let perf = &config.performance;
         let decoders = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let metrics = Arc::new(Metrics::new());
         Ok(Service {
             image_size: image.input_size(),
             resize_mode: image.resize_mode(),
@@ -149,6 +152,7 @@ impl Service {
                 perf.worker_threads,
                 perf.max_queue_size,
                 perf.max_batch_size,
+                metrics.clone(),
             ),
             tokenizer,
             cache: TextCache::new(&model.name, config.text_cache.capacity),
@@ -158,6 +162,7 @@ impl Service {
             timeout: Duration::from_millis(perf.request_timeout_ms),
             decode_permits: Semaphore::new(decoders),
             warmed_up: Default::default(),
+            metrics,
         })
     }
 
@@ -435,6 +440,32 @@ impl Service {
             .with_deadline(deadline, self.text_embeddings(texts, deadline))
             .await?;
         Ok(embeddings.into_iter().map(|e| e.to_vec()).collect())
+    }
+
+    /// The engine's metrics in Prometheus text format, with the gauges read now.
+    pub fn render_metrics(&self, backend: &str) -> String {
+        let health = self.health();
+        let (hits, misses) = self.cache.stats();
+        self.metrics.record(|| {
+            metrics::gauge!("hailo_clip_queue_depth").set(health.queue_depth as f64);
+            metrics::gauge!("hailo_clip_queue_capacity").set(health.queue_capacity as f64);
+            metrics::gauge!("hailo_clip_workers_alive").set(health.workers_alive as f64);
+            metrics::gauge!("hailo_clip_ready").set(if health.ready() { 1.0 } else { 0.0 });
+            metrics::counter!("hailo_clip_text_cache_hits_total").absolute(hits);
+            metrics::counter!("hailo_clip_text_cache_misses_total").absolute(misses);
+            metrics::gauge!("hailo_clip_text_cache_entries").set(self.cache.len() as f64);
+            metrics::gauge!(
+                "hailo_clip_info",
+                "version" => env!("CARGO_PKG_VERSION"),
+                "model" => self.model.name.clone(),
+                "backend" => backend.to_string(),
+                "image_encoder" => self.image_info.backend,
+                "text_encoder" => self.text_info.backend,
+                "random_weights" => self.model.random_weights.to_string()
+            )
+            .set(1.0);
+        });
+        self.metrics.render()
     }
 
     /// Stops the workers after the queued jobs, releasing the encoders.

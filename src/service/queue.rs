@@ -18,6 +18,7 @@ use ndarray::Array2;
 use tokio::sync::oneshot;
 
 use crate::encoder::{EncoderError, EncoderErrorKind, ImageEncoder, TextEncoder};
+use crate::metrics::Metrics;
 
 /// Why a job produced no embeddings.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -84,6 +85,7 @@ struct Worker {
     text: Arc<dyn TextEncoder>,
     max_batch: usize,
     stats: Arc<QueueStats>,
+    metrics: Arc<Metrics>,
 }
 
 /// Decrements the live-worker count however the worker thread ends.
@@ -101,6 +103,7 @@ impl WorkQueue {
         workers: usize,
         capacity: usize,
         max_batch: usize,
+        metrics: Arc<Metrics>,
     ) -> WorkQueue {
         let (sender, receiver) = crossbeam_channel::bounded(capacity);
         let stats = Arc::new(QueueStats::default());
@@ -110,6 +113,7 @@ impl WorkQueue {
             text,
             max_batch,
             stats: stats.clone(),
+            metrics,
         };
         let handles = (0..workers)
             .map(|i| {
@@ -242,6 +246,23 @@ impl Worker {
         }
     }
 
+    /// One inference call: its batch size, duration and outcome, per encoder.
+    fn observe(&self, encoder: &'static str, batch: usize, started: Instant, error: Option<EncoderErrorKind>) {
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics.record(|| {
+            metrics::histogram!("hailo_clip_inference_seconds", "encoder" => encoder).record(seconds);
+            metrics::histogram!("hailo_clip_inference_batch_size", "encoder" => encoder).record(batch as f64);
+            if let Some(kind) = error {
+                let kind = match kind {
+                    EncoderErrorKind::Busy => "busy",
+                    EncoderErrorKind::Timeout => "timeout",
+                    EncoderErrorKind::Failed => "failed",
+                };
+                metrics::counter!("hailo_clip_inference_errors_total", "encoder" => encoder, "kind" => kind).increment(1);
+            }
+        });
+    }
+
     fn run_images(&self, jobs: Vec<Job>) {
         let now = Instant::now();
         let mut images = Vec::with_capacity(jobs.len());
@@ -266,6 +287,7 @@ impl Worker {
         }
         let started = Instant::now();
         let result = guarded(|| self.image.encode_images(&images));
+        self.observe("image", images.len(), started, result.as_ref().err().map(|e| e.kind));
         self.stats
             .image_inference_us
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -319,6 +341,7 @@ impl Worker {
         for (i, ids) in token_ids.chunks(chunk).enumerate() {
             let started = Instant::now();
             let result = guarded(|| self.text.encode_texts(ids));
+            self.observe("text", ids.len(), started, result.as_ref().err().map(|e| e.kind));
             self.stats
                 .text_inference_us
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
