@@ -14,7 +14,7 @@ use super::error::ApiError;
 use crate::service::ClassifyRequest;
 
 /// A JSON field that is one string or a list of strings.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
@@ -30,9 +30,10 @@ impl OneOrMany {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyJson {
+    /// The image (JPEG, PNG, WebP) as base64 or a `data:image/...;base64,` URI.
     pub image: String,
     pub prompts: Vec<String>,
     pub top_k: Option<usize>,
@@ -40,13 +41,13 @@ pub struct ClassifyJson {
     pub template: Option<OneOrMany>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmbedImageJson {
     pub image: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmbedTextJson {
     pub text: OneOrMany,

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod routes;
 
 use std::future::Future;
@@ -71,6 +72,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/health", get(routes::health))
         .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/classify", post(routes::classify))
         .route("/v1/embed/image", post(routes::embed_image))
         .route("/v1/embed/text", post(routes::embed_text))

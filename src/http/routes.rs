@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ClassifyJson, EmbedImageJson, EmbedTextJson};
 use super::extract::{self, OneOrMany};
 use super::AppState;
 use crate::encoder::EncoderInfo;
@@ -18,12 +19,16 @@ use crate::service::{ClassifyResult, Service};
 pub const RANDOM_WEIGHTS_WARNING: &str =
     "this model has RANDOM weights (a generated test model): its scores are meaningless; install a real model";
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
+    /// ok | starting | unhealthy
+    #[schema(value_type = String)]
     pub status: &'static str,
+    #[schema(value_type = String)]
     pub service: &'static str,
     pub model_loaded: bool,
     pub model: Option<String>,
+    #[schema(value_type = Option<String>)]
     pub backend: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend_reason: Option<String>,
@@ -37,11 +42,16 @@ pub struct Health {
     pub workers_alive: usize,
     pub uptime_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub warning: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
+#[utoipa::path(get, path = "/health", responses(
+    (status = 200, description = "ready", body = Health),
+    (status = 503, description = "starting or unhealthy", body = Health),
+))]
 pub async fn health(State(state): State<AppState>) -> Response {
     let uptime_seconds = state.started.elapsed().as_secs_f64();
     let Some(ready) = state.ready.get() else {
@@ -98,6 +108,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus text format: request metrics, and once ready the engine's.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = state.metrics.render();
     if let Some(ready) = state.ready.get() {
@@ -114,19 +125,36 @@ fn service(state: &AppState) -> Result<Arc<Service>, ApiError> {
         .ok_or_else(|| ApiError::unavailable("not_ready", format!("the model is still loading ({})", state.phase()), 5))
 }
 
+#[utoipa::path(post, path = "/v1/classify",
+    request_body(content((ClassifyJson = "application/json"), (ClassifyJson = "multipart/form-data")),
+        description = "JSON, or multipart with fields image (file), prompts (repeated), top_k, threshold, template (repeated)"),
+    responses(
+        (status = 200, body = ClassifyResult),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 504, body = ErrorBody),
+    ))]
 pub async fn classify(State(state): State<AppState>, request: Request) -> Result<Json<ClassifyResult>, ApiError> {
     let service = service(&state)?;
     let req = extract::classify_request(request).await?;
     Ok(Json(service.classify(req).await?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ImageEmbedding {
     pub embedding: Vec<f32>,
     pub dimension: usize,
     pub model: String,
 }
 
+#[utoipa::path(post, path = "/v1/embed/image",
+    request_body(content((EmbedImageJson = "application/json"), (EmbedImageJson = "multipart/form-data"))),
+    responses(
+        (status = 200, body = ImageEmbedding),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 504, body = ErrorBody),
+    ))]
 pub async fn embed_image(State(state): State<AppState>, request: Request) -> Result<Json<ImageEmbedding>, ApiError> {
     let service = service(&state)?;
     let bytes = extract::embed_image_request(request).await?;
@@ -138,7 +166,7 @@ pub async fn embed_image(State(state): State<AppState>, request: Request) -> Res
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum TextEmbedding {
     One {
@@ -153,6 +181,14 @@ pub enum TextEmbedding {
     },
 }
 
+#[utoipa::path(post, path = "/v1/embed/text",
+    request_body(content = EmbedTextJson, content_type = "application/json"),
+    responses(
+        (status = 200, body = TextEmbedding),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 504, body = ErrorBody),
+    ))]
 pub async fn embed_text(State(state): State<AppState>, request: Request) -> Result<Json<TextEmbedding>, ApiError> {
     let service = service(&state)?;
     let text = extract::embed_text_request(request).await?;

@@ -68,7 +68,7 @@ pub struct ClassifyRequest {
     pub templates: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Classification {
     pub text: String,
     pub score: f32,
@@ -76,7 +76,7 @@ pub struct Classification {
     pub rank: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ClassifyResult {
     pub classifications: Vec<Classification>,
     pub model: String,
