@@ -65,6 +65,13 @@ enum Command {
     },
     /// Validate the config file and print the effective configuration
     CheckConfig,
+    /// Run the troubleshooting checklist: device, groups, HailoRT, driver, models, config,
+    /// port, service health, memory, temperature, other device users (exit 1 on any FAIL)
+    Doctor {
+        /// The account the service runs as
+        #[arg(long, default_value = "hailo-clip")]
+        user: String,
+    },
     /// Write clip_tokenizer.json, token_embedding_lut.npy and text_projection.npy (the
     /// Hailo text encoder's files) from a Hugging Face CLIP checkpoint
     ExportTextAssets {
@@ -158,6 +165,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // Needs no config: it only converts files.
     if let Command::ExportTextAssets { hf_dir, out } = &cli.command {
         return export_text_assets(hf_dir, out);
+    }
+    // Reports a broken config as one of its checks instead of stopping at it.
+    if let Command::Doctor { user } = &cli.command {
+        return doctor(&cli, user);
     }
     let (mut config, source) = load_config(&cli)?;
     match cli.command {
@@ -264,7 +275,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", serde_yaml_ng::to_string(&config)?);
             Ok(())
         }
-        Command::ExportTextAssets { .. } => unreachable!("handled before the config is loaded"),
+        Command::ExportTextAssets { .. } | Command::Doctor { .. } => {
+            unreachable!("handled before the config is loaded")
+        }
+    }
+}
+
+fn doctor(cli: &Cli, user: &str) -> anyhow::Result<()> {
+    let (loaded, origin) = match load_config(cli) {
+        Ok((c, ConfigSource::File(p))) => (Ok(c), p.display().to_string()),
+        Ok((c, ConfigSource::Defaults)) => (
+            Ok(c),
+            format!("built-in defaults ({} not found)", config::DEFAULT_CONFIG_PATH),
+        ),
+        Err(e) => (
+            Err(e.to_string()),
+            cli.config.clone().unwrap_or_else(|| config::DEFAULT_CONFIG_PATH.into()).display().to_string(),
+        ),
+    };
+    let env = hailo_clip::doctor::Environment {
+        service_user: user.to_string(),
+        ..Default::default()
+    };
+    let checks = hailo_clip::doctor::run(loaded, &origin, &env);
+    if hailo_clip::doctor::report(&checks, &mut std::io::stdout().lock())? {
+        Ok(())
+    } else {
+        anyhow::bail!("doctor found problems: see the FAIL lines above")
     }
 }
 

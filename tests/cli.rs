@@ -180,3 +180,20 @@ fn serve_with_missing_model_exits_non_zero() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/clip-model does not exist"), "{err}");
 }
+
+#[test]
+fn doctor_reports_a_bad_config_and_exits_non_zero() {
+    let dir = temp_dir("doctor");
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "performance:\n  max_batch: 4\n").unwrap();
+    let out = bin().arg("--config").arg(&bad).arg("doctor").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAIL  config") && text.contains("performance.max_batch"), "{text}");
+    // It goes on with the other checks after a bad config.
+    for name in ["device node", "HailoRT library", "driver", "CPU model", "port", "service", "memory", "temperature", "device users"] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    assert!(text.lines().last().unwrap().ends_with("failed"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
