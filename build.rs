@@ -25,7 +25,12 @@ mod shim {
     fn compiler() -> cc::Build {
         println!("cargo:rerun-if-changed={SHIM}");
         let mut build = cc::Build::new();
-        build.cpp(true).std("c++17").warnings(true).extra_warnings(true).file(SHIM);
+        build
+            .cpp(true)
+            .std("c++17")
+            .warnings(true)
+            .extra_warnings(true)
+            .file(SHIM);
         build
     }
 
@@ -50,7 +55,9 @@ mod shim {
         const FAKE: &str = "tests/hailo_fake";
         println!("cargo:rerun-if-changed={FAKE}");
         let mut build = compiler();
-        build.include(format!("{FAKE}/include")).file(format!("{FAKE}/fake_hailort.cpp"));
+        build
+            .include(format!("{FAKE}/include"))
+            .file(format!("{FAKE}/fake_hailort.cpp"));
         build.compile("hailo_clip_shim");
     }
 }

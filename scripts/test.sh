@@ -1,7 +1,21 @@
 #!/usr/bin/env bash
-# The project's test command (README "Run the tests"; .ci/run calls it).
-# Runs every test with the default features (CPU engine, HTTP API, CLI, parity with
-# transformers on the committed fixtures).
+# The project's test command (README "Run the tests"; .ci/run calls it):
+# 1. every test with the default features (CPU engine, HTTP API, CLI, doctor, systemd
+#    notify, parity with transformers on the committed fixtures);
+# 2. install.sh and the systemd unit (shellcheck, staged install, systemd-analyze);
+# 3. the Hailo-path tests against the HailoRT test double (tests/hailo_fake/).
+# Ends with one line "N passed, M failed" summing every runner's counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --locked --all-targets
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+cargo test --locked --all-targets 2>&1 | tee -a "$log"
+cargo test --locked --features hailo-fake hailo 2>&1 | tee -a "$log"
+
+# cargo: "test result: ok. 25 passed; 0 failed; ..."; test-install.sh: "12 passed, 0 failed".
+awk '
+  /^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+  /^[0-9]+ passed, [0-9]+ failed$/ { p += $1; f += $3 }
+  END { printf "%d passed, %d failed\n", p, f }
+' "$log"

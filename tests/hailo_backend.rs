@@ -105,7 +105,10 @@ fn hailo_batches_up_to_the_batch_size() {
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "frames=2\nframes=2\nframes=1\n");
     let texts = vec![vec![49406, EOT_ID]; 3];
     encoders.text.encode_texts(&texts).unwrap();
-    assert_eq!(std::fs::read_to_string(dir.path().join("text.log")).unwrap(), "frames=2\nframes=1\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("text.log")).unwrap(),
+        "frames=2\nframes=1\n"
+    );
 
     // HailoRT's async queue caps a batch: 4 asked, a queue of 3.
     image_hef(dir.path(), IMAGE_OUT_UINT8, "queue_size 3\n");
@@ -126,7 +129,11 @@ fn hailo_busy_run_is_a_busy_error_and_the_next_run_recovers() {
     let image = test_image(4);
     let err = encoders.image.encode_images(std::slice::from_ref(&image)).unwrap_err();
     assert_eq!(err.kind, EncoderErrorKind::Busy, "{}", err.message);
-    assert!(err.message.contains("HAILO_DEVICE_IN_USE") && err.message.contains("image.hef"), "{}", err.message);
+    assert!(
+        err.message.contains("HAILO_DEVICE_IN_USE") && err.message.contains("image.hef"),
+        "{}",
+        err.message
+    );
     // HailoRT shut the pipeline down; the next run configures a new one.
     std::fs::write(&control, "ok").unwrap();
     let rows = encoders.image.encode_images(std::slice::from_ref(&image)).unwrap();
@@ -146,7 +153,10 @@ fn hailo_slow_device_is_a_timeout_and_later_runs_are_unaffected() {
     let (first, second) = (test_image(5), test_image(6));
     let started = std::time::Instant::now();
     let err = encoders.image.encode_images(std::slice::from_ref(&first)).unwrap_err();
-    assert!(started.elapsed() < std::time::Duration::from_millis(1000), "the timeout did not cut the wait short");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1000),
+        "the timeout did not cut the wait short"
+    );
     assert_eq!(err.kind, EncoderErrorKind::Timeout, "{}", err.message);
     assert!(err.message.contains("HAILO_TIMEOUT"), "{}", err.message);
     // The timed-out run still owns its buffers; a new run gets its own result.
@@ -161,7 +171,11 @@ fn hailo_text_on_cpu_beside_images_on_hailo() {
     config.hailo.text_encoder = TextEncoderChoice::Cpu;
     let encoders = load(&config);
     assert_eq!(encoders.backend, "hailo");
-    assert!(encoders.reason.contains("text encoder on the CPU"), "{}", encoders.reason);
+    assert!(
+        encoders.reason.contains("text encoder on the CPU"),
+        "{}",
+        encoders.reason
+    );
     assert_eq!(encoders.image.info().backend, "hailo");
     assert_eq!(encoders.text.info().backend, "cpu");
     assert!(encoders.text.info().source.ends_with("textual.onnx"));
@@ -178,7 +192,10 @@ fn hailo_without_a_device_node_is_a_start_up_error_and_auto_takes_the_cpu() {
     let (_dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
     config.hailo.device_path = "/nonexistent/hailo0".into();
     let err = load_err(&config);
-    assert!(err.contains("backend: hailo was requested") && err.contains("/nonexistent/hailo0"), "{err}");
+    assert!(
+        err.contains("backend: hailo was requested") && err.contains("/nonexistent/hailo0"),
+        "{err}"
+    );
     config.backend = BackendChoice::Auto;
     let encoders = load(&config);
     assert_eq!(encoders.backend, "cpu");
@@ -195,7 +212,11 @@ fn hailo_auto_picks_the_device_when_it_is_usable() {
     config.backend = BackendChoice::Auto;
     let encoders = load(&config);
     assert_eq!(encoders.backend, "hailo");
-    assert!(encoders.reason.contains("fake-hailo10h:0") && encoders.reason.contains("HailoRT 5.2.0"), "{}", encoders.reason);
+    assert!(
+        encoders.reason.contains("fake-hailo10h:0") && encoders.reason.contains("HailoRT 5.2.0"),
+        "{}",
+        encoders.reason
+    );
 }
 
 #[test]
@@ -204,7 +225,10 @@ fn hailo_busy_or_unknown_device_at_start_up() {
     let device = DeviceFile::new("HAILO_OUT_OF_PHYSICAL_DEVICES");
     config.hailo.device_id = Some(device.id());
     let err = load_err(&config);
-    assert!(err.contains("busy") && err.contains("HAILO_OUT_OF_PHYSICAL_DEVICES"), "{err}");
+    assert!(
+        err.contains("busy") && err.contains("HAILO_OUT_OF_PHYSICAL_DEVICES"),
+        "{err}"
+    );
     device.set("HAILO_DEVICE_IN_USE");
     assert!(load_err(&config).contains("busy"));
 
@@ -216,10 +240,16 @@ fn hailo_busy_or_unknown_device_at_start_up() {
     config.backend = BackendChoice::Hailo;
     device.set("HAILO_DRIVER_NOT_INSTALLED");
     let err = load_err(&config);
-    assert!(err.contains("no usable Hailo device") && err.contains("HAILO_DRIVER_NOT_INSTALLED"), "{err}");
+    assert!(
+        err.contains("no usable Hailo device") && err.contains("HAILO_DRIVER_NOT_INSTALLED"),
+        "{err}"
+    );
     config.hailo.device_id = Some("/tmp/no-such-hailo".into());
     let err = load_err(&config);
-    assert!(err.contains("no usable Hailo device") && err.contains("HAILO_INVALID_ARGUMENT"), "{err}");
+    assert!(
+        err.contains("no usable Hailo device") && err.contains("HAILO_INVALID_ARGUMENT"),
+        "{err}"
+    );
 
     device.set("ok");
     config.hailo.device_id = Some(device.id());
@@ -234,15 +264,28 @@ fn hailo_bad_hefs_are_start_up_errors_naming_the_file() {
 
     std::fs::write(&image, b"\x00\x01 not a HEF").unwrap();
     let err = load_err(&config);
-    assert!(err.contains(&image.display().to_string()) && err.contains("HAILO_INVALID_HEF"), "{err}");
+    assert!(
+        err.contains(&image.display().to_string()) && err.contains("HAILO_INVALID_HEF"),
+        "{err}"
+    );
 
-    std::fs::write(&image, "hailo-clip-fake-hef 1\ntransform image_channel_means\ninput x 16 16 3 int4 nhwc\n").unwrap();
+    std::fs::write(
+        &image,
+        "hailo-clip-fake-hef 1\ntransform image_channel_means\ninput x 16 16 3 int4 nhwc\n",
+    )
+    .unwrap();
     let err = load_err(&config);
-    assert!(err.contains(&image.display().to_string()) && err.contains("HAILO_HEF_FILE_CORRUPTED"), "{err}");
+    assert!(
+        err.contains(&image.display().to_string()) && err.contains("HAILO_HEF_FILE_CORRUPTED"),
+        "{err}"
+    );
 
     std::fs::remove_file(&image).unwrap();
     let err = load_err(&config);
-    assert!(err.contains(&image.display().to_string()) && err.contains("cannot read"), "{err}");
+    assert!(
+        err.contains(&image.display().to_string()) && err.contains("cannot read"),
+        "{err}"
+    );
 
     // An image input that is not a square RGB image.
     std::fs::write(
@@ -251,7 +294,10 @@ fn hailo_bad_hefs_are_start_up_errors_naming_the_file() {
     )
     .unwrap();
     let err = load_err(&config);
-    assert!(err.contains(&image.display().to_string()) && err.contains("square RGB"), "{err}");
+    assert!(
+        err.contains(&image.display().to_string()) && err.contains("square RGB"),
+        "{err}"
+    );
 
     // A text HEF whose width does not match the token-embedding table (32).
     image_hef(dir.path(), IMAGE_OUT_UINT8, "");
@@ -262,7 +308,10 @@ fn hailo_bad_hefs_are_start_up_errors_naming_the_file() {
     )
     .unwrap();
     let err = load_err(&config);
-    assert!(err.contains(&text.display().to_string()) && err.contains("77 token embeddings of 32"), "{err}");
+    assert!(
+        err.contains(&text.display().to_string()) && err.contains("77 token embeddings of 32"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -275,12 +324,19 @@ fn hailo_bad_text_assets_are_start_up_errors_naming_the_file() {
     }
     config.hailo.resources_dir = resources.clone();
     load(&config);
-    ndarray_npy::write_npy(resources.join("text_projection.npy"), &ndarray::Array2::<f64>::zeros((32, 32))).unwrap();
+    ndarray_npy::write_npy(
+        resources.join("text_projection.npy"),
+        &ndarray::Array2::<f64>::zeros((32, 32)),
+    )
+    .unwrap();
     let err = load_err(&config);
     assert!(err.contains("text_projection.npy") && err.contains("float32"), "{err}");
     std::fs::remove_file(resources.join("token_embedding_lut.npy")).unwrap();
     let err = load_err(&config);
-    assert!(err.contains("token_embedding_lut.npy") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("token_embedding_lut.npy") && err.contains("missing"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -291,7 +347,11 @@ fn hailo_health_info_names_device_runtime_and_hef() {
     assert_eq!(info.backend, "hailo");
     let hailo = info.hailo.unwrap();
     assert_eq!(
-        (hailo.device_id.as_str(), hailo.hailort_version.as_str(), hailo.hef.as_str()),
+        (
+            hailo.device_id.as_str(),
+            hailo.hailort_version.as_str(),
+            hailo.hef.as_str()
+        ),
         ("fake-hailo10h:0", "5.2.0", "image.hef")
     );
     assert_eq!(encoders.text.info().hailo.unwrap().hef, "text.hef");

@@ -46,7 +46,8 @@ fn hailo_export_text_assets_matches_transformers() {
     // The tokenizer encodes as transformers does.
     let loaded = TextAssets::load(&out).unwrap();
     let golden_ids: ndarray::Array2<i64> = read_npy(golden("text_input_ids.npy")).unwrap();
-    let prompts: Vec<String> = serde_json::from_str(&std::fs::read_to_string(golden("text_prompts.json")).unwrap()).unwrap();
+    let prompts: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(golden("text_prompts.json")).unwrap()).unwrap();
     for (prompt, row) in prompts.iter().zip(golden_ids.rows()).take(6) {
         let ids = loaded.tokenizer.encode(prompt).unwrap();
         let expected: Vec<u32> = row.iter().take(ids.len()).map(|&i| i as u32).collect();
@@ -69,7 +70,11 @@ fn hailo_export_text_assets_command_writes_the_files() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&result.stdout);
-    assert!(result.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&result.stderr));
+    assert!(
+        result.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
     for file in [TOKENIZER_FILE, LUT_FILE, PROJECTION_FILE] {
         assert!(stdout.contains(&out.join(file).display().to_string()), "{stdout}");
         assert!(out.join(file).is_file());
@@ -91,7 +96,10 @@ fn hailo_export_names_what_is_missing() {
     std::fs::write(dir.join("model.safetensors"), b"not safetensors").unwrap();
     std::fs::copy(hf_dir().join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
     let err = assets::export(dir, &dir.join("out")).unwrap_err().to_string();
-    assert!(err.contains("model.safetensors") && err.contains("not a safetensors file"), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("not a safetensors file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -108,13 +116,19 @@ fn hailo_text_assets_errors_name_the_file() {
     let dir = copy();
     std::fs::remove_file(dir.path().join(TOKENIZER_FILE)).unwrap();
     let err = TextAssets::load(dir.path()).err().unwrap().to_string();
-    assert!(err.contains(TOKENIZER_FILE) && err.contains("export-text-assets"), "{err}");
+    assert!(
+        err.contains(TOKENIZER_FILE) && err.contains("export-text-assets"),
+        "{err}"
+    );
 
     let dir = copy();
     let lut: Array2<f32> = read_npy(dir.path().join(LUT_FILE)).unwrap();
     write_npy(dir.path().join(LUT_FILE), &lut.mapv(f64::from)).unwrap();
     let err = TextAssets::load(dir.path()).err().unwrap().to_string();
-    assert!(err.contains(LUT_FILE) && err.contains("'<f8'") && err.contains("float32"), "{err}");
+    assert!(
+        err.contains(LUT_FILE) && err.contains("'<f8'") && err.contains("float32"),
+        "{err}"
+    );
 
     let dir = copy();
     write_npy(dir.path().join(LUT_FILE), &Array3::<f32>::zeros((2, 2, 2))).unwrap();
@@ -134,5 +148,8 @@ fn hailo_text_assets_errors_name_the_file() {
     let dir = copy();
     std::fs::write(dir.path().join(PROJECTION_FILE), b"garbage").unwrap();
     let err = TextAssets::load(dir.path()).err().unwrap().to_string();
-    assert!(err.contains(PROJECTION_FILE) && err.contains("not a .npy file"), "{err}");
+    assert!(
+        err.contains(PROJECTION_FILE) && err.contains("not a .npy file"),
+        "{err}"
+    );
 }

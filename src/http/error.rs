@@ -102,6 +102,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Busy(_) => ApiError::unavailable("device_busy", message, 1),
             ServiceError::ShuttingDown => ApiError::unavailable("shutting_down", message, 5),
             ServiceError::Timeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message),
+            ServiceError::DeviceTimeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "device_timeout", message),
             ServiceError::Inference(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "inference_failed", message)
             }

@@ -42,6 +42,8 @@ pub enum ServiceError {
     Busy(String),
     #[error("the request did not finish within {0} ms")]
     Timeout(u64),
+    #[error("the accelerator did not answer in time: {0}")]
+    DeviceTimeout(String),
     #[error("the service is shutting down")]
     ShuttingDown,
     #[error("inference failed: {0}")]
@@ -481,7 +483,7 @@ impl Service {
         JobError::Expired => ServiceError::Timeout(self.timeout_ms()),
         JobError::Closed => ServiceError::ShuttingDown,
         JobError::Encoder(EncoderErrorKind::Busy, m) => ServiceError::Busy(m),
-        JobError::Encoder(EncoderErrorKind::Timeout, m) => ServiceError::Inference(format!("encoder timed out: {m}")),
+        JobError::Encoder(EncoderErrorKind::Timeout, m) => ServiceError::DeviceTimeout(m),
         JobError::Encoder(EncoderErrorKind::Failed, m) => ServiceError::Inference(m),
     }
 }

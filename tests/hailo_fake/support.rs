@@ -146,8 +146,10 @@ pub fn text_hef(dir: &Path, extra: &str) -> PathBuf {
 /// assets from [`text_assets`], the CPU model for `text_encoder: cpu` and `auto` fallbacks.
 pub fn config(dir: &Path) -> Config {
     std::fs::write(dir.join("hailo0"), "").unwrap();
-    let mut c = Config::default();
-    c.backend = BackendChoice::Hailo;
+    let mut c = Config {
+        backend: BackendChoice::Hailo,
+        ..Config::default()
+    };
     c.model.dir = repo().join("assets/models/clip-tiny-random");
     c.performance.inference_threads = 1;
     c.hailo.resources_dir = text_assets().to_path_buf();
@@ -186,9 +188,13 @@ pub fn expected_image(image: &RgbImage, quant: Option<Quant>) -> Vec<f32> {
 
 /// Rows of the transformers token embedding for the ids in token_embedding_row_ids.json.
 pub fn golden_lut_row(id: u32) -> Vec<f32> {
-    let ids: Vec<u32> = serde_json::from_str(&std::fs::read_to_string(golden("token_embedding_row_ids.json")).unwrap()).unwrap();
+    let ids: Vec<u32> =
+        serde_json::from_str(&std::fs::read_to_string(golden("token_embedding_row_ids.json")).unwrap()).unwrap();
     let rows: Array2<f32> = read_npy(golden("token_embedding_rows.npy")).unwrap();
-    let index = ids.iter().position(|&i| i == id).unwrap_or_else(|| panic!("no golden row for id {id}"));
+    let index = ids
+        .iter()
+        .position(|&i| i == id)
+        .unwrap_or_else(|| panic!("no golden row for id {id}"));
     rows.row(index).to_vec()
 }
 
@@ -215,7 +221,10 @@ pub fn expected_text(ids: &[u32]) -> Vec<f32> {
 pub fn assert_close(actual: &[f32], expected: &[f32], tolerance: f32) {
     assert_eq!(actual.len(), expected.len());
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!((a - e).abs() <= tolerance, "element {i}: {a} vs {e}\nactual {actual:?}\nexpected {expected:?}");
+        assert!(
+            (a - e).abs() <= tolerance,
+            "element {i}: {a} vs {e}\nactual {actual:?}\nexpected {expected:?}"
+        );
     }
 }
 

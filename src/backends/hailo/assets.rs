@@ -61,7 +61,10 @@ pub struct TextAssets {
 impl TextAssets {
     pub fn load(dir: &Path) -> Result<TextAssets, AssetError> {
         let hint = |what: &str| {
-            format!("{what} (write it with `hailo-clip export-text-assets --hf-dir HF_CLIP_DIR --out {}`)", dir.display())
+            format!(
+                "{what} (write it with `hailo-clip export-text-assets --hf-dir HF_CLIP_DIR --out {}`)",
+                dir.display()
+            )
         };
         let tokenizer_path = dir.join(TOKENIZER_FILE);
         let lut_path = dir.join(LUT_FILE);
@@ -157,8 +160,8 @@ pub fn export(hf_dir: &Path, out: &Path) -> Result<ExportSummary, AssetError> {
     }
     ClipTokenizer::from_file(&tokenizer_path, CONTEXT_LENGTH)?;
     let bytes = std::fs::read(&weights_path).map_err(|e| invalid(&weights_path, format!("cannot read: {e}")))?;
-    let tensors = SafeTensors::deserialize(&bytes)
-        .map_err(|e| invalid(&weights_path, format!("not a safetensors file: {e}")))?;
+    let tensors =
+        SafeTensors::deserialize(&bytes).map_err(|e| invalid(&weights_path, format!("not a safetensors file: {e}")))?;
     let lut = tensor_matrix(&tensors, HF_TOKEN_EMBEDDING, &weights_path)?;
     // A Linear layer stores its weight as [out, in]; the daemon applies `hidden @ P`.
     let projection_weight = tensor_matrix(&tensors, HF_TEXT_PROJECTION, &weights_path)?;
@@ -174,7 +177,9 @@ pub fn export(hf_dir: &Path, out: &Path) -> Result<ExportSummary, AssetError> {
     }
     let projection = projection_weight.t().as_standard_layout().into_owned();
     let logit_scale = match tensors.tensor(HF_LOGIT_SCALE) {
-        Ok(view) => tensor_values(&view, HF_LOGIT_SCALE, &weights_path)?.first().map(|v| v.exp()),
+        Ok(view) => tensor_values(&view, HF_LOGIT_SCALE, &weights_path)?
+            .first()
+            .map(|v| v.exp()),
         Err(_) => None,
     };
 
@@ -187,7 +192,9 @@ pub fn export(hf_dir: &Path, out: &Path) -> Result<ExportSummary, AssetError> {
         std::io::copy(&mut std::fs::File::open(&tokenizer_path)?, file).map(|_| ())
     })?;
     write_atomically(&files[1], |file| lut.write_npy(file).map_err(std::io::Error::other))?;
-    write_atomically(&files[2], |file| projection.write_npy(file).map_err(std::io::Error::other))?;
+    write_atomically(&files[2], |file| {
+        projection.write_npy(file).map_err(std::io::Error::other)
+    })?;
     Ok(ExportSummary {
         files,
         vocabulary: lut.nrows(),
@@ -212,16 +219,25 @@ fn write_atomically(
     let tmp = PathBuf::from(tmp_name);
     let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(err)?);
     write(&mut file).map_err(err)?;
-    file.into_inner().map_err(|e| err(e.into_error()))?.sync_all().map_err(err)?;
+    file.into_inner()
+        .map_err(|e| err(e.into_error()))?
+        .sync_all()
+        .map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
 }
 
 fn tensor_matrix(tensors: &SafeTensors, name: &str, path: &Path) -> Result<Array2<f32>, AssetError> {
-    let view = tensors
-        .tensor(name)
-        .map_err(|_| invalid(path, format!("has no tensor {name}: is this a Hugging Face CLIP checkpoint?")))?;
+    let view = tensors.tensor(name).map_err(|_| {
+        invalid(
+            path,
+            format!("has no tensor {name}: is this a Hugging Face CLIP checkpoint?"),
+        )
+    })?;
     let &[rows, cols] = view.shape() else {
-        return Err(invalid(path, format!("{name} has shape {:?}, expected 2-D", view.shape())));
+        return Err(invalid(
+            path,
+            format!("{name} has shape {:?}, expected 2-D", view.shape()),
+        ));
     };
     let values = tensor_values(&view, name, path)?;
     Array2::from_shape_vec((rows, cols), values).map_err(|e| invalid(path, format!("{name}: {e}")))
@@ -231,9 +247,23 @@ fn tensor_matrix(tensors: &SafeTensors, name: &str, path: &Path) -> Result<Array
 fn tensor_values(view: &safetensors::tensor::TensorView, name: &str, path: &Path) -> Result<Vec<f32>, AssetError> {
     let data = view.data();
     Ok(match view.dtype() {
-        Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        Dtype::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        other => return Err(invalid(path, format!("{name} has dtype {other:?}; F32, F16 and BF16 are read"))),
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(invalid(
+                path,
+                format!("{name} has dtype {other:?}; F32, F16 and BF16 are read"),
+            ))
+        }
     })
 }

@@ -78,7 +78,9 @@ impl HailoDevice {
             hailo: Some(HailoInfo {
                 device_id: self.id().to_string(),
                 hailort_version: self.hailort_version.clone(),
-                hef: hef.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                hef: hef
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
             }),
         }
     }
@@ -121,10 +123,13 @@ fn load_model(device: &HailoDevice, path: &Path) -> Result<Model, HailoLoadError
     if let Err(e) = std::fs::File::open(path) {
         return Err(hef_error(path, HailoErrorKind::InvalidHef, format!("cannot read: {e}")));
     }
-    let model = device
-        .device
-        .load_model(path)
-        .map_err(|e| hef_error(path, e.kind, format!("not loadable on this device and HailoRT: {}", e.message)))?;
+    let model = device.device.load_model(path).map_err(|e| {
+        hef_error(
+            path,
+            e.kind,
+            format!("not loadable on this device and HailoRT: {}", e.message),
+        )
+    })?;
     if model.inputs().len() != 1 || model.outputs().len() != 1 {
         return Err(shape_error(
             path,
@@ -152,7 +157,10 @@ impl OutputFormat {
     fn choose(model: &mut Model, path: &Path) -> Result<OutputFormat, HailoLoadError> {
         let stream = model.outputs()[0].clone();
         if !stream.order.is_row_major() {
-            return Err(shape_error(path, format!("output {} is not in a row-major order", describe(&stream))));
+            return Err(shape_error(
+                path,
+                format!("output {} is not in a row-major order", describe(&stream)),
+            ));
         }
         let keep = match stream.element {
             ElementType::Uint8 | ElementType::Uint16 => stream.quant_count == 1,
@@ -166,7 +174,14 @@ impl OutputFormat {
         }
         let stream = &model.outputs()[0];
         if stream.element == ElementType::Other || stream.frame_size != stream.elements() * stream.element.size() {
-            return Err(shape_error(path, format!("output {} has an unexpected frame size {}", describe(stream), stream.frame_size)));
+            return Err(shape_error(
+                path,
+                format!(
+                    "output {} has an unexpected frame size {}",
+                    describe(stream),
+                    stream.frame_size
+                ),
+            ));
         }
         Ok(OutputFormat {
             element: stream.element,
@@ -192,9 +207,13 @@ impl OutputFormat {
 }
 
 fn configure(model: &mut Model, path: &Path, batch_size: u16) -> Result<usize, HailoLoadError> {
-    model
-        .configure(batch_size)
-        .map_err(|e| hef_error(path, e.kind, format!("cannot be configured on the device: {}", e.message)))
+    model.configure(batch_size).map_err(|e| {
+        hef_error(
+            path,
+            e.kind,
+            format!("cannot be configured on the device: {}", e.message),
+        )
+    })
 }
 
 fn encoder_error(hef: &Path, e: HailoError) -> EncoderError {
@@ -245,7 +264,10 @@ impl HailoImageEncoder {
         let max_frames = configure(&mut model, &path, config.batch_size)?;
         let input = &model.inputs()[0];
         if input.frame_size != input.elements() {
-            return Err(shape_error(&path, format!("input {} does not take uint8 NHWC frames", describe(input))));
+            return Err(shape_error(
+                &path,
+                format!("input {} does not take uint8 NHWC frames", describe(input)),
+            ));
         }
         tracing::info!(
             hef = %path.display(),
@@ -331,7 +353,10 @@ pub struct HailoTextEncoder {
 impl HailoTextEncoder {
     /// Loads the text HEF and the text assets from `hailo.resources_dir`; returns the
     /// tokenizer too, since it is one of those assets.
-    pub fn load(device: &HailoDevice, config: &HailoConfig) -> Result<(HailoTextEncoder, ClipTokenizer), HailoLoadError> {
+    pub fn load(
+        device: &HailoDevice,
+        config: &HailoConfig,
+    ) -> Result<(HailoTextEncoder, ClipTokenizer), HailoLoadError> {
         let TextAssets {
             tokenizer,
             lut,
@@ -368,7 +393,10 @@ impl HailoTextEncoder {
         let max_frames = configure(&mut model, &path, config.batch_size)?;
         let input = &model.inputs()[0];
         if input.frame_size != input.elements() * 4 {
-            return Err(shape_error(&path, format!("input {} does not take f32 frames", describe(input))));
+            return Err(shape_error(
+                &path,
+                format!("input {} does not take f32 frames", describe(input)),
+            ));
         }
         tracing::info!(
             hef = %path.display(),
@@ -436,7 +464,8 @@ impl TextEncoder for HailoTextEncoder {
             for (i, (frame, eot)) in output.chunks_exact(frame_out).zip(eots).enumerate() {
                 let states = self.output.decode(frame);
                 let pooled = ArrayView1::from(&states[eot * hidden..(eot + 1) * hidden]);
-                rows.row_mut(chunk_index * self.max_frames + i).assign(&pooled.dot(&self.projection));
+                rows.row_mut(chunk_index * self.max_frames + i)
+                    .assign(&pooled.dot(&self.projection));
             }
         }
         Ok(rows)

@@ -72,11 +72,29 @@ extern "C" {
         err: *mut RawError,
     ) -> i32;
     fn hc_vdevice_release(device: *mut RawDevice);
-    fn hc_model_load(device: *mut RawDevice, hef_path: *const c_char, out: *mut *mut RawModel, err: *mut RawError) -> i32;
+    fn hc_model_load(
+        device: *mut RawDevice,
+        hef_path: *const c_char,
+        out: *mut *mut RawModel,
+        err: *mut RawError,
+    ) -> i32;
     fn hc_model_release(model: *mut RawModel);
     fn hc_model_counts(model: *const RawModel, inputs: *mut usize, outputs: *mut usize);
-    fn hc_model_stream(model: *mut RawModel, direction: i32, index: usize, info: *mut RawStreamInfo, err: *mut RawError) -> i32;
-    fn hc_model_set_format(model: *mut RawModel, direction: i32, index: usize, format: i32, nhwc: i32, err: *mut RawError) -> i32;
+    fn hc_model_stream(
+        model: *mut RawModel,
+        direction: i32,
+        index: usize,
+        info: *mut RawStreamInfo,
+        err: *mut RawError,
+    ) -> i32;
+    fn hc_model_set_format(
+        model: *mut RawModel,
+        direction: i32,
+        index: usize,
+        format: i32,
+        nhwc: i32,
+        err: *mut RawError,
+    ) -> i32;
     fn hc_model_configure(model: *mut RawModel, batch_size: u16, max_frames: *mut usize, err: *mut RawError) -> i32;
     #[allow(clippy::too_many_arguments)]
     fn hc_model_run(
@@ -405,10 +423,23 @@ impl Model {
 
     /// Sets a stream's host-side element type (and, with `nhwc`, its order to NHWC), so
     /// HailoRT converts between it and the device's format. Before [`configure`](Self::configure).
-    pub fn set_format(&mut self, direction: Direction, index: usize, element: ElementType, nhwc: bool) -> Result<(), HailoError> {
+    pub fn set_format(
+        &mut self,
+        direction: Direction,
+        index: usize,
+        element: ElementType,
+        nhwc: bool,
+    ) -> Result<(), HailoError> {
         // SAFETY: the handle is live.
         check(|err| unsafe {
-            hc_model_set_format(self.raw.as_ptr(), direction.raw(), index, element.to_raw(), i32::from(nhwc), err)
+            hc_model_set_format(
+                self.raw.as_ptr(),
+                direction.raw(),
+                index,
+                element.to_raw(),
+                i32::from(nhwc),
+                err,
+            )
         })?;
         self.refresh_streams()
     }
@@ -425,7 +456,13 @@ impl Model {
     /// Runs `frames` frames as one batch. `inputs[i]` holds the frames of input `i` back to
     /// back, `outputs[o]` receives those of output `o`; their lengths must be `frames` times
     /// the stream's frame size.
-    pub fn run(&mut self, frames: usize, inputs: &[&[u8]], outputs: &mut [&mut [u8]], timeout: Duration) -> Result<(), HailoError> {
+    pub fn run(
+        &mut self,
+        frames: usize,
+        inputs: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        timeout: Duration,
+    ) -> Result<(), HailoError> {
         let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
         let input_ptrs: Vec<*const u8> = inputs.iter().map(|b| b.as_ptr()).collect();
         let input_lens: Vec<usize> = inputs.iter().map(|b| b.len()).collect();
