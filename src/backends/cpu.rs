@@ -89,6 +89,14 @@ impl OnnxEncoder {
         })
     }
 
+    fn info(&self) -> EncoderInfo {
+        EncoderInfo {
+            backend: "cpu",
+            source: self.path.display().to_string(),
+            hailo: None,
+        }
+    }
+
     fn run(&self, input: Tensor, expected_dim: usize) -> Result<Array2<f32>, EncoderError> {
         let batch = input.shape()[0];
         let outputs = multithread_tract_scope(self.executor.clone(), || {
@@ -188,11 +196,7 @@ impl ImageEncoder for CpuImageEncoder {
         CPU_MAX_BATCH
     }
     fn info(&self) -> EncoderInfo {
-        EncoderInfo {
-            backend: "cpu",
-            source: self.onnx.path.display().to_string(),
-            hailo: None,
-        }
+        self.onnx.info()
     }
     fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError> {
         let pixels = normalize_nchw(images, self.manifest.image_mean, self.manifest.image_std);
@@ -208,11 +212,7 @@ impl TextEncoder for CpuTextEncoder {
         CPU_MAX_BATCH
     }
     fn info(&self) -> EncoderInfo {
-        EncoderInfo {
-            backend: "cpu",
-            source: self.onnx.path.display().to_string(),
-            hailo: None,
-        }
+        self.onnx.info()
     }
     fn encode_texts(&self, token_ids: &[Vec<u32>]) -> Result<Array2<f32>, EncoderError> {
         let context = self.manifest.context_length;
