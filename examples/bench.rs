@@ -99,7 +99,8 @@ fn main() -> anyhow::Result<()> {
         let ms = median_ms(iterations, || {
             rt.block_on(service.classify(req.clone())).unwrap();
         });
-        println!("classify, {prompts:>3} cached prompts: {ms:.2} ms");
+        let (hits, misses) = service.text_cache().stats();
+        println!("classify, {prompts:>3} cached prompts: {ms:.2} ms (text cache: {hits} hits, {misses} misses so far)");
     }
     service.shutdown();
     println!("peak memory (VmHWM): {:.0} MiB", peak_rss_mib());

@@ -11,6 +11,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 cargo test --locked --all-targets 2>&1 | tee -a "$log"
+# The binary the tests above built (default features) is the one install.sh stages.
+scripts/test-install.sh --binary target/debug/hailo-clip 2>&1 | tee -a "$log"
 cargo test --locked --features hailo-fake hailo 2>&1 | tee -a "$log"
 
 # cargo: "test result: ok. 25 passed; 0 failed; ..."; test-install.sh: "12 passed, 0 failed".

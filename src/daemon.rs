@@ -156,9 +156,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         _ = &mut signal => {},
     }
 
-    notify(&[NotifyState::Stopping, NotifyState::Status("stopping: finishing in-flight requests")]);
-    if load_error.is_none() {
-        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    match &load_error {
+        // systemctl status shows the last STATUS: make it the reason the start failed.
+        Some(e) => notify(&[NotifyState::Stopping, NotifyState::Status(&format!("failed: {e:#}"))]),
+        None => {
+            notify(&[NotifyState::Stopping, NotifyState::Status("stopping: finishing in-flight requests")]);
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        }
     }
     let _ = stop_tx.send(true);
     match server.await {

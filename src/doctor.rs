@@ -151,7 +151,7 @@ fn missing(config: &Config, name: &'static str, detail: String, fix: &str) -> Ch
     }
 }
 
-const DRIVER_FIX: &str = "install the Hailo PCIe driver and HailoRT (on Raspberry Pi OS: sudo apt install hailo-all), reboot, and check that `lspci | grep -i hailo` lists the card";
+const DRIVER_FIX: &str = "install the Hailo PCIe driver and HailoRT (Raspberry Pi OS, Hailo-10H: sudo apt install dkms hailo-h10-all), reboot, and check that `lspci | grep -i hailo` lists the card";
 
 fn check_device_node(config: &Config, env: &Environment) -> Check {
     let device = &config.hailo.device_path;
@@ -277,7 +277,7 @@ fn check_library(config: &Config, library: Option<&(PathBuf, String)>) -> Check 
             config,
             "HailoRT library",
             "libhailort.so not found".into(),
-            "install HailoRT 5.x (Raspberry Pi OS: sudo apt install hailo-all), then rebuild hailo-clip with --features hailo",
+            "install HailoRT 5.x (Raspberry Pi OS, Hailo-10H: sudo apt install dkms hailo-h10-all), then rebuild hailo-clip with --features hailo",
         ),
     }
 }
@@ -295,7 +295,7 @@ fn check_driver(config: &Config, env: &Environment, library: Option<&(PathBuf, S
         (Some((module, version)), Some((_, lib))) => fail(
             "driver",
             format!("{module} {version} does not match libhailort {lib}"),
-            "install the driver and HailoRT of the same version (sudo apt install hailo-all pulls matching ones) and reboot",
+            "install the driver and HailoRT of the same version (sudo apt install hailo-h10-all pulls matching ones) and reboot",
         ),
         (Some((module, version)), None) => missing(
             config,

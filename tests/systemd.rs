@@ -150,3 +150,29 @@ fn sigterm_lets_in_flight_requests_finish() {
     assert!(log.contains("shutting down: no new connections, finishing in-flight requests"), "{log}");
     assert!(log.contains("encoders released"), "{log}");
 }
+
+#[test]
+fn failed_start_leaves_the_reason_as_status_and_never_says_ready() {
+    let socket_path = std::env::temp_dir().join(format!("hailo-clip-notify-fail-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&socket_path);
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hailo-clip"))
+        .env("HAILO_CLIP_CONFIG", repo().join("config/hailo-clip.yaml"))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .args(["--model-dir", "/nonexistent/model", "serve", "--port", &free_port().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    socket.set_nonblocking(true).unwrap();
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = socket.recv(&mut buf) {
+        messages.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    assert!(!messages.iter().any(|m| m.contains("READY=1")), "{messages:?}");
+    let last = messages.last().unwrap();
+    assert!(last.contains("STOPPING=1"), "{messages:?}");
+    assert!(last.contains("STATUS=failed: model directory /nonexistent/model does not exist"), "{last}");
+    let _ = std::fs::remove_file(&socket_path);
+}
