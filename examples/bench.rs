@@ -41,18 +41,32 @@ fn peak_rss_mib() -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let model_dir = arg("--model-dir").unwrap_or_else(|| "assets/models/clip-tiny-random".into());
     let iterations: usize = arg("--iterations").map_or(10, |v| v.parse().expect("--iterations N"));
     let dir = ModelDir::open(std::path::Path::new(&model_dir))?;
     let m = dir.manifest.clone();
-    println!("model {} ({}), dim {}, image {}px, {} iterations", m.name, model_dir, m.embedding_dim, m.image_size, iterations);
+    println!(
+        "model {} ({}), dim {}, image {}px, {} iterations",
+        m.name, model_dir, m.embedding_dim, m.image_size, iterations
+    );
 
-    let photo = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/images/chelsea.png"))?;
+    let photo = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/images/chelsea.png"
+    ))?;
     let t = Instant::now();
     let rgb = decode_rgb(&photo, u64::MAX)?;
     let square = resize_square(&rgb, m.image_size, m.resize)?;
-    println!("decode + resize + crop (451x300 PNG): {:.2} ms", t.elapsed().as_secs_f64() * 1000.0);
+    println!(
+        "decode + resize + crop (451x300 PNG): {:.2} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
     let prep = median_ms(iterations, || {
         let rgb = decode_rgb(&photo, u64::MAX).unwrap();
         resize_square(&rgb, m.image_size, m.resize).unwrap();
@@ -74,7 +88,13 @@ fn main() -> anyhow::Result<()> {
     let tokenizer = ClipTokenizer::from_file(&dir.tokenizer(), m.context_length)?;
     let text = CpuTextEncoder::load(&dir, executor(2))?;
     for batch in [1, 8] {
-        let ids: Vec<Vec<u32>> = (0..batch).map(|i| tokenizer.encode(&format!("a photo of a thing number {i}")).unwrap()).collect();
+        let ids: Vec<Vec<u32>> = (0..batch)
+            .map(|i| {
+                tokenizer
+                    .encode(&format!("a photo of a thing number {i}"))
+                    .unwrap()
+            })
+            .collect();
         text.encode_texts(&ids)?;
         let ms = median_ms(iterations, || {
             text.encode_texts(&ids).unwrap();
@@ -88,13 +108,23 @@ fn main() -> anyhow::Result<()> {
     config.model.dir = dir.root.clone();
     let image: Arc<dyn ImageEncoder> = Arc::new(CpuImageEncoder::load(&dir, executor(2))?);
     let text: Arc<dyn TextEncoder> = Arc::new(text);
-    let info = ModelInfo { name: m.name.clone(), embedding_dim: m.embedding_dim, logit_scale: m.logit_scale, random_weights: m.random_weights };
+    let info = ModelInfo {
+        name: m.name.clone(),
+        embedding_dim: m.embedding_dim,
+        logit_scale: m.logit_scale,
+        random_weights: m.random_weights,
+    };
     let rt = tokio::runtime::Runtime::new()?;
-    let service = Service::start(image, text, tokenizer, info, &config).map_err(anyhow::Error::msg)?;
+    let service =
+        Service::start(image, text, tokenizer, info, &config).map_err(anyhow::Error::msg)?;
     rt.block_on(service.warm_up())?;
     for prompts in [1usize, 10, 100] {
         let list: Vec<String> = (0..prompts).map(|i| format!("object {i}")).collect();
-        let req = ClassifyRequest { image: photo.clone(), prompts: list, ..Default::default() };
+        let req = ClassifyRequest {
+            image: photo.clone(),
+            prompts: list,
+            ..Default::default()
+        };
         rt.block_on(service.classify(req.clone()))?; // fills the cache
         let ms = median_ms(iterations, || {
             rt.block_on(service.classify(req.clone())).unwrap();

@@ -289,7 +289,11 @@ impl Config {
             let key = err.path().to_string();
             ConfigError::Parse {
                 path: origin.to_path_buf(),
-                key: if key == "." { "(top level)".into() } else { key },
+                key: if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
                 message: err.into_inner().to_string(),
             }
         })?;
@@ -318,7 +322,11 @@ impl Config {
         }
         let p = &self.performance;
         at_least("performance.worker_threads", p.worker_threads as u64, 1)?;
-        at_least("performance.inference_threads", p.inference_threads as u64, 1)?;
+        at_least(
+            "performance.inference_threads",
+            p.inference_threads as u64,
+            1,
+        )?;
         at_least("performance.max_batch_size", p.max_batch_size as u64, 1)?;
         at_least("performance.max_queue_size", p.max_queue_size as u64, 1)?;
         at_least("performance.request_timeout_ms", p.request_timeout_ms, 1)?;
@@ -341,7 +349,8 @@ impl Config {
                 message: "must not be empty".into(),
             });
         }
-        if let Err(message) = crate::service::templates::check_template(&self.classify.default_template)
+        if let Err(message) =
+            crate::service::templates::check_template(&self.classify.default_template)
         {
             return Err(ConfigError::Invalid {
                 key: "classify.default_template",
@@ -392,10 +401,17 @@ impl HailoConfig {
             }
         }
         if self.group_id.is_empty() {
-            return invalid("hailo.group_id", "must not be empty (SHARED shares the device)");
+            return invalid(
+                "hailo.group_id",
+                "must not be empty (SHARED shares the device)",
+            );
         }
         // HailoRT's hailo_device_id_t holds 31 characters and a NUL.
-        if self.device_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > 31) {
+        if self
+            .device_id
+            .as_ref()
+            .is_some_and(|id| id.is_empty() || id.len() > 31)
+        {
             return invalid("hailo.device_id", "must be 1 to 31 characters, or unset");
         }
         if self.model_name.trim().is_empty() {
@@ -419,11 +435,17 @@ pub enum ConfigSource {
 /// Loads the config: an explicit path must exist; the default path may be absent.
 pub fn load(explicit: Option<&Path>) -> Result<(Config, ConfigSource), ConfigError> {
     match explicit {
-        Some(path) => Ok((Config::from_file(path)?, ConfigSource::File(path.to_path_buf()))),
+        Some(path) => Ok((
+            Config::from_file(path)?,
+            ConfigSource::File(path.to_path_buf()),
+        )),
         None => {
             let path = Path::new(DEFAULT_CONFIG_PATH);
             if path.exists() {
-                Ok((Config::from_file(path)?, ConfigSource::File(path.to_path_buf())))
+                Ok((
+                    Config::from_file(path)?,
+                    ConfigSource::File(path.to_path_buf()),
+                ))
             } else {
                 Ok((Config::default(), ConfigSource::Defaults))
             }
@@ -468,14 +490,18 @@ mod tests {
         assert!(err.contains("server.port"), "{err}");
         let err = parse("backend: gpu\n").unwrap_err().to_string();
         assert!(err.contains("backend"), "{err}");
-        let err = parse("performance:\n  max_batch_size: 0\n").unwrap_err().to_string();
+        let err = parse("performance:\n  max_batch_size: 0\n")
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "config key `performance.max_batch_size`: must be at least 1, got 0"
         );
         let err = parse("logging:\n  level: loud\n").unwrap_err().to_string();
         assert!(err.contains("logging.level"), "{err}");
-        let err = parse("classify:\n  default_template: a photo\n").unwrap_err().to_string();
+        let err = parse("classify:\n  default_template: a photo\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("classify.default_template"), "{err}");
     }
 
@@ -496,11 +522,15 @@ mod tests {
         );
         let err = parse("hailo:\n  image: x.hef\n").unwrap_err().to_string();
         assert!(err.contains("hailo.image"), "{err}");
-        let err = parse("hailo:\n  text_encoder: gpu\n").unwrap_err().to_string();
+        let err = parse("hailo:\n  text_encoder: gpu\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("hailo.text_encoder"), "{err}");
         let err = parse("hailo:\n  batch_size: 0\n").unwrap_err().to_string();
         assert!(err.contains("hailo.batch_size"), "{err}");
-        let err = parse("hailo:\n  device_id: \"\"\n").unwrap_err().to_string();
+        let err = parse("hailo:\n  device_id: \"\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("hailo.device_id"), "{err}");
     }
 

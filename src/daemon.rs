@@ -30,8 +30,14 @@ pub async fn load_service(config: &Config) -> anyhow::Result<(Service, &'static 
         tracing::warn!("model {}: {RANDOM_WEIGHTS_WARNING}", encoders.model.name);
     }
     let (backend, reason) = (encoders.backend, encoders.reason.clone());
-    let service = Service::start(encoders.image, encoders.text, encoders.tokenizer, encoders.model, config)
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let service = Service::start(
+        encoders.image,
+        encoders.text,
+        encoders.tokenizer,
+        encoders.model,
+        config,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     Ok((service, backend, reason))
 }
 
@@ -55,11 +61,14 @@ async fn watchdog(state: AppState, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     loop {
         ticker.tick().await;
-        let Some(ready) = state.ready.get() else { continue };
+        let Some(ready) = state.ready.get() else {
+            continue;
+        };
         let service = &ready.service;
         let health = service.health();
         let stats = service.queue().stats();
-        let done = stats.image_batches.load(Ordering::Relaxed) + stats.text_batches.load(Ordering::Relaxed);
+        let done = stats.image_batches.load(Ordering::Relaxed)
+            + stats.text_batches.load(Ordering::Relaxed);
         let moving = health.queue_depth == 0 || done != last_done;
         last_done = done;
         if health.workers_alive == health.workers && moving {
@@ -75,7 +84,13 @@ async fn watchdog(state: AppState, interval: Duration) {
 }
 
 async fn load_and_warm_up(config: &Config, state: &AppState) -> anyhow::Result<()> {
-    phase(state, format!("loading encoders ({} backend requested)", config.backend.as_str()));
+    phase(
+        state,
+        format!(
+            "loading encoders ({} backend requested)",
+            config.backend.as_str()
+        ),
+    );
     tracing::info!(model_dir = %config.model.dir.display(), backend = config.backend.as_str(), "loading encoders");
     let (service, backend, reason) = load_service(config).await?;
     tracing::info!(
@@ -91,7 +106,10 @@ async fn load_and_warm_up(config: &Config, state: &AppState) -> anyhow::Result<(
         .warm_up()
         .await
         .map_err(|e| anyhow::anyhow!("warm-up inference failed: {e}"))?;
-    tracing::info!(warm_up_ms = started.elapsed().as_millis() as u64, "warm-up inference succeeded");
+    tracing::info!(
+        warm_up_ms = started.elapsed().as_millis() as u64,
+        "warm-up inference succeeded"
+    );
     let _ = state.ready.set(Ready {
         service: Arc::new(service),
         backend,
@@ -105,14 +123,15 @@ pub async fn termination_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("cannot listen for SIGTERM: {e}");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -158,9 +177,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     match &load_error {
         // systemctl status shows the last STATUS: make it the reason the start failed.
-        Some(e) => notify(&[NotifyState::Stopping, NotifyState::Status(&format!("failed: {e:#}"))]),
+        Some(e) => notify(&[
+            NotifyState::Stopping,
+            NotifyState::Status(&format!("failed: {e:#}")),
+        ]),
         None => {
-            notify(&[NotifyState::Stopping, NotifyState::Status("stopping: finishing in-flight requests")]);
+            notify(&[
+                NotifyState::Stopping,
+                NotifyState::Status("stopping: finishing in-flight requests"),
+            ]);
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
         }
     }

@@ -40,13 +40,28 @@ pub struct Check {
 }
 
 fn pass(name: &'static str, detail: impl Into<String>) -> Check {
-    Check { name, outcome: Outcome::Pass, detail: detail.into(), fix: None }
+    Check {
+        name,
+        outcome: Outcome::Pass,
+        detail: detail.into(),
+        fix: None,
+    }
 }
 fn warn(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
-    Check { name, outcome: Outcome::Warn, detail: detail.into(), fix: Some(fix.into()) }
+    Check {
+        name,
+        outcome: Outcome::Warn,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
 }
 fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
-    Check { name, outcome: Outcome::Fail, detail: detail.into(), fix: Some(fix.into()) }
+    Check {
+        name,
+        outcome: Outcome::Fail,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
 }
 
 /// Where the checks look, and what they compare against.
@@ -79,7 +94,8 @@ impl Default for Environment {
 impl Environment {
     /// A system path under the root.
     fn path(&self, absolute: &Path) -> PathBuf {
-        self.root.join(absolute.strip_prefix("/").unwrap_or(absolute))
+        self.root
+            .join(absolute.strip_prefix("/").unwrap_or(absolute))
     }
 }
 
@@ -89,7 +105,10 @@ pub fn run(config: Result<Config, String>, origin: &str, env: &Environment) -> V
     let mut checks = Vec::new();
     let config = match config {
         Ok(c) => {
-            checks.push(pass("config", format!("{origin} is valid (backend: {})", c.backend.as_str())));
+            checks.push(pass(
+                "config",
+                format!("{origin} is valid (backend: {})", c.backend.as_str()),
+            ));
             c
         }
         Err(e) => {
@@ -146,7 +165,11 @@ pub fn report(checks: &[Check], out: &mut impl Write) -> std::io::Result<bool> {
 fn missing(config: &Config, name: &'static str, detail: String, fix: &str) -> Check {
     match config.backend {
         BackendChoice::Hailo => fail(name, detail, fix),
-        BackendChoice::Auto => warn(name, format!("{detail}; backend: auto will use the CPU"), fix),
+        BackendChoice::Auto => warn(
+            name,
+            format!("{detail}; backend: auto will use the CPU"),
+            fix,
+        ),
         BackendChoice::Cpu => pass(name, format!("{detail} (not needed: backend: cpu)")),
     }
 }
@@ -183,7 +206,11 @@ fn groups(env: &Environment) -> Vec<(String, u32, Vec<String>)> {
         .filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
             (f.len() >= 4).then(|| {
-                let members = f[3].split(',').filter(|m| !m.is_empty()).map(String::from).collect();
+                let members = f[3]
+                    .split(',')
+                    .filter(|m| !m.is_empty())
+                    .map(String::from)
+                    .collect();
                 Some((f[0].to_string(), f[2].parse().ok()?, members))
             })?
         })
@@ -208,7 +235,10 @@ fn check_device_access(config: &Config, env: &Environment) -> (Check, Check) {
         .map(|(_, gid, _)| *gid)
         .collect();
     let Ok(meta) = std::fs::metadata(env.path(device)) else {
-        let detail = format!("{} is missing, so its access cannot be checked", device.display());
+        let detail = format!(
+            "{} is missing, so its access cannot be checked",
+            device.display()
+        );
         return (
             missing(config, "device access", detail.clone(), DRIVER_FIX),
             missing(config, "group membership", detail, DRIVER_FIX),
@@ -223,7 +253,14 @@ fn check_device_access(config: &Config, env: &Environment) -> (Check, Check) {
     let rw = |shift: u32| (mode >> shift) & 0o6 == 0o6;
     let can_use = (meta.uid() == uid && rw(6)) || (in_group && rw(3)) || rw(0);
     let access = if can_use {
-        pass("device access", format!("{user} can read and write {} (mode {:o}, group {group_name})", device.display(), mode & 0o777))
+        pass(
+            "device access",
+            format!(
+                "{user} can read and write {} (mode {:o}, group {group_name})",
+                device.display(),
+                mode & 0o777
+            ),
+        )
     } else {
         fail(
             "device access",
@@ -232,13 +269,28 @@ fn check_device_access(config: &Config, env: &Environment) -> (Check, Check) {
         )
     };
     let membership = if in_group {
-        pass("group membership", format!("{user} is in group {group_name}, which owns {}", device.display()))
+        pass(
+            "group membership",
+            format!(
+                "{user} is in group {group_name}, which owns {}",
+                device.display()
+            ),
+        )
     } else if rw(0) {
-        pass("group membership", format!("{user} is not in group {group_name}, but {} is open to all users", device.display()))
+        pass(
+            "group membership",
+            format!(
+                "{user} is not in group {group_name}, but {} is open to all users",
+                device.display()
+            ),
+        )
     } else {
         fail(
             "group membership",
-            format!("{user} is not in group {group_name}, which owns {}", device.display()),
+            format!(
+                "{user} is not in group {group_name}, which owns {}",
+                device.display()
+            ),
             format!("sudo usermod -aG {group_name} {user} && sudo systemctl restart hailo-clip"),
         )
     };
@@ -247,7 +299,13 @@ fn check_device_access(config: &Config, env: &Environment) -> (Check, Check) {
 
 /// The HailoRT shared library found under the usual library directories: (path, version).
 fn hailort_library(env: &Environment) -> Option<(PathBuf, String)> {
-    let dirs = ["/usr/lib", "/usr/lib/aarch64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/usr/local/lib", "/lib"];
+    let dirs = [
+        "/usr/lib",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/local/lib",
+        "/lib",
+    ];
     let mut found: Vec<(PathBuf, String)> = dirs
         .iter()
         .filter_map(|d| std::fs::read_dir(env.path(Path::new(d))).ok())
@@ -285,7 +343,9 @@ fn check_library(config: &Config, library: Option<&(PathBuf, String)>) -> Check 
 fn check_driver(config: &Config, env: &Environment, library: Option<&(PathBuf, String)>) -> Check {
     let driver = ["hailo1x_pci", "hailo_pci"].iter().find_map(|module| {
         let path = env.path(Path::new(&format!("/sys/module/{module}/version")));
-        std::fs::read_to_string(path).ok().map(|v| (module.to_string(), v.trim().to_string()))
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|v| (module.to_string(), v.trim().to_string()))
     });
     match (driver, library) {
         (Some((module, version)), Some((_, lib))) if major_minor(&version) == major_minor(lib) => pass(
@@ -313,19 +373,33 @@ fn check_models(config: &Config, hailo_device_present: bool) -> Vec<Check> {
         || (config.backend == BackendChoice::Auto && !hailo_device_present)
         || config.hailo.text_encoder == crate::config::TextEncoderChoice::Cpu;
     let dir = &config.model.dir;
-    let cpu = crate::manifest::ModelDir::open(dir).map_err(|e| e.to_string()).and_then(|m| {
-        crate::tokenize::ClipTokenizer::from_file(&m.tokenizer(), m.manifest.context_length)
-            .map(|_| m)
-            .map_err(|e| e.to_string())
-    });
+    let cpu = crate::manifest::ModelDir::open(dir)
+        .map_err(|e| e.to_string())
+        .and_then(|m| {
+            crate::tokenize::ClipTokenizer::from_file(&m.tokenizer(), m.manifest.context_length)
+                .map(|_| m)
+                .map_err(|e| e.to_string())
+        });
     const EXPORT_FIX: &str = "export a model with scripts/export_onnx.py (README \"Getting a real model\") into model.dir";
     checks.push(match cpu {
         Ok(m) if m.manifest.random_weights => warn(
             "CPU model",
-            format!("{} is {}, a test model with RANDOM weights: its scores are meaningless", dir.display(), m.manifest.name),
+            format!(
+                "{} is {}, a test model with RANDOM weights: its scores are meaningless",
+                dir.display(),
+                m.manifest.name
+            ),
             EXPORT_FIX,
         ),
-        Ok(m) => pass("CPU model", format!("{} ({}, {}-dim)", dir.display(), m.manifest.name, m.manifest.embedding_dim)),
+        Ok(m) => pass(
+            "CPU model",
+            format!(
+                "{} ({}, {}-dim)",
+                dir.display(),
+                m.manifest.name,
+                m.manifest.embedding_dim
+            ),
+        ),
         Err(e) if cpu_needed => fail("CPU model", e, EXPORT_FIX),
         Err(e) => pass("CPU model", format!("not needed with Hailo present ({e})")),
     });
@@ -355,7 +429,13 @@ fn check_hailo_assets(config: &Config, hailo_device_present: bool) -> Check {
     }
     let fix = "get the HEFs compiled for hailo10h matching your HailoRT version (install.sh --models hailo10h) and write the text assets with: hailo-clip export-text-assets --hf-dir HF_DIR --out DIR";
     if problems.is_empty() {
-        pass("Hailo models", format!("HEFs and text assets present in {}", h.resources_dir.display()))
+        pass(
+            "Hailo models",
+            format!(
+                "HEFs and text assets present in {}",
+                h.resources_dir.display()
+            ),
+        )
     } else if config.backend == BackendChoice::Hailo || hailo_device_present {
         fail("Hailo models", problems.join("; "), fix)
     } else {
@@ -367,25 +447,38 @@ fn check_hailo_assets(config: &Config, hailo_device_present: bool) -> Check {
 fn get_health(addr: SocketAddr) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, response.split("\r\n\r\n").nth(1).unwrap_or("").to_string()))
+    Some((
+        status,
+        response.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    ))
 }
 
 fn check_port_and_service(config: &Config) -> (Check, Check) {
     let addr = SocketAddr::new(config.server.host, config.server.port);
     let free = TcpListener::bind(addr).is_ok();
     let health = get_health(addr);
-    let ours = health.as_ref().and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(body).ok()).filter(|v| v["service"] == "hailo-clip");
+    let ours = health
+        .as_ref()
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(body).ok())
+        .filter(|v| v["service"] == "hailo-clip");
     let port = match (free, &ours) {
         (true, _) => pass("port", format!("{addr} is free for hailo-clip")),
         (false, Some(_)) => pass("port", format!("{addr} is bound by hailo-clip")),
         (false, None) => fail(
             "port",
             format!("{addr} is held by another process"),
-            format!("find it with: sudo ss -ltnp 'sport = :{}'; stop it or set server.port", config.server.port),
+            format!(
+                "find it with: sudo ss -ltnp 'sport = :{}'; stop it or set server.port",
+                config.server.port
+            ),
         ),
     };
     let service = match (health, ours) {
@@ -432,15 +525,27 @@ fn check_memory(env: &Environment) -> Check {
     let limit = read_u64(&cgroup.join("memory.max")).unwrap_or(env.memory_max_bytes);
     let mib = |b: u64| b / (1 << 20);
     match (available, current) {
-        (None, _) => warn("memory", "cannot read MemAvailable from /proc/meminfo", "check /proc is mounted"),
+        (None, _) => warn(
+            "memory",
+            "cannot read MemAvailable from /proc/meminfo",
+            "check /proc is mounted",
+        ),
         (Some(_), Some(used)) if used * 10 > limit * 9 => fail(
             "memory",
-            format!("hailo-clip uses {} MiB of its {} MiB MemoryMax", mib(used), mib(limit)),
+            format!(
+                "hailo-clip uses {} MiB of its {} MiB MemoryMax",
+                mib(used),
+                mib(limit)
+            ),
             "lower performance.max_batch_size / worker_threads, or raise MemoryMax in the unit",
         ),
         (Some(avail), _) if avail < env.memory_max_bytes.min(1 << 30) => warn(
             "memory",
-            format!("only {} MiB available (the service may use up to {} MiB)", mib(avail), mib(limit)),
+            format!(
+                "only {} MiB available (the service may use up to {} MiB)",
+                mib(avail),
+                mib(limit)
+            ),
             "stop other memory-heavy services, or lower performance.max_batch_size",
         ),
         (Some(avail), used) => pass(
@@ -449,7 +554,10 @@ fn check_memory(env: &Environment) -> Check {
                 "{} MiB available; MemoryMax {} MiB{}",
                 mib(avail),
                 mib(limit),
-                used.map_or(String::new(), |u| format!(", hailo-clip uses {} MiB", mib(u)))
+                used.map_or(String::new(), |u| format!(
+                    ", hailo-clip uses {} MiB",
+                    mib(u)
+                ))
             ),
         ),
     }
@@ -461,18 +569,35 @@ fn check_temperature(env: &Environment) -> Check {
         .unwrap_or_default();
     let hottest = zones
         .iter()
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("thermal_zone")))
-        .filter_map(|p| std::fs::read_to_string(p.join("temp")).ok()?.trim().parse::<i64>().ok())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("thermal_zone"))
+        })
+        .filter_map(|p| {
+            std::fs::read_to_string(p.join("temp"))
+                .ok()?
+                .trim()
+                .parse::<i64>()
+                .ok()
+        })
         .max()
         .map(|milli| milli as f64 / 1000.0);
     let throttled = env.vcgencmd.as_ref().and_then(|cmd| {
-        let out = std::process::Command::new(cmd).arg("get_throttled").output().ok()?;
+        let out = std::process::Command::new(cmd)
+            .arg("get_throttled")
+            .output()
+            .ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
         u64::from_str_radix(text.trim().strip_prefix("throttled=0x")?, 16).ok()
     });
     let mut now = Vec::new();
     if let Some(bits) = throttled {
-        for (bit, what) in [(0, "under-voltage"), (1, "ARM frequency capped"), (2, "throttled"), (3, "soft temperature limit")] {
+        for (bit, what) in [
+            (0, "under-voltage"),
+            (1, "ARM frequency capped"),
+            (2, "throttled"),
+            (3, "soft temperature limit"),
+        ] {
             if bits & (1 << bit) != 0 {
                 now.push(what);
             }
@@ -480,11 +605,33 @@ fn check_temperature(env: &Environment) -> Check {
     }
     const COOLING: &str = "improve cooling (the Pi 5 active cooler), use the official 27 W power supply, and keep the case ventilated";
     match hottest {
-        Some(t) if t >= 85.0 => fail("temperature", format!("{t:.1} °C: the CPU is throttling"), COOLING),
-        _ if !now.is_empty() => warn("temperature", format!("vcgencmd reports: {}", now.join(", ")), COOLING),
-        Some(t) if t >= 80.0 => warn("temperature", format!("{t:.1} °C: close to the 85 °C throttling point"), COOLING),
-        Some(t) => pass("temperature", format!("{t:.1} °C{}", throttled.map_or(String::new(), |_| ", not throttled".into()))),
-        None => warn("temperature", "no thermal sensor readable under /sys/class/thermal", "check that /sys is mounted"),
+        Some(t) if t >= 85.0 => fail(
+            "temperature",
+            format!("{t:.1} °C: the CPU is throttling"),
+            COOLING,
+        ),
+        _ if !now.is_empty() => warn(
+            "temperature",
+            format!("vcgencmd reports: {}", now.join(", ")),
+            COOLING,
+        ),
+        Some(t) if t >= 80.0 => warn(
+            "temperature",
+            format!("{t:.1} °C: close to the 85 °C throttling point"),
+            COOLING,
+        ),
+        Some(t) => pass(
+            "temperature",
+            format!(
+                "{t:.1} °C{}",
+                throttled.map_or(String::new(), |_| ", not throttled".into())
+            ),
+        ),
+        None => warn(
+            "temperature",
+            "no thermal sensor readable under /sys/class/thermal",
+            "check that /sys is mounted",
+        ),
     }
 }
 
@@ -492,7 +639,11 @@ fn check_device_users(config: &Config, env: &Environment) -> Check {
     let device = config.hailo.device_path.clone();
     let me = std::process::id().to_string();
     let mut holders = Vec::new();
-    for entry in std::fs::read_dir(env.path(Path::new("/proc"))).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(env.path(Path::new("/proc")))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let pid = entry.file_name().to_string_lossy().to_string();
         if !pid.chars().all(|c| c.is_ascii_digit()) || pid == me {
             continue;
@@ -503,11 +654,18 @@ fn check_device_users(config: &Config, env: &Environment) -> Check {
             .flatten()
             .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == device));
         if holds {
-            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim().to_string();
+            let comm = std::fs::read_to_string(entry.path().join("comm"))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
             holders.push((pid, comm));
         }
     }
-    let others: Vec<String> = holders.iter().filter(|(_, c)| c != "hailo-clip").map(|(p, c)| format!("pid {p} ({c})")).collect();
+    let others: Vec<String> = holders
+        .iter()
+        .filter(|(_, c)| c != "hailo-clip")
+        .map(|(p, c)| format!("pid {p} ({c})"))
+        .collect();
     if !others.is_empty() {
         warn(
             "device users",
@@ -518,8 +676,14 @@ fn check_device_users(config: &Config, env: &Environment) -> Check {
             ),
         )
     } else if holders.is_empty() {
-        pass("device users", format!("no process holds {}", device.display()))
+        pass(
+            "device users",
+            format!("no process holds {}", device.display()),
+        )
     } else {
-        pass("device users", format!("only hailo-clip holds {}", device.display()))
+        pass(
+            "device users",
+            format!("only hailo-clip holds {}", device.display()),
+        )
     }
 }

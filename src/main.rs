@@ -15,7 +15,11 @@ use hailo_clip::daemon;
 use hailo_clip::service::{ClassifyRequest, Service};
 
 #[derive(Parser)]
-#[command(name = "hailo-clip", version, about = "CLIP zero-shot image classification daemon")]
+#[command(
+    name = "hailo-clip",
+    version,
+    about = "CLIP zero-shot image classification daemon"
+)]
 struct Cli {
     /// Config file [default: /etc/hailo/hailo-clip.yaml, built-in defaults if absent]
     #[arg(long, global = true, env = "HAILO_CLIP_CONFIG")]
@@ -103,8 +107,9 @@ enum EmbedWhat {
 fn init_logging(level: &str) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("hailo_clip={level},tower_http=warn,{level}")));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("hailo_clip={level},tower_http=warn,{level}"))
+    });
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         match tracing_journald::layer() {
             Ok(journald) => {
@@ -133,7 +138,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, ConfigSource)> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Loads and warms up the service for a one-shot command.
@@ -221,12 +228,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 serde_json::to_writer(&mut out, &result)?;
                 writeln!(out)?;
             } else {
-                let width = result.classifications.iter().map(|c| c.text.chars().count()).max().unwrap_or(4);
-                writeln!(out, "{:>4}  {:<width$}  {:>8}  {:>10}", "rank", "text", "score", "similarity")?;
+                let width = result
+                    .classifications
+                    .iter()
+                    .map(|c| c.text.chars().count())
+                    .max()
+                    .unwrap_or(4);
+                writeln!(
+                    out,
+                    "{:>4}  {:<width$}  {:>8}  {:>10}",
+                    "rank", "text", "score", "similarity"
+                )?;
                 for c in &result.classifications {
-                    writeln!(out, "{:>4}  {:<width$}  {:>8.4}  {:>10.4}", c.rank, c.text, c.score, c.similarity)?;
+                    writeln!(
+                        out,
+                        "{:>4}  {:<width$}  {:>8.4}  {:>10.4}",
+                        c.rank, c.text, c.score, c.similarity
+                    )?;
                 }
-                writeln!(out, "model {} · {:.1} ms", result.model, result.inference_time_ms)?;
+                writeln!(
+                    out,
+                    "model {} · {:.1} ms",
+                    result.model, result.inference_time_ms
+                )?;
             }
             Ok(())
         }
@@ -286,11 +310,18 @@ fn doctor(cli: &Cli, user: &str) -> anyhow::Result<()> {
         Ok((c, ConfigSource::File(p))) => (Ok(c), p.display().to_string()),
         Ok((c, ConfigSource::Defaults)) => (
             Ok(c),
-            format!("built-in defaults ({} not found)", config::DEFAULT_CONFIG_PATH),
+            format!(
+                "built-in defaults ({} not found)",
+                config::DEFAULT_CONFIG_PATH
+            ),
         ),
         Err(e) => (
             Err(e.to_string()),
-            cli.config.clone().unwrap_or_else(|| config::DEFAULT_CONFIG_PATH.into()).display().to_string(),
+            cli.config
+                .clone()
+                .unwrap_or_else(|| config::DEFAULT_CONFIG_PATH.into())
+                .display()
+                .to_string(),
         ),
     };
     let env = hailo_clip::doctor::Environment {

@@ -60,10 +60,22 @@ impl ModelDir {
             return Err(ModelDirError::MissingDir(root.to_path_buf()));
         }
         for (file, hint) in [
-            (MANIFEST_FILE, "a model directory needs manifest.json (written by scripts/export_onnx.py)"),
-            (VISUAL_FILE, "the image encoder ONNX is absent (written by scripts/export_onnx.py)"),
-            (TEXTUAL_FILE, "the text encoder ONNX is absent (written by scripts/export_onnx.py)"),
-            (TOKENIZER_FILE, "the CLIP tokenizer is absent (written by scripts/export_onnx.py)"),
+            (
+                MANIFEST_FILE,
+                "a model directory needs manifest.json (written by scripts/export_onnx.py)",
+            ),
+            (
+                VISUAL_FILE,
+                "the image encoder ONNX is absent (written by scripts/export_onnx.py)",
+            ),
+            (
+                TEXTUAL_FILE,
+                "the text encoder ONNX is absent (written by scripts/export_onnx.py)",
+            ),
+            (
+                TOKENIZER_FILE,
+                "the CLIP tokenizer is absent (written by scripts/export_onnx.py)",
+            ),
         ] {
             let path = root.join(file);
             if !path.is_file() {
@@ -99,10 +111,12 @@ impl Manifest {
                 path: path.to_path_buf(),
                 message: format!("not a valid manifest: {e}"),
             })?;
-        manifest.validate().map_err(|message| ModelDirError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        })?;
+        manifest
+            .validate()
+            .map_err(|message| ModelDirError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
         Ok(manifest)
     }
 
@@ -117,10 +131,16 @@ impl Manifest {
             return Err("name must not be empty".into());
         }
         if !(1..=16384).contains(&self.embedding_dim) {
-            return Err(format!("embedding_dim {} is out of range", self.embedding_dim));
+            return Err(format!(
+                "embedding_dim {} is out of range",
+                self.embedding_dim
+            ));
         }
         if !(16..=4096).contains(&self.image_size) {
-            return Err(format!("image_size {} is out of range 16..=4096", self.image_size));
+            return Err(format!(
+                "image_size {} is out of range 16..=4096",
+                self.image_size
+            ));
         }
         if self.image_std.iter().any(|s| !s.is_finite() || *s <= 0.0)
             || self.image_mean.iter().any(|m| !m.is_finite())
@@ -128,10 +148,16 @@ impl Manifest {
             return Err("image_mean must be finite and image_std positive".into());
         }
         if !(3..=1024).contains(&self.context_length) {
-            return Err(format!("context_length {} is out of range", self.context_length));
+            return Err(format!(
+                "context_length {} is out of range",
+                self.context_length
+            ));
         }
         if !self.logit_scale.is_finite() || self.logit_scale <= 0.0 {
-            return Err(format!("logit_scale {} must be a positive number", self.logit_scale));
+            return Err(format!(
+                "logit_scale {} must be a positive number",
+                self.logit_scale
+            ));
         }
         Ok(())
     }

@@ -2,11 +2,15 @@
 //! rather than a process-wide global, so two services in one process (tests, the CLI) never
 //! mix their numbers. `GET /metrics` renders them in the text exposition format.
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 /// Latency buckets from 1 ms to 30 s: a cached-prompt classify on a Hailo is milliseconds,
 /// a large CPU batch is seconds.
-const SECONDS_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
 pub struct Metrics {
@@ -24,7 +28,9 @@ impl Metrics {
     pub fn new() -> Metrics {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
-            .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), BATCH_BUCKETS))
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), BATCH_BUCKETS)
+            })
             .expect("bucket lists are non-empty constants")
             .build_recorder();
         let handle = recorder.handle();
@@ -51,8 +57,17 @@ mod tests {
         let b = Metrics::new();
         a.record(|| metrics::counter!("hailo_clip_test_total", "k" => "v").increment(3));
         a.record(|| metrics::histogram!("hailo_clip_test_seconds").record(0.003));
-        assert!(a.render().contains("hailo_clip_test_total{k=\"v\"} 3"), "{}", a.render());
-        assert!(a.render().contains("hailo_clip_test_seconds_bucket{le=\"0.005\"} 1"), "{}", a.render());
+        assert!(
+            a.render().contains("hailo_clip_test_total{k=\"v\"} 3"),
+            "{}",
+            a.render()
+        );
+        assert!(
+            a.render()
+                .contains("hailo_clip_test_seconds_bucket{le=\"0.005\"} 1"),
+            "{}",
+            a.render()
+        );
         assert!(!b.render().contains("hailo_clip_test_total"));
     }
 }

@@ -44,7 +44,10 @@ pub enum PreprocessError {
 pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, PreprocessError> {
     let format = image::guess_format(bytes)
         .map_err(|_| PreprocessError::UnsupportedFormat("unrecognized data".into()))?;
-    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP) {
+    if !matches!(
+        format,
+        ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP
+    ) {
         return Err(PreprocessError::UnsupportedFormat(format!("{format:?}")));
     }
     let reader = ImageReader::with_format(Cursor::new(bytes), format);
@@ -115,7 +118,11 @@ pub fn shortest_edge_size(width: u32, height: u32, target: u32) -> (u32, u32) {
 const MAX_INTERMEDIATE_SIDE: u32 = 4096;
 
 /// Resizes (and crops, in `ShortestEdgeCenterCrop` mode) an RGB image to `size`×`size`.
-pub fn resize_square(image: &RgbImage, size: u32, mode: ResizeMode) -> Result<RgbImage, PreprocessError> {
+pub fn resize_square(
+    image: &RgbImage,
+    size: u32,
+    mode: ResizeMode,
+) -> Result<RgbImage, PreprocessError> {
     let (src_w, src_h) = image.dimensions();
     let (w, h) = match mode {
         ResizeMode::ShortestEdgeCenterCrop => shortest_edge_size(src_w, src_h, size),
@@ -151,7 +158,8 @@ fn resize_rgb(
     let mut dst = RgbImage::new(width, height);
     // Catmull-Rom is the a = -0.5 cubic that PIL's BICUBIC uses; the convolution widens
     // its support when downscaling, which is PIL's antialiasing.
-    let mut options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
+    let mut options =
+        ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
     if let Some((left, top, w, h)) = source_crop {
         options = options.crop(left, top, w, h);
     }
@@ -226,7 +234,10 @@ mod tests {
         ));
         let mut truncated = png_bytes(&DynamicImage::new_rgb8(10, 10));
         truncated.truncate(40);
-        assert!(matches!(decode_rgb(&truncated, 1000), Err(PreprocessError::Corrupt(_))));
+        assert!(matches!(
+            decode_rgb(&truncated, 1000),
+            Err(PreprocessError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -8,7 +8,9 @@ use ndarray::{Array1, ArrayView1, ArrayView2};
 pub fn l2_normalize(v: &mut [f32]) -> Result<(), String> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if !norm.is_finite() || norm <= f32::EPSILON {
-        return Err(format!("embedding has norm {norm}; the encoder output is unusable"));
+        return Err(format!(
+            "embedding has norm {norm}; the encoder output is unusable"
+        ));
     }
     v.iter_mut().for_each(|x| *x /= norm);
     Ok(())

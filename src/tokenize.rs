@@ -60,9 +60,7 @@ impl ClipTokenizer {
             inner,
             context_length,
         };
-        let probe = tokenizer
-            .encode("a")
-            .map_err(|e| not_clip(e.to_string()))?;
+        let probe = tokenizer.encode("a").map_err(|e| not_clip(e.to_string()))?;
         if probe.len() != 3 || probe[0] != BOS_ID || probe[2] != EOT_ID {
             return Err(not_clip(format!(
                 "\"a\" encodes to {probe:?}; a CLIP tokenizer gives [{BOS_ID}, <id>, {EOT_ID}]"
@@ -104,7 +102,10 @@ mod tests {
 
     #[test]
     fn pad_and_eot_position() {
-        assert_eq!(pad(&[BOS_ID, 320, EOT_ID], 5, 0), vec![BOS_ID, 320, EOT_ID, 0, 0]);
+        assert_eq!(
+            pad(&[BOS_ID, 320, EOT_ID], 5, 0),
+            vec![BOS_ID, 320, EOT_ID, 0, 0]
+        );
         assert_eq!(eot_position(&[BOS_ID, 320, EOT_ID, EOT_ID]), Some(2));
         assert_eq!(eot_position(&[BOS_ID, 320]), None);
     }

@@ -36,7 +36,11 @@ fn classify_json_one_shot() {
         .args(["cat", "dog", "car"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["model"], "clip-tiny-random");
     let c = v["classifications"].as_array().unwrap();
@@ -55,7 +59,11 @@ fn embed_text_prints_unit_vectors() {
         .args(["embed", "text", "a photo of a cat", "a dog"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -69,7 +77,10 @@ fn embed_text_prints_unit_vectors() {
     // Same numbers as transformers (prompt 0 of the goldens).
     let g = golden_f32("text_embeds.npy").row(0).to_vec();
     let n = g.iter().map(|x| x * x).sum::<f32>().sqrt();
-    assert!(e.iter().zip(&g).all(|(a, b)| (*a as f32 - b / n).abs() < 1e-4));
+    assert!(e
+        .iter()
+        .zip(&g)
+        .all(|(a, b)| (*a as f32 - b / n).abs() < 1e-4));
 }
 
 #[test]
@@ -82,7 +93,10 @@ fn missing_or_broken_model_is_a_named_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("model directory /nonexistent/clip-model does not exist"), "{err}");
+    assert!(
+        err.contains("model directory /nonexistent/clip-model does not exist"),
+        "{err}"
+    );
 
     // A model directory whose visual.onnx is garbage.
     let dir = temp_dir("broken");
@@ -90,15 +104,31 @@ fn missing_or_broken_model_is_a_named_error() {
         std::fs::copy(tiny_model_dir().join(f), dir.join(f)).unwrap();
     }
     std::fs::write(dir.join("visual.onnx"), b"this is not onnx").unwrap();
-    let out = bin().arg("--model-dir").arg(&dir).args(["embed", "text", "x"]).output().unwrap();
+    let out = bin()
+        .arg("--model-dir")
+        .arg(&dir)
+        .args(["embed", "text", "x"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("cannot load ONNX model {}", dir.join("visual.onnx").display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot load ONNX model {}",
+            dir.join("visual.onnx").display()
+        )),
+        "{err}"
+    );
     assert!(out.stdout.is_empty(), "no output from a broken model");
 
     // Missing tokenizer.
     std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
-    let out = bin().arg("--model-dir").arg(&dir).args(["embed", "text", "x"]).output().unwrap();
+    let out = bin()
+        .arg("--model-dir")
+        .arg(&dir)
+        .args(["embed", "text", "x"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tokenizer.json is missing"));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -109,28 +139,47 @@ fn check_config_names_bad_keys_and_prints_good_config() {
     let dir = temp_dir("config");
     let bad = dir.join("bad.yaml");
     std::fs::write(&bad, "server:\n  port: 5000\n  hots: 0.0.0.0\n").unwrap();
-    let out = bin().arg("--config").arg(&bad).arg("check-config").output().unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&bad)
+        .arg("check-config")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("key `server.hots`") && err.contains("unknown field"), "{err}");
+    assert!(
+        err.contains("key `server.hots`") && err.contains("unknown field"),
+        "{err}"
+    );
 
     let out = bin().arg("check-config").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("is valid"), "{text}");
-    assert!(text.contains("port: 5000") && text.contains("host: 127.0.0.1"), "{text}");
+    assert!(
+        text.contains("port: 5000") && text.contains("host: 127.0.0.1"),
+        "{text}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A minimal HTTP GET over a raw socket; returns (status, body).
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
@@ -158,13 +207,31 @@ fn serve_becomes_ready_and_exits_zero_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(body.contains("\"model_loaded\":true"), "{body}");
-    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
     let code = child.wait().unwrap();
     assert_eq!(code.code(), Some(0));
     let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
-    for line in ["loading encoders", "RANDOM weights", "warm-up inference succeeded", "ready: serving", "GET", "/health", "status=200", "encoders released"] {
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    for line in [
+        "loading encoders",
+        "RANDOM weights",
+        "warm-up inference succeeded",
+        "ready: serving",
+        "GET",
+        "/health",
+        "status=200",
+        "encoders released",
+    ] {
         assert!(log.contains(line), "log lacks {line:?}:\n{log}");
     }
 }
@@ -173,12 +240,21 @@ fn serve_becomes_ready_and_exits_zero_on_sigterm() {
 fn serve_with_missing_model_exits_non_zero() {
     let port = free_port();
     let out = bin()
-        .args(["--model-dir", "/nonexistent/clip-model", "serve", "--port", &port.to_string()])
+        .args([
+            "--model-dir",
+            "/nonexistent/clip-model",
+            "serve",
+            "--port",
+            &port.to_string(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent/clip-model does not exist"), "{err}");
+    assert!(
+        err.contains("/nonexistent/clip-model does not exist"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -186,12 +262,30 @@ fn doctor_reports_a_bad_config_and_exits_non_zero() {
     let dir = temp_dir("doctor");
     let bad = dir.join("bad.yaml");
     std::fs::write(&bad, "performance:\n  max_batch: 4\n").unwrap();
-    let out = bin().arg("--config").arg(&bad).arg("doctor").output().unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&bad)
+        .arg("doctor")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("FAIL  config") && text.contains("performance.max_batch"), "{text}");
+    assert!(
+        text.contains("FAIL  config") && text.contains("performance.max_batch"),
+        "{text}"
+    );
     // It goes on with the other checks after a bad config.
-    for name in ["device node", "HailoRT library", "driver", "CPU model", "port", "service", "memory", "temperature", "device users"] {
+    for name in [
+        "device node",
+        "HailoRT library",
+        "driver",
+        "CPU model",
+        "port",
+        "service",
+        "memory",
+        "temperature",
+        "device users",
+    ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
     assert!(text.lines().last().unwrap().ends_with("failed"), "{text}");

@@ -26,7 +26,12 @@ fn check_tokens(tok: &ClipTokenizer, which: &str) -> usize {
             mismatches.push(text.to_string());
         }
     }
-    assert!(mismatches.is_empty(), "{which}: {} of {} strings differ from CLIPTokenizerFast: {mismatches:?}", mismatches.len(), goldens.len());
+    assert!(
+        mismatches.is_empty(),
+        "{which}: {} of {} strings differ from CLIPTokenizerFast: {mismatches:?}",
+        mismatches.len(),
+        goldens.len()
+    );
     goldens.len()
 }
 
@@ -48,7 +53,11 @@ fn openai_reference_tokenizer_gives_the_same_ids() {
     // ../shared/clip-tokenizer holds OpenAI's tokenizer as shipped with the checkpoint; the
     // repo's own tokenizer is rebuilt from a registry package and must agree with it.
     let shared = repo().join("../shared/clip-tokenizer/tokenizer.json");
-    assert!(shared.exists(), "{} is missing: the cross-check needs the shared tokenizer", shared.display());
+    assert!(
+        shared.exists(),
+        "{} is missing: the cross-check needs the shared tokenizer",
+        shared.display()
+    );
     let tok = ClipTokenizer::from_file(&shared, 77).unwrap();
     check_tokens(&tok, "shared tokenizer.json");
 }
@@ -57,9 +66,14 @@ fn openai_reference_tokenizer_gives_the_same_ids() {
 fn text_embeddings_match_transformers() {
     let dir = ModelDir::open(&tiny_model_dir()).unwrap();
     let tok = ClipTokenizer::from_file(&dir.tokenizer(), 77).unwrap();
-    let encoder = hailo_clip::backends::cpu::CpuTextEncoder::load(&dir, hailo_clip::backends::cpu::executor(2)).unwrap();
+    let encoder = hailo_clip::backends::cpu::CpuTextEncoder::load(
+        &dir,
+        hailo_clip::backends::cpu::executor(2),
+    )
+    .unwrap();
     let prompts: Vec<String> = serde_json::from_value(golden_json("text_prompts.json")).unwrap();
-    let golden_ids: Array2<i64> = ndarray_npy::read_npy(fixture("golden/text_input_ids.npy")).unwrap();
+    let golden_ids: Array2<i64> =
+        ndarray_npy::read_npy(fixture("golden/text_input_ids.npy")).unwrap();
     let ids: Vec<Vec<u32>> = prompts.iter().map(|p| tok.encode(p).unwrap()).collect();
     for (i, seq) in ids.iter().enumerate() {
         let expected: Vec<u32> = golden_ids.row(i).iter().map(|&v| v as u32).collect();
@@ -68,7 +82,10 @@ fn text_embeddings_match_transformers() {
     let ours = encoder.encode_texts(&ids).unwrap();
     let golden = golden_f32("text_embeds.npy");
     let diff = max_abs_diff(&ours, &golden);
-    println!("text embeddings: {} prompts, max abs diff {diff:.2e}", prompts.len());
+    println!(
+        "text embeddings: {} prompts, max abs diff {diff:.2e}",
+        prompts.len()
+    );
     assert!(diff <= 1e-4, "max abs diff {diff}");
     // One at a time gives the same rows as the batch.
     let single = encoder.encode_texts(&ids[2..3]).unwrap();
@@ -86,32 +103,54 @@ fn preprocessing_matches_clip_image_processor() {
     let dir = ModelDir::open(&tiny_model_dir()).unwrap();
     let m = &dir.manifest;
     for stem in ["chelsea", "camera", "logo", "chelsea_alpha"] {
-        let golden: Array3<f32> = ndarray_npy::read_npy(fixture(&format!("golden/pixel_values_{stem}.npy"))).unwrap();
-        let ours = normalize_nchw(&[prepared(&format!("{stem}.png"), 224)], m.image_mean, m.image_std);
+        let golden: Array3<f32> =
+            ndarray_npy::read_npy(fixture(&format!("golden/pixel_values_{stem}.npy"))).unwrap();
+        let ours = normalize_nchw(
+            &[prepared(&format!("{stem}.png"), 224)],
+            m.image_mean,
+            m.image_std,
+        );
         let ours = ours.index_axis(Axis(0), 0);
         // Differences in uint8 levels: PIL and fast_image_resize round their fixed-point
         // bicubic slightly differently, so most values agree exactly and a few by a level.
         let mut levels = Vec::with_capacity(ours.len());
         for c in 0..3 {
             let scale = m.image_std[c] * 255.0;
-            for (a, b) in ours.index_axis(Axis(0), c).iter().zip(golden.index_axis(Axis(0), c).iter()) {
+            for (a, b) in ours
+                .index_axis(Axis(0), c)
+                .iter()
+                .zip(golden.index_axis(Axis(0), c).iter())
+            {
                 levels.push(((a - b).abs() * scale).round() as u32);
             }
         }
         let max = *levels.iter().max().unwrap();
         let mean = levels.iter().sum::<u32>() as f32 / levels.len() as f32;
         let within_one = levels.iter().filter(|&&l| l <= 1).count() as f32 / levels.len() as f32;
-        println!("pixel_values {stem}: max {max} levels, mean {mean:.3} levels, within one level {:.4}%", within_one * 100.0);
+        println!(
+            "pixel_values {stem}: max {max} levels, mean {mean:.3} levels, within one level {:.4}%",
+            within_one * 100.0
+        );
         assert!(max <= 4, "{stem}: max {max} levels");
         assert!(mean < 0.25, "{stem}: mean {mean} levels");
-        assert!(within_one >= 0.998, "{stem}: only {within_one} within one level");
+        assert!(
+            within_one >= 0.998,
+            "{stem}: only {within_one} within one level"
+        );
     }
 }
 
 fn check_images(model_dir: &std::path::Path, files: &[String], golden: &Array2<f32>) -> Vec<f32> {
     let dir = ModelDir::open(model_dir).unwrap();
-    let encoder = hailo_clip::backends::cpu::CpuImageEncoder::load(&dir, hailo_clip::backends::cpu::executor(2)).unwrap();
-    let images: Vec<_> = files.iter().map(|f| prepared(f, dir.manifest.image_size)).collect();
+    let encoder = hailo_clip::backends::cpu::CpuImageEncoder::load(
+        &dir,
+        hailo_clip::backends::cpu::executor(2),
+    )
+    .unwrap();
+    let images: Vec<_> = files
+        .iter()
+        .map(|f| prepared(f, dir.manifest.image_size))
+        .collect();
     let ours = encoder.encode_images(&images).unwrap();
     files
         .iter()
@@ -127,7 +166,12 @@ fn check_images(model_dir: &std::path::Path, files: &[String], golden: &Array2<f
 #[test]
 fn image_embeddings_match_transformers_on_real_photos() {
     let list = golden_json("images.json");
-    let files: Vec<String> = list.as_array().unwrap().iter().map(|e| e["file"].as_str().unwrap().to_string()).collect();
+    let files: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["file"].as_str().unwrap().to_string())
+        .collect();
     assert!(files.len() >= 6);
     let cosines = check_images(&tiny_model_dir(), &files, &golden_f32("image_embeds.npy"));
     for (f, c) in files.iter().zip(&cosines) {
@@ -143,12 +187,21 @@ fn gelu_export_matches_transformers() {
     let dir = fixture("clip-tiny-gelu");
     let inputs = golden_json("gelu_inputs.json");
     let files: Vec<String> = serde_json::from_value(inputs["images"].clone()).unwrap();
-    for (f, c) in files.iter().zip(check_images(&dir, &files, &golden_f32("gelu_image_embeds.npy"))) {
+    for (f, c) in files.iter().zip(check_images(
+        &dir,
+        &files,
+        &golden_f32("gelu_image_embeds.npy"),
+    )) {
         assert!(c >= 0.999, "gelu {f}: cosine {c}");
     }
     let model = ModelDir::open(&dir).unwrap();
-    let encoder = hailo_clip::backends::cpu::CpuTextEncoder::load(&model, hailo_clip::backends::cpu::executor(1)).unwrap();
-    let ids: Array2<i64> = ndarray_npy::read_npy(fixture("golden/gelu_text_input_ids.npy")).unwrap();
+    let encoder = hailo_clip::backends::cpu::CpuTextEncoder::load(
+        &model,
+        hailo_clip::backends::cpu::executor(1),
+    )
+    .unwrap();
+    let ids: Array2<i64> =
+        ndarray_npy::read_npy(fixture("golden/gelu_text_input_ids.npy")).unwrap();
     // Unpadded ids: up to and including the first EOT.
     let seqs: Vec<Vec<u32>> = ids
         .rows()
@@ -159,7 +212,10 @@ fn gelu_export_matches_transformers() {
             v[..=end].to_vec()
         })
         .collect();
-    let diff = max_abs_diff(&encoder.encode_texts(&seqs).unwrap(), &golden_f32("gelu_text_embeds.npy"));
+    let diff = max_abs_diff(
+        &encoder.encode_texts(&seqs).unwrap(),
+        &golden_f32("gelu_text_embeds.npy"),
+    );
     println!("gelu text embeddings: max abs diff {diff:.2e}");
     assert!(diff <= 1e-4, "gelu text max abs diff {diff}");
 }

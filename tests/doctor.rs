@@ -21,14 +21,24 @@ impl FakeSystem {
         let _ = std::fs::remove_dir_all(&root);
         let fake = FakeSystem { root };
         fake.write("dev/hailo0", "");
-        std::fs::set_permissions(fake.path("dev/hailo0"), std::fs::Permissions::from_mode(0o660)).unwrap();
+        std::fs::set_permissions(
+            fake.path("dev/hailo0"),
+            std::fs::Permissions::from_mode(0o660),
+        )
+        .unwrap();
         // The device's group is whatever group the file got; call it "hailo".
         let gid = std::fs::metadata(fake.path("dev/hailo0")).unwrap().gid();
         fake.write("etc/passwd", "root:x:0:0::/root:/bin/sh\nhailo-clip:x:999:999::/var/lib/hailo-clip:/usr/sbin/nologin\n");
-        fake.write("etc/group", &format!("hailo-clip:x:999:\nhailo:x:{gid}:pi,hailo-clip\n"));
+        fake.write(
+            "etc/group",
+            &format!("hailo-clip:x:999:\nhailo:x:{gid}:pi,hailo-clip\n"),
+        );
         fake.write("usr/lib/libhailort.so.5.2.0", "");
         fake.write("sys/module/hailo1x_pci/version", "5.2.0\n");
-        fake.write("proc/meminfo", "MemTotal:  8000000 kB\nMemAvailable:  6000000 kB\n");
+        fake.write(
+            "proc/meminfo",
+            "MemTotal:  8000000 kB\nMemAvailable:  6000000 kB\n",
+        );
         fake.write("sys/class/thermal/thermal_zone0/temp", "52100\n");
         fake.write("proc/4242/comm", "hailo-clip\n");
         std::fs::create_dir_all(fake.path("proc/4242/fd")).unwrap();
@@ -58,7 +68,10 @@ impl FakeSystem {
     /// A fake `vcgencmd get_throttled` printing `value`.
     fn vcgencmd(&self, value: &str) -> PathBuf {
         let p = self.path("usr/bin/vcgencmd");
-        self.write("usr/bin/vcgencmd", &format!("#!/bin/sh\necho throttled={value}\n"));
+        self.write(
+            "usr/bin/vcgencmd",
+            &format!("#!/bin/sh\necho throttled={value}\n"),
+        );
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         p
     }
@@ -74,12 +87,19 @@ fn config(backend: BackendChoice, resources: &Path) -> Config {
     let mut c = tiny_config();
     c.backend = backend;
     c.hailo.resources_dir = resources.to_path_buf();
-    c.server.port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    c.server.port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     c
 }
 
 fn find<'a>(checks: &'a [Check], name: &str) -> &'a Check {
-    checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no check {name}: {checks:?}"))
+    checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no check {name}: {checks:?}"))
 }
 
 fn outcome(checks: &[Check], name: &str) -> Outcome {
@@ -93,28 +113,65 @@ fn doctor_healthy_device_side_passes() {
     env.vcgencmd = Some(fake.vcgencmd("0x0"));
     let c = config(BackendChoice::Hailo, &fake.path("resources"));
     let checks = doctor::run(Ok(c), "test.yaml", &env);
-    for name in ["config", "device node", "device access", "group membership", "HailoRT library", "driver", "memory", "temperature", "device users", "port"] {
-        assert_eq!(outcome(&checks, name), Outcome::Pass, "{:?}", find(&checks, name));
+    for name in [
+        "config",
+        "device node",
+        "device access",
+        "group membership",
+        "HailoRT library",
+        "driver",
+        "memory",
+        "temperature",
+        "device users",
+        "port",
+    ] {
+        assert_eq!(
+            outcome(&checks, name),
+            Outcome::Pass,
+            "{:?}",
+            find(&checks, name)
+        );
     }
-    assert!(find(&checks, "HailoRT library").detail.contains("libhailort 5.2.0"));
-    assert!(find(&checks, "driver").detail.contains("hailo1x_pci 5.2.0 matches libhailort 5.2.0"));
-    assert!(find(&checks, "group membership").detail.contains("hailo-clip is in group hailo"));
-    assert_eq!(find(&checks, "temperature").detail, "52.1 °C, not throttled");
-    assert_eq!(find(&checks, "memory").detail, "5859 MiB available; MemoryMax 3072 MiB");
-    assert!(find(&checks, "device users").detail.contains("only hailo-clip holds /dev/hailo0"));
+    assert!(find(&checks, "HailoRT library")
+        .detail
+        .contains("libhailort 5.2.0"));
+    assert!(find(&checks, "driver")
+        .detail
+        .contains("hailo1x_pci 5.2.0 matches libhailort 5.2.0"));
+    assert!(find(&checks, "group membership")
+        .detail
+        .contains("hailo-clip is in group hailo"));
+    assert_eq!(
+        find(&checks, "temperature").detail,
+        "52.1 °C, not throttled"
+    );
+    assert_eq!(
+        find(&checks, "memory").detail,
+        "5859 MiB available; MemoryMax 3072 MiB"
+    );
+    assert!(find(&checks, "device users")
+        .detail
+        .contains("only hailo-clip holds /dev/hailo0"));
     // The bundled model is random: a warning, not a pass.
     assert_eq!(outcome(&checks, "CPU model"), Outcome::Warn);
     // No HEFs in the resources dir: with backend hailo that fails, naming the file.
     let hailo = find(&checks, "Hailo models");
     assert_eq!(hailo.outcome, Outcome::Fail);
-    assert!(hailo.detail.contains("clip_vit_b_32_image_encoder.hef"), "{}", hailo.detail);
+    assert!(
+        hailo.detail.contains("clip_vit_b_32_image_encoder.hef"),
+        "{}",
+        hailo.detail
+    );
     // Nothing is serving on the port.
     assert_eq!(outcome(&checks, "service"), Outcome::Fail);
     let mut out = Vec::new();
     assert!(!doctor::report(&checks, &mut out).unwrap());
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("FAIL  service"), "{text}");
-    assert!(text.contains("fix: sudo systemctl start hailo-clip"), "{text}");
+    assert!(
+        text.contains("fix: sudo systemctl start hailo-clip"),
+        "{text}"
+    );
     assert!(text.trim_end().ends_with("2 failed"), "{text}");
 }
 
@@ -134,50 +191,89 @@ fn doctor_missing_device_depends_on_backend() {
         assert_eq!(outcome(&cpu, name), Outcome::Pass, "{name}");
     }
     assert_eq!(find(&hailo, "device node").detail, "/dev/hailo0 is missing");
-    assert!(find(&hailo, "device node").fix.as_ref().unwrap().contains("lspci"));
-    assert!(find(&auto, "device node").detail.contains("backend: auto will use the CPU"));
+    assert!(find(&hailo, "device node")
+        .fix
+        .as_ref()
+        .unwrap()
+        .contains("lspci"));
+    assert!(find(&auto, "device node")
+        .detail
+        .contains("backend: auto will use the CPU"));
     // auto without a device needs the CPU model; a bad model dir then fails.
     let mut c = config(BackendChoice::Auto, &res);
     c.model.dir = "/nonexistent/model".into();
     let checks = doctor::run(Ok(c), "t", &fake.env());
     assert_eq!(outcome(&checks, "CPU model"), Outcome::Fail);
-    assert!(find(&checks, "CPU model").detail.contains("/nonexistent/model does not exist"));
+    assert!(find(&checks, "CPU model")
+        .detail
+        .contains("/nonexistent/model does not exist"));
 }
 
 #[test]
 fn doctor_group_access_driver_and_heat_problems() {
     let fake = FakeSystem::healthy("bad");
     let gid = std::fs::metadata(fake.path("dev/hailo0")).unwrap().gid();
-    fake.write("etc/group", &format!("hailo-clip:x:999:\nhailo:x:{gid}:pi\n"));
+    fake.write(
+        "etc/group",
+        &format!("hailo-clip:x:999:\nhailo:x:{gid}:pi\n"),
+    );
     fake.write("sys/module/hailo1x_pci/version", "4.23.0\n");
     fake.write("sys/class/thermal/thermal_zone1/temp", "86000\n");
     fake.write("proc/77/comm", "python3\n");
     std::fs::create_dir_all(fake.path("proc/77/fd")).unwrap();
     std::os::unix::fs::symlink("/dev/hailo0", fake.path("proc/77/fd/3")).unwrap();
-    let checks = doctor::run(Ok(config(BackendChoice::Hailo, &fake.path("r"))), "t", &fake.env());
+    let checks = doctor::run(
+        Ok(config(BackendChoice::Hailo, &fake.path("r"))),
+        "t",
+        &fake.env(),
+    );
     assert_eq!(outcome(&checks, "device access"), Outcome::Fail);
     let membership = find(&checks, "group membership");
     assert_eq!(membership.outcome, Outcome::Fail);
-    assert_eq!(membership.fix.as_deref(), Some("sudo usermod -aG hailo hailo-clip && sudo systemctl restart hailo-clip"));
+    assert_eq!(
+        membership.fix.as_deref(),
+        Some("sudo usermod -aG hailo hailo-clip && sudo systemctl restart hailo-clip")
+    );
     let driver = find(&checks, "driver");
     assert_eq!(driver.outcome, Outcome::Fail);
-    assert_eq!(driver.detail, "hailo1x_pci 4.23.0 does not match libhailort 5.2.0");
+    assert_eq!(
+        driver.detail,
+        "hailo1x_pci 4.23.0 does not match libhailort 5.2.0"
+    );
     assert_eq!(find(&checks, "temperature").outcome, Outcome::Fail);
-    assert_eq!(find(&checks, "temperature").detail, "86.0 °C: the CPU is throttling");
+    assert_eq!(
+        find(&checks, "temperature").detail,
+        "86.0 °C: the CPU is throttling"
+    );
     let users = find(&checks, "device users");
     assert_eq!(users.outcome, Outcome::Warn);
     assert_eq!(users.detail, "pid 77 (python3) also hold /dev/hailo0");
 
     // World-writable device: access passes without the group.
-    std::fs::set_permissions(fake.path("dev/hailo0"), std::fs::Permissions::from_mode(0o666)).unwrap();
-    let checks = doctor::run(Ok(config(BackendChoice::Hailo, &fake.path("r"))), "t", &fake.env());
+    std::fs::set_permissions(
+        fake.path("dev/hailo0"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let checks = doctor::run(
+        Ok(config(BackendChoice::Hailo, &fake.path("r"))),
+        "t",
+        &fake.env(),
+    );
     assert_eq!(outcome(&checks, "device access"), Outcome::Pass);
     assert_eq!(outcome(&checks, "group membership"), Outcome::Pass);
 
     // No such user at all.
     fake.write("etc/passwd", "root:x:0:0::/root:/bin/sh\n");
-    let checks = doctor::run(Ok(config(BackendChoice::Hailo, &fake.path("r"))), "t", &fake.env());
-    assert_eq!(find(&checks, "device access").detail, "service user hailo-clip does not exist");
+    let checks = doctor::run(
+        Ok(config(BackendChoice::Hailo, &fake.path("r"))),
+        "t",
+        &fake.env(),
+    );
+    assert_eq!(
+        find(&checks, "device access").detail,
+        "service user hailo-clip does not exist"
+    );
 }
 
 #[test]
@@ -186,7 +282,11 @@ fn doctor_throttling_memory_and_bad_config() {
     let mut env = fake.env();
     env.vcgencmd = Some(fake.vcgencmd("0x50005"));
     fake.write("proc/meminfo", "MemAvailable:  300000 kB\n");
-    let checks = doctor::run(Err("config file /etc/x.yaml: key `server.prot`: unknown field".into()), "/etc/x.yaml", &env);
+    let checks = doctor::run(
+        Err("config file /etc/x.yaml: key `server.prot`: unknown field".into()),
+        "/etc/x.yaml",
+        &env,
+    );
     let config = find(&checks, "config");
     assert_eq!(config.outcome, Outcome::Fail);
     assert!(config.detail.contains("server.prot"));
@@ -195,13 +295,26 @@ fn doctor_throttling_memory_and_bad_config() {
     assert_eq!(temp.detail, "vcgencmd reports: under-voltage, throttled");
     let mem = find(&checks, "memory");
     assert_eq!(mem.outcome, Outcome::Warn);
-    assert!(mem.detail.starts_with("only 292 MiB available"), "{}", mem.detail);
+    assert!(
+        mem.detail.starts_with("only 292 MiB available"),
+        "{}",
+        mem.detail
+    );
     // The service's own cgroup near its MemoryMax fails.
     fake.write("proc/meminfo", "MemAvailable:  6000000 kB\n");
-    fake.write("sys/fs/cgroup/system.slice/hailo-clip.service/memory.current", &format!("{}\n", 2900u64 << 20));
-    fake.write("sys/fs/cgroup/system.slice/hailo-clip.service/memory.max", &format!("{}\n", 3072u64 << 20));
+    fake.write(
+        "sys/fs/cgroup/system.slice/hailo-clip.service/memory.current",
+        &format!("{}\n", 2900u64 << 20),
+    );
+    fake.write(
+        "sys/fs/cgroup/system.slice/hailo-clip.service/memory.max",
+        &format!("{}\n", 3072u64 << 20),
+    );
     let checks = doctor::run(Ok(tiny_config()), "t", &env);
-    assert_eq!(find(&checks, "memory").detail, "hailo-clip uses 2900 MiB of its 3072 MiB MemoryMax");
+    assert_eq!(
+        find(&checks, "memory").detail,
+        "hailo-clip uses 2900 MiB of its 3072 MiB MemoryMax"
+    );
     assert_eq!(outcome(&checks, "memory"), Outcome::Fail);
 }
 
@@ -221,18 +334,39 @@ async fn doctor_port_and_service_against_real_listeners() {
     drop(squatter);
     let checks = checks.await.unwrap();
     assert_eq!(outcome(&checks, "port"), Outcome::Fail);
-    assert!(find(&checks, "port").fix.as_ref().unwrap().contains("ss -ltnp"));
+    assert!(find(&checks, "port")
+        .fix
+        .as_ref()
+        .unwrap()
+        .contains("ss -ltnp"));
 
     // hailo-clip itself on the port: the port check passes and /health is read.
     let (image, text) = tiny_encoders(&c);
     let service = service_with(&c, image, text).await;
     let app = hailo_clip::http::router(ready_state(service), c.limits.max_body_bytes);
-    let listener = tokio::net::TcpListener::bind((c.server.host, c.server.port)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind((c.server.host, c.server.port))
+        .await
+        .unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let checks = tokio::task::spawn_blocking(move || doctor::run(Ok(c), "t", &env)).await.unwrap();
-    assert_eq!(find(&checks, "port").detail.split(' ').skip(1).collect::<Vec<_>>().join(" "), "is bound by hailo-clip");
+    let checks = tokio::task::spawn_blocking(move || doctor::run(Ok(c), "t", &env))
+        .await
+        .unwrap();
+    assert_eq!(
+        find(&checks, "port")
+            .detail
+            .split(' ')
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" "),
+        "is bound by hailo-clip"
+    );
     let svc = find(&checks, "service");
     assert_eq!(svc.outcome, Outcome::Warn, "{svc:?}");
-    assert!(svc.detail.contains("is ready: model clip-tiny-random, backend cpu"), "{}", svc.detail);
+    assert!(
+        svc.detail
+            .contains("is ready: model clip-tiny-random, backend cpu"),
+        "{}",
+        svc.detail
+    );
     assert!(svc.detail.contains("RANDOM weights"));
 }

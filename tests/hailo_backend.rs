@@ -56,7 +56,10 @@ fn hailo_text_embedding_is_exact_through_lut_eot_row_and_projection() {
     }
     // The tokenizer is the exported clip_tokenizer.json, and the service-facing path agrees.
     let ids = encoders.tokenizer.encode("a photo of a cat").unwrap();
-    let row = encoders.text.encode_texts(std::slice::from_ref(&ids)).unwrap();
+    let row = encoders
+        .text
+        .encode_texts(std::slice::from_ref(&ids))
+        .unwrap();
     let eot = ids.len() - 1;
     assert_eq!(ids[eot], EOT_ID);
     assert!(row.iter().all(|v| v.is_finite()));
@@ -81,8 +84,15 @@ fn hailo_image_float_output_and_per_channel_quantization_come_as_f32() {
         let (_dir, config) = setup(output, "", "");
         let encoders = load(&config);
         let image = test_image(7);
-        let rows = encoders.image.encode_images(std::slice::from_ref(&image)).unwrap();
-        assert_eq!(rows.row(0).to_vec(), expected_image(&image, None), "{output}");
+        let rows = encoders
+            .image
+            .encode_images(std::slice::from_ref(&image))
+            .unwrap();
+        assert_eq!(
+            rows.row(0).to_vec(),
+            expected_image(&image, None),
+            "{output}"
+        );
     }
 }
 
@@ -90,8 +100,15 @@ fn hailo_image_float_output_and_per_channel_quantization_come_as_f32() {
 fn hailo_batches_up_to_the_batch_size() {
     let dir = scratch();
     let log = dir.path().join("runs.log");
-    image_hef(dir.path(), IMAGE_OUT_UINT8, &format!("log {}\n", log.display()));
-    text_hef(dir.path(), &format!("log {}\n", dir.path().join("text.log").display()));
+    image_hef(
+        dir.path(),
+        IMAGE_OUT_UINT8,
+        &format!("log {}\n", log.display()),
+    );
+    text_hef(
+        dir.path(),
+        &format!("log {}\n", dir.path().join("text.log").display()),
+    );
     let mut config = config(dir.path());
     config.hailo.batch_size = 2;
     let encoders = load(&config);
@@ -102,7 +119,10 @@ fn hailo_batches_up_to_the_batch_size() {
     for (image, row) in images.iter().zip(rows.rows()) {
         assert_eq!(row.to_vec(), expected_image(image, Some(IMAGE_QUANT)));
     }
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), "frames=2\nframes=2\nframes=1\n");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "frames=2\nframes=2\nframes=1\n"
+    );
     let texts = vec![vec![49406, EOT_ID]; 3];
     encoders.text.encode_texts(&texts).unwrap();
     assert_eq!(
@@ -121,13 +141,20 @@ fn hailo_busy_run_is_a_busy_error_and_the_next_run_recovers() {
     let dir = scratch();
     let control = dir.path().join("control");
     std::fs::write(&control, "status HAILO_DEVICE_IN_USE").unwrap();
-    image_hef(dir.path(), IMAGE_OUT_UINT8, &format!("control {}\n", control.display()));
+    image_hef(
+        dir.path(),
+        IMAGE_OUT_UINT8,
+        &format!("control {}\n", control.display()),
+    );
     text_hef(dir.path(), "");
     let mut config = config(dir.path());
     config.hailo.text_encoder = TextEncoderChoice::Hailo;
     let encoders = load(&config);
     let image = test_image(4);
-    let err = encoders.image.encode_images(std::slice::from_ref(&image)).unwrap_err();
+    let err = encoders
+        .image
+        .encode_images(std::slice::from_ref(&image))
+        .unwrap_err();
     assert_eq!(err.kind, EncoderErrorKind::Busy, "{}", err.message);
     assert!(
         err.message.contains("HAILO_DEVICE_IN_USE") && err.message.contains("image.hef"),
@@ -136,8 +163,14 @@ fn hailo_busy_run_is_a_busy_error_and_the_next_run_recovers() {
     );
     // HailoRT shut the pipeline down; the next run configures a new one.
     std::fs::write(&control, "ok").unwrap();
-    let rows = encoders.image.encode_images(std::slice::from_ref(&image)).unwrap();
-    assert_eq!(rows.row(0).to_vec(), expected_image(&image, Some(IMAGE_QUANT)));
+    let rows = encoders
+        .image
+        .encode_images(std::slice::from_ref(&image))
+        .unwrap();
+    assert_eq!(
+        rows.row(0).to_vec(),
+        expected_image(&image, Some(IMAGE_QUANT))
+    );
 }
 
 #[test]
@@ -145,14 +178,21 @@ fn hailo_slow_device_is_a_timeout_and_later_runs_are_unaffected() {
     let dir = scratch();
     let control = dir.path().join("control");
     std::fs::write(&control, "delay 1500").unwrap();
-    image_hef(dir.path(), IMAGE_OUT_UINT8, &format!("control {}\n", control.display()));
+    image_hef(
+        dir.path(),
+        IMAGE_OUT_UINT8,
+        &format!("control {}\n", control.display()),
+    );
     text_hef(dir.path(), "");
     let mut config = config(dir.path());
     config.hailo.timeout_ms = 100;
     let encoders = load(&config);
     let (first, second) = (test_image(5), test_image(6));
     let started = std::time::Instant::now();
-    let err = encoders.image.encode_images(std::slice::from_ref(&first)).unwrap_err();
+    let err = encoders
+        .image
+        .encode_images(std::slice::from_ref(&first))
+        .unwrap_err();
     assert!(
         started.elapsed() < std::time::Duration::from_millis(1000),
         "the timeout did not cut the wait short"
@@ -161,8 +201,14 @@ fn hailo_slow_device_is_a_timeout_and_later_runs_are_unaffected() {
     assert!(err.message.contains("HAILO_TIMEOUT"), "{}", err.message);
     // The timed-out run still owns its buffers; a new run gets its own result.
     std::fs::write(&control, "ok").unwrap();
-    let rows = encoders.image.encode_images(std::slice::from_ref(&second)).unwrap();
-    assert_eq!(rows.row(0).to_vec(), expected_image(&second, Some(IMAGE_QUANT)));
+    let rows = encoders
+        .image
+        .encode_images(std::slice::from_ref(&second))
+        .unwrap();
+    assert_eq!(
+        rows.row(0).to_vec(),
+        expected_image(&second, Some(IMAGE_QUANT))
+    );
 }
 
 #[test]
@@ -184,7 +230,11 @@ fn hailo_text_on_cpu_beside_images_on_hailo() {
     let ids = encoders.tokenizer.encode("a photo of a cat").unwrap();
     let rows = encoders.text.encode_texts(&[ids]).unwrap();
     let golden: ndarray::Array2<f32> = ndarray_npy::read_npy(golden("text_embeds.npy")).unwrap();
-    assert_close(rows.row(0).as_slice().unwrap(), golden.row(0).as_slice().unwrap(), 1e-4);
+    assert_close(
+        rows.row(0).as_slice().unwrap(),
+        golden.row(0).as_slice().unwrap(),
+        1e-4,
+    );
 }
 
 #[test]
@@ -200,7 +250,8 @@ fn hailo_without_a_device_node_is_a_start_up_error_and_auto_takes_the_cpu() {
     let encoders = load(&config);
     assert_eq!(encoders.backend, "cpu");
     assert!(
-        encoders.reason.contains("Hailo is not usable") && encoders.reason.contains("/nonexistent/hailo0"),
+        encoders.reason.contains("Hailo is not usable")
+            && encoders.reason.contains("/nonexistent/hailo0"),
         "{}",
         encoders.reason
     );
@@ -319,7 +370,11 @@ fn hailo_bad_text_assets_are_start_up_errors_naming_the_file() {
     let (dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
     let resources = dir.path().join("resources");
     std::fs::create_dir(&resources).unwrap();
-    for file in ["clip_tokenizer.json", "token_embedding_lut.npy", "text_projection.npy"] {
+    for file in [
+        "clip_tokenizer.json",
+        "token_embedding_lut.npy",
+        "text_projection.npy",
+    ] {
         std::fs::copy(text_assets().join(file), resources.join(file)).unwrap();
     }
     config.hailo.resources_dir = resources.clone();
@@ -330,7 +385,10 @@ fn hailo_bad_text_assets_are_start_up_errors_naming_the_file() {
     )
     .unwrap();
     let err = load_err(&config);
-    assert!(err.contains("text_projection.npy") && err.contains("float32"), "{err}");
+    assert!(
+        err.contains("text_projection.npy") && err.contains("float32"),
+        "{err}"
+    );
     std::fs::remove_file(resources.join("token_embedding_lut.npy")).unwrap();
     let err = load_err(&config);
     assert!(

@@ -7,7 +7,9 @@ mod support;
 
 use std::process::Command;
 
-use hailo_clip::backends::hailo::assets::{self, TextAssets, LUT_FILE, PROJECTION_FILE, TOKENIZER_FILE};
+use hailo_clip::backends::hailo::assets::{
+    self, TextAssets, LUT_FILE, PROJECTION_FILE, TOKENIZER_FILE,
+};
 use ndarray::{Array2, Array3};
 use ndarray_npy::{read_npy, write_npy};
 use support::{golden, repo, scratch};
@@ -21,14 +23,19 @@ fn hailo_export_text_assets_matches_transformers() {
     let scratch = scratch();
     let out = scratch.path().join("resources");
     let summary = assets::export(&hf_dir(), &out).unwrap();
-    assert_eq!((summary.vocabulary, summary.hidden, summary.embedding), (49408, 32, 32));
+    assert_eq!(
+        (summary.vocabulary, summary.hidden, summary.embedding),
+        (49408, 32, 32)
+    );
     // transformers' logit_scale_init_value, exponentiated.
     assert!((summary.logit_scale.unwrap() - 2.6592f32.exp()).abs() < 1e-4);
 
     let lut: Array2<f32> = read_npy(out.join(LUT_FILE)).unwrap();
     assert_eq!(lut.dim(), (49408, 32));
-    let ids: Vec<usize> =
-        serde_json::from_str(&std::fs::read_to_string(golden("token_embedding_row_ids.json")).unwrap()).unwrap();
+    let ids: Vec<usize> = serde_json::from_str(
+        &std::fs::read_to_string(golden("token_embedding_row_ids.json")).unwrap(),
+    )
+    .unwrap();
     let rows: Array2<f32> = read_npy(golden("token_embedding_rows.npy")).unwrap();
     for (i, &id) in ids.iter().enumerate() {
         assert_eq!(lut.row(id), rows.row(i), "LUT row {id}");
@@ -41,13 +48,17 @@ fn hailo_export_text_assets_matches_transformers() {
     let hidden: Array2<f32> = read_npy(golden("text_eot_hidden.npy")).unwrap();
     let embeds: Array2<f32> = read_npy(golden("text_embeds.npy")).unwrap();
     let ours = hidden.dot(&projection);
-    assert!(ours.iter().zip(embeds.iter()).all(|(a, b)| (a - b).abs() < 1e-5));
+    assert!(ours
+        .iter()
+        .zip(embeds.iter())
+        .all(|(a, b)| (a - b).abs() < 1e-5));
 
     // The tokenizer encodes as transformers does.
     let loaded = TextAssets::load(&out).unwrap();
     let golden_ids: ndarray::Array2<i64> = read_npy(golden("text_input_ids.npy")).unwrap();
     let prompts: Vec<String> =
-        serde_json::from_str(&std::fs::read_to_string(golden("text_prompts.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(golden("text_prompts.json")).unwrap())
+            .unwrap();
     for (prompt, row) in prompts.iter().zip(golden_ids.rows()).take(6) {
         let ids = loaded.tokenizer.encode(prompt).unwrap();
         let expected: Vec<u32> = row.iter().take(ids.len()).map(|&i| i as u32).collect();
@@ -76,7 +87,10 @@ fn hailo_export_text_assets_command_writes_the_files() {
         String::from_utf8_lossy(&result.stderr)
     );
     for file in [TOKENIZER_FILE, LUT_FILE, PROJECTION_FILE] {
-        assert!(stdout.contains(&out.join(file).display().to_string()), "{stdout}");
+        assert!(
+            stdout.contains(&out.join(file).display().to_string()),
+            "{stdout}"
+        );
         assert!(out.join(file).is_file());
     }
     assert!(stdout.contains("text hidden size 32"), "{stdout}");
@@ -88,14 +102,24 @@ fn hailo_export_text_assets_command_writes_the_files() {
 fn hailo_export_names_what_is_missing() {
     let scratch = scratch();
     let dir = scratch.path();
-    let err = assets::export(dir, &dir.join("out")).unwrap_err().to_string();
+    let err = assets::export(dir, &dir.join("out"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
-    std::fs::copy(hf_dir().join("model.safetensors"), dir.join("model.safetensors")).unwrap();
-    let err = assets::export(dir, &dir.join("out")).unwrap_err().to_string();
+    std::fs::copy(
+        hf_dir().join("model.safetensors"),
+        dir.join("model.safetensors"),
+    )
+    .unwrap();
+    let err = assets::export(dir, &dir.join("out"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("tokenizer.json"), "{err}");
     std::fs::write(dir.join("model.safetensors"), b"not safetensors").unwrap();
     std::fs::copy(hf_dir().join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
-    let err = assets::export(dir, &dir.join("out")).unwrap_err().to_string();
+    let err = assets::export(dir, &dir.join("out"))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("model.safetensors") && err.contains("not a safetensors file"),
         "{err}"
@@ -138,12 +162,22 @@ fn hailo_text_assets_errors_name_the_file() {
     let dir = copy();
     write_npy(dir.path().join(LUT_FILE), &Array2::<f32>::zeros((1000, 32))).unwrap();
     let err = TextAssets::load(dir.path()).err().unwrap().to_string();
-    assert!(err.contains(LUT_FILE) && err.contains("[1000, 32]"), "{err}");
+    assert!(
+        err.contains(LUT_FILE) && err.contains("[1000, 32]"),
+        "{err}"
+    );
 
     let dir = copy();
-    write_npy(dir.path().join(PROJECTION_FILE), &Array2::<f32>::zeros((16, 32))).unwrap();
+    write_npy(
+        dir.path().join(PROJECTION_FILE),
+        &Array2::<f32>::zeros((16, 32)),
+    )
+    .unwrap();
     let err = TextAssets::load(dir.path()).err().unwrap().to_string();
-    assert!(err.contains(PROJECTION_FILE) && err.contains("[16, 32]"), "{err}");
+    assert!(
+        err.contains(PROJECTION_FILE) && err.contains("[16, 32]"),
+        "{err}"
+    );
 
     let dir = copy();
     std::fs::write(dir.path().join(PROJECTION_FILE), b"garbage").unwrap();

@@ -9,7 +9,9 @@ mod support;
 
 use std::time::Duration;
 
-use hailo_clip::backends::hailo::ffi::{self, Device, Direction, ElementOrder, ElementType, HailoErrorKind};
+use hailo_clip::backends::hailo::ffi::{
+    self, Device, Direction, ElementOrder, ElementType, HailoErrorKind,
+};
 use support::*;
 
 const LONG: Duration = Duration::from_secs(5);
@@ -24,7 +26,12 @@ fn hailo_ffi_describes_streams_and_converts_formats() {
     let mut model = device.load_model(&hef).unwrap();
     let input = model.inputs()[0].clone();
     assert_eq!(
-        (input.name.as_str(), input.height, input.width, input.features),
+        (
+            input.name.as_str(),
+            input.height,
+            input.width,
+            input.features
+        ),
         ("tokens", 1, 77, 32)
     );
     assert_eq!(
@@ -62,19 +69,34 @@ fn hailo_ffi_checks_buffers_and_frame_counts() {
     let mut output = vec![0u8; 2 * frame_out];
 
     let err = model
-        .run(1, &[&input[..frame_in]], &mut [&mut output[..frame_out]], LONG)
+        .run(
+            1,
+            &[&input[..frame_in]],
+            &mut [&mut output[..frame_out]],
+            LONG,
+        )
         .unwrap_err();
-    assert!(err.message.contains("before hc_model_configure"), "{}", err.message);
+    assert!(
+        err.message.contains("before hc_model_configure"),
+        "{}",
+        err.message
+    );
 
     model.configure(2).unwrap();
     for frames in [0, 3] {
-        let err = model.run(frames, &[&input], &mut [&mut output], LONG).unwrap_err();
+        let err = model
+            .run(frames, &[&input], &mut [&mut output], LONG)
+            .unwrap_err();
         assert_eq!(err.kind, HailoErrorKind::ShapeMismatch, "{}", err.message);
     }
-    let err = model.run(2, &[&input[1..]], &mut [&mut output], LONG).unwrap_err();
+    let err = model
+        .run(2, &[&input[1..]], &mut [&mut output], LONG)
+        .unwrap_err();
     assert_eq!(err.kind, HailoErrorKind::ShapeMismatch);
     assert!(err.message.contains("input images"), "{}", err.message);
-    let err = model.run(2, &[&input], &mut [&mut output[1..]], LONG).unwrap_err();
+    let err = model
+        .run(2, &[&input], &mut [&mut output[1..]], LONG)
+        .unwrap_err();
     assert_eq!(err.kind, HailoErrorKind::ShapeMismatch);
     let err = model.run(2, &[], &mut [&mut output], LONG).unwrap_err();
     assert_eq!(err.kind, HailoErrorKind::ShapeMismatch);
@@ -99,7 +121,9 @@ fn hailo_ffi_models_outlive_their_device_handle() {
     model.configure(1).unwrap();
     let frame_in = model.inputs()[0].frame_size;
     let mut output = vec![0u8; model.outputs()[0].frame_size];
-    model.run(1, &[&vec![1u8; frame_in]], &mut [&mut output], LONG).unwrap();
+    model
+        .run(1, &[&vec![1u8; frame_in]], &mut [&mut output], LONG)
+        .unwrap();
 }
 
 #[test]
@@ -107,7 +131,11 @@ fn hailo_ffi_timed_out_run_keeps_its_buffers_until_the_device_is_done() {
     let dir = scratch();
     let control = dir.path().join("control");
     std::fs::write(&control, "delay 300").unwrap();
-    let hef = image_hef(dir.path(), IMAGE_OUT_UINT8, &format!("control {}\n", control.display()));
+    let hef = image_hef(
+        dir.path(),
+        IMAGE_OUT_UINT8,
+        &format!("control {}\n", control.display()),
+    );
     let device = Device::open("SHARED", None).unwrap();
     let mut model = device.load_model(&hef).unwrap();
     model.configure(2).unwrap();

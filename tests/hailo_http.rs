@@ -40,7 +40,12 @@ async fn app(config: &Config) -> Router {
     router(state, config.limits.max_body_bytes)
 }
 
-async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Option<String>, Value) {
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Option<String>, Value) {
     let mut builder = Request::builder().method(method).uri(uri);
     if body.is_some() {
         builder = builder.header(header::CONTENT_TYPE, "application/json");
@@ -75,7 +80,11 @@ fn floats(value: &Value) -> Vec<f32> {
 
 fn setup(dir: &Path, control: &Path) -> Config {
     std::fs::write(control, "ok").unwrap();
-    image_hef(dir, IMAGE_OUT_UINT8, &format!("control {}\n", control.display()));
+    image_hef(
+        dir,
+        IMAGE_OUT_UINT8,
+        &format!("control {}\n", control.display()),
+    );
     text_hef(dir, "");
     config(dir)
 }
@@ -90,7 +99,10 @@ async fn hailo_health_reports_backend_device_runtime_and_hefs() {
     assert_eq!(body["status"], "ok");
     assert_eq!(body["backend"], "hailo");
     assert!(
-        body["backend_reason"].as_str().unwrap().contains("backend: hailo"),
+        body["backend_reason"]
+            .as_str()
+            .unwrap()
+            .contains("backend: hailo"),
         "{body}"
     );
     for (encoder, hef) in [("image_encoder", "image.hef"), ("text_encoder", "text.hef")] {
@@ -99,7 +111,11 @@ async fn hailo_health_reports_backend_device_runtime_and_hefs() {
         assert_eq!(info["device_id"], "fake-hailo10h:0", "{body}");
         assert_eq!(info["hailort_version"], "5.2.0", "{body}");
         assert_eq!(info["hef"], hef, "{body}");
-        assert_eq!(info["source"], dir.path().join(hef).display().to_string(), "{body}");
+        assert_eq!(
+            info["source"],
+            dir.path().join(hef).display().to_string(),
+            "{body}"
+        );
     }
     assert_eq!(body["model"], "clip-vit-base-patch32");
 }
@@ -114,7 +130,8 @@ async fn hailo_busy_device_is_503_with_retry_after_and_recovers() {
     let request = json!({"image": png(&image)});
 
     std::fs::write(&control, "status HAILO_DEVICE_IN_USE").unwrap();
-    let (status, retry_after, body) = call(&app, "POST", "/v1/embed/image", Some(request.clone())).await;
+    let (status, retry_after, body) =
+        call(&app, "POST", "/v1/embed/image", Some(request.clone())).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "device_busy", "{body}");
     assert!(
@@ -156,7 +173,10 @@ async fn hailo_device_timeout_fails_the_request_and_the_next_one_succeeds() {
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
     assert_eq!(body["error"]["code"], "device_timeout", "{body}");
     assert!(
-        body["error"]["message"].as_str().unwrap().contains("HAILO_TIMEOUT"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("HAILO_TIMEOUT"),
         "{body}"
     );
 
@@ -169,8 +189,11 @@ async fn hailo_device_timeout_fails_the_request_and_the_next_one_succeeds() {
 async fn hailo_text_embedding_served_is_the_exact_hailo_path() {
     let dir = scratch();
     let config = setup(dir.path(), &dir.path().join("control"));
-    let tokenizer =
-        hailo_clip::tokenize::ClipTokenizer::from_file(&text_assets().join("clip_tokenizer.json"), 77).unwrap();
+    let tokenizer = hailo_clip::tokenize::ClipTokenizer::from_file(
+        &text_assets().join("clip_tokenizer.json"),
+        77,
+    )
+    .unwrap();
     let app = app(&config).await;
     let (status, _, body) = call(
         &app,
@@ -184,5 +207,9 @@ async fn hailo_text_embedding_served_is_the_exact_hailo_path() {
     // The golden rows cover BOS, EOT and padding; the text path reads only EOT's row and
     // the padding row, so the expected value needs no other id.
     let ids = tokenizer.encode("a photo of a cat").unwrap();
-    assert_close(&floats(&body["embedding"]), &unit(&expected_text(&ids)), 1e-5);
+    assert_close(
+        &floats(&body["embedding"]),
+        &unit(&expected_text(&ids)),
+        1e-5,
+    );
 }

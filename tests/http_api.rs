@@ -134,7 +134,8 @@ async fn harness() -> Harness {
 }
 
 fn image_b64(file: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(std::fs::read(fixture(&format!("images/{file}"))).unwrap())
+    base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(fixture(&format!("images/{file}"))).unwrap())
 }
 
 fn post_json(path: &str, body: &Value) -> Request<Body> {
@@ -158,12 +159,19 @@ async fn expect_error(app: &Router, req: Request<Body>, status: u16, code: &str)
     let (s, _, body) = send(app, req).await;
     assert_eq!(s.as_u16(), status, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().len() > 5, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().len() > 5,
+        "{body}"
+    );
     body
 }
 
 fn unit(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -173,13 +181,18 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[tokio::test]
 async fn health_is_ready_only_after_warm_up_and_says_the_model_is_random() {
     let starting = router(AppState::new(), 1 << 20);
-    let (status, _, body) = send(&starting, Request::get("/health").body(Body::empty()).unwrap()).await;
+    let (status, _, body) = send(
+        &starting,
+        Request::get("/health").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "starting");
     assert_eq!(body["model_loaded"], false);
 
     let h = harness().await;
-    let (status, _, body) = send(&h.app, Request::get("/health").body(Body::empty()).unwrap()).await;
+    let (status, _, body) =
+        send(&h.app, Request::get("/health").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
     assert_eq!(body["service"], "hailo-clip");
@@ -202,7 +215,10 @@ async fn classify_scores_are_softmax_of_scaled_cosines() {
     let prompts = ["cat", "dog", "car", "teapot"];
     let (status, _, body) = send(
         &h.app,
-        post_json("/v1/classify", &json!({"image": image_b64("chelsea.png"), "prompts": prompts})),
+        post_json(
+            "/v1/classify",
+            &json!({"image": image_b64("chelsea.png"), "prompts": prompts}),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -213,11 +229,26 @@ async fn classify_scores_are_softmax_of_scaled_cosines() {
 
     // Recompute from the embed endpoints: cosine with the default template, softmax over
     // logit_scale × cosine.
-    let (_, _, img) = send(&h.app, post_json("/v1/embed/image", &json!({"image": image_b64("chelsea.png")}))).await;
+    let (_, _, img) = send(
+        &h.app,
+        post_json(
+            "/v1/embed/image",
+            &json!({"image": image_b64("chelsea.png")}),
+        ),
+    )
+    .await;
     let image = unit(&img["embedding"]);
-    let texts: Vec<String> = prompts.iter().map(|p| format!("a photo of a {p}")).collect();
+    let texts: Vec<String> = prompts
+        .iter()
+        .map(|p| format!("a photo of a {p}"))
+        .collect();
     let (_, _, txt) = send(&h.app, post_json("/v1/embed/text", &json!({"text": texts}))).await;
-    let sims: Vec<f32> = txt["embeddings"].as_array().unwrap().iter().map(|e| dot(&unit(e), &image)).collect();
+    let sims: Vec<f32> = txt["embeddings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| dot(&unit(e), &image))
+        .collect();
     let scale = model_info(&tiny_config()).logit_scale;
     let exps: Vec<f32> = sims.iter().map(|s| (s * scale).exp()).collect();
     let total: f32 = exps.iter().sum();
@@ -225,8 +256,14 @@ async fn classify_scores_are_softmax_of_scaled_cosines() {
     for (rank, r) in results.iter().enumerate() {
         let i = prompts.iter().position(|p| *p == r["text"]).unwrap();
         assert_eq!(r["rank"], rank + 1);
-        assert!((r["similarity"].as_f64().unwrap() as f32 - sims[i]).abs() < 1e-5, "{r}");
-        assert!((r["score"].as_f64().unwrap() as f32 - exps[i] / total).abs() < 1e-5, "{r}");
+        assert!(
+            (r["similarity"].as_f64().unwrap() as f32 - sims[i]).abs() < 1e-5,
+            "{r}"
+        );
+        assert!(
+            (r["score"].as_f64().unwrap() as f32 - exps[i] / total).abs() < 1e-5,
+            "{r}"
+        );
         assert!(r["score"].as_f64().unwrap() <= previous);
         previous = r["score"].as_f64().unwrap();
     }
@@ -245,14 +282,20 @@ async fn top_k_threshold_template_and_multipart() {
     let mut req = base.clone();
     req["top_k"] = json!(2);
     let (_, _, top) = send(&h.app, post_json("/v1/classify", &req)).await;
-    assert_eq!(top["classifications"].as_array().unwrap(), &all[..2].to_vec());
+    assert_eq!(
+        top["classifications"].as_array().unwrap(),
+        &all[..2].to_vec()
+    );
 
     // Threshold after softmax: only prompts scoring at least this much stay.
     let cut = all[1]["score"].as_f64().unwrap();
     let mut req = base.clone();
     req["threshold"] = json!(cut);
     let (_, _, kept) = send(&h.app, post_json("/v1/classify", &req)).await;
-    assert_eq!(kept["classifications"].as_array().unwrap(), &all[..2].to_vec());
+    assert_eq!(
+        kept["classifications"].as_array().unwrap(),
+        &all[..2].to_vec()
+    );
 
     // Multipart with the same fields gives the same answer.
     let boundary = "XyZ";
@@ -264,12 +307,18 @@ async fn top_k_threshold_template_and_multipart() {
                 format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"c.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes(),
             );
         } else {
-            body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes());
+            body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            );
         }
         body.extend_from_slice(value);
         body.extend_from_slice(b"\r\n");
     };
-    part("image", &std::fs::read(fixture("images/coffee.png")).unwrap(), true);
+    part(
+        "image",
+        &std::fs::read(fixture("images/coffee.png")).unwrap(),
+        true,
+    );
     for p in ["cup", "cat", "car", "tree", "sky"] {
         part("prompts", p.as_bytes(), false);
     }
@@ -277,12 +326,18 @@ async fn top_k_threshold_template_and_multipart() {
     part("top_k", b"2", false);
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     let req = Request::post("/v1/classify")
-        .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
         .body(Body::from(body))
         .unwrap();
     let (status, _, multipart) = send(&h.app, req).await;
     assert_eq!(status, StatusCode::OK, "{multipart}");
-    assert_eq!(multipart["classifications"].as_array().unwrap(), &all[..2].to_vec());
+    assert_eq!(
+        multipart["classifications"].as_array().unwrap(),
+        &all[..2].to_vec()
+    );
 
     // A data URI works like plain base64.
     let mut req = base.clone();
@@ -298,13 +353,25 @@ async fn template_list_averages_prompt_embeddings() {
     let req = json!({"image": image_b64("astronaut.png"), "prompts": ["person", "rocket"], "template": templates});
     let (status, _, body) = send(&h.app, post_json("/v1/classify", &req)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (_, _, img) = send(&h.app, post_json("/v1/embed/image", &json!({"image": image_b64("astronaut.png")}))).await;
+    let (_, _, img) = send(
+        &h.app,
+        post_json(
+            "/v1/embed/image",
+            &json!({"image": image_b64("astronaut.png")}),
+        ),
+    )
+    .await;
     let image = unit(&img["embedding"]);
     for r in body["classifications"].as_array().unwrap() {
         let p = r["text"].as_str().unwrap();
         let texts: Vec<String> = templates.iter().map(|t| t.replace("{}", p)).collect();
         let (_, _, e) = send(&h.app, post_json("/v1/embed/text", &json!({"text": texts}))).await;
-        let rows: Vec<Vec<f32>> = e["embeddings"].as_array().unwrap().iter().map(unit).collect();
+        let rows: Vec<Vec<f32>> = e["embeddings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(unit)
+            .collect();
         let mut mean: Vec<f32> = rows[0].iter().zip(&rows[1]).map(|(a, b)| a + b).collect();
         let norm = dot(&mean, &mean).sqrt();
         mean.iter_mut().for_each(|x| *x /= norm);
@@ -315,7 +382,14 @@ async fn template_list_averages_prompt_embeddings() {
 #[tokio::test]
 async fn embeddings_are_unit_length_and_match_transformers() {
     let h = harness().await;
-    let (status, _, body) = send(&h.app, post_json("/v1/embed/image", &json!({"image": image_b64("rocket.jpg")}))).await;
+    let (status, _, body) = send(
+        &h.app,
+        post_json(
+            "/v1/embed/image",
+            &json!({"image": image_b64("rocket.jpg")}),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["dimension"], 32);
     assert_eq!(body["model"], "clip-tiny-random");
@@ -325,7 +399,11 @@ async fn embeddings_are_unit_length_and_match_transformers() {
     let g = golden.row(5).to_vec(); // rocket.jpg
     assert!(dot(&e, &g) / dot(&g, &g).sqrt() > 0.999);
 
-    let (_, _, one) = send(&h.app, post_json("/v1/embed/text", &json!({"text": "a photo of a cat"}))).await;
+    let (_, _, one) = send(
+        &h.app,
+        post_json("/v1/embed/text", &json!({"text": "a photo of a cat"})),
+    )
+    .await;
     assert_eq!(one["dimension"], 32);
     let t = unit(&one["embedding"]);
     let g = golden_f32("text_embeds.npy").row(0).to_vec();
@@ -345,38 +423,156 @@ async fn bad_input_gets_the_right_4xx() {
     let classify = |body: Value| post_json("/v1/classify", &body);
     let png_b64 = |w: u32, h: u32| {
         let mut out = std::io::Cursor::new(Vec::new());
-        image::DynamicImage::new_rgb8(w, h).write_to(&mut out, image::ImageFormat::Png).unwrap();
+        image::DynamicImage::new_rgb8(w, h)
+            .write_to(&mut out, image::ImageFormat::Png)
+            .unwrap();
         base64::engine::general_purpose::STANDARD.encode(out.into_inner())
     };
     let png = png_b64(64, 48);
     let over_pixel_limit = png_b64(401, 300); // 120300 pixels, a small file
 
-    expect_error(app, classify(json!({"image": "%%%", "prompts": ["a"]})), 400, "invalid_base64").await;
-    let bad_json = Request::post("/v1/classify").header(header::CONTENT_TYPE, "application/json").body(Body::from("{\"image\": ")).unwrap();
+    expect_error(
+        app,
+        classify(json!({"image": "%%%", "prompts": ["a"]})),
+        400,
+        "invalid_base64",
+    )
+    .await;
+    let bad_json = Request::post("/v1/classify")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\"image\": "))
+        .unwrap();
     expect_error(app, bad_json, 400, "invalid_json").await;
-    let text_plain = Request::post("/v1/classify").header(header::CONTENT_TYPE, "text/plain").body(Body::from("hi")).unwrap();
+    let text_plain = Request::post("/v1/classify")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("hi"))
+        .unwrap();
     expect_error(app, text_plain, 415, "unsupported_media_type").await;
-    let gif = base64::engine::general_purpose::STANDARD.encode(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;");
-    expect_error(app, classify(json!({"image": gif, "prompts": ["a"]})), 415, "unsupported_image_format").await;
+    let gif =
+        base64::engine::general_purpose::STANDARD.encode(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;");
+    expect_error(
+        app,
+        classify(json!({"image": gif, "prompts": ["a"]})),
+        415,
+        "unsupported_image_format",
+    )
+    .await;
     let big = "A".repeat(300_000);
-    expect_error(app, classify(json!({"image": big, "prompts": ["a"]})), 413, "payload_too_large").await;
-    expect_error(app, classify(json!({"image": png, "prompts": []})), 422, "invalid_request").await;
-    expect_error(app, classify(json!({"image": png, "prompts": ["a", "b", "c", "d"]})), 422, "invalid_request").await;
-    expect_error(app, classify(json!({"image": png, "prompts": ["x".repeat(21)]})), 422, "invalid_request").await;
-    expect_error(app, classify(json!({"image": png, "prompts": ["  "]})), 422, "invalid_request").await;
-    expect_error(app, classify(json!({"image": png, "prompts": ["a"], "top_k": 0})), 422, "invalid_request").await;
-    expect_error(app, classify(json!({"image": png, "prompts": ["a"], "threshold": 1.5})), 422, "invalid_request").await;
-    expect_error(app, classify(json!({"image": png, "prompts": ["a"], "template": "no placeholder"})), 422, "invalid_request").await;
-    expect_error(app, classify(json!({"image": png, "prompts": ["a"], "top_k": -1})), 422, "invalid_request").await;
+    expect_error(
+        app,
+        classify(json!({"image": big, "prompts": ["a"]})),
+        413,
+        "payload_too_large",
+    )
+    .await;
+    expect_error(
+        app,
+        classify(json!({"image": png, "prompts": []})),
+        422,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        app,
+        classify(json!({"image": png, "prompts": ["a", "b", "c", "d"]})),
+        422,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        app,
+        classify(json!({"image": png, "prompts": ["x".repeat(21)]})),
+        422,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        app,
+        classify(json!({"image": png, "prompts": ["  "]})),
+        422,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        app,
+        classify(json!({"image": png, "prompts": ["a"], "top_k": 0})),
+        422,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        app,
+        classify(json!({"image": png, "prompts": ["a"], "threshold": 1.5})),
+        422,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        app,
+        classify(json!({"image": png, "prompts": ["a"], "template": "no placeholder"})),
+        422,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        app,
+        classify(json!({"image": png, "prompts": ["a"], "top_k": -1})),
+        422,
+        "invalid_request",
+    )
+    .await;
     expect_error(app, classify(json!({"image": png})), 422, "invalid_request").await;
-    expect_error(app, classify(json!({"image": png, "prompts": ["a"], "promts": 1})), 422, "invalid_request").await;
-    let body = expect_error(app, classify(json!({"image": over_pixel_limit, "prompts": ["a"]})), 422, "image_too_large").await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("401x300 = 120300 pixels"));
-    let corrupt = base64::engine::general_purpose::STANDARD.encode(&base64::engine::general_purpose::STANDARD.decode(&png).unwrap()[..60]);
-    expect_error(app, classify(json!({"image": corrupt, "prompts": ["a"]})), 400, "invalid_image").await;
-    expect_error(app, post_json("/v1/embed/text", &json!({"text": []})), 422, "invalid_request").await;
-    expect_error(app, Request::get("/v2/nothing").body(Body::empty()).unwrap(), 404, "not_found").await;
-    expect_error(app, Request::get("/v1/classify").body(Body::empty()).unwrap(), 405, "method_not_allowed").await;
+    expect_error(
+        app,
+        classify(json!({"image": png, "prompts": ["a"], "promts": 1})),
+        422,
+        "invalid_request",
+    )
+    .await;
+    let body = expect_error(
+        app,
+        classify(json!({"image": over_pixel_limit, "prompts": ["a"]})),
+        422,
+        "image_too_large",
+    )
+    .await;
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("401x300 = 120300 pixels"));
+    let corrupt = base64::engine::general_purpose::STANDARD.encode(
+        &base64::engine::general_purpose::STANDARD
+            .decode(&png)
+            .unwrap()[..60],
+    );
+    expect_error(
+        app,
+        classify(json!({"image": corrupt, "prompts": ["a"]})),
+        400,
+        "invalid_image",
+    )
+    .await;
+    expect_error(
+        app,
+        post_json("/v1/embed/text", &json!({"text": []})),
+        422,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        app,
+        Request::get("/v2/nothing").body(Body::empty()).unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        app,
+        Request::get("/v1/classify").body(Body::empty()).unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
 
     // None of that reached an encoder after warm-up, and the service is still healthy.
     assert_eq!(h.image.calls.load(Ordering::SeqCst), 1);
@@ -391,12 +587,19 @@ async fn full_queue_is_503_with_retry_after_and_waiting_images_are_batched() {
     config.performance.max_batch_size = 4;
     let h = harness_with(config).await;
     h.image.close_gate();
-    let req = || post_json("/v1/embed/image", &json!({"image": image_b64("chelsea.png")}));
+    let req = || {
+        post_json(
+            "/v1/embed/image",
+            &json!({"image": image_b64("chelsea.png")}),
+        )
+    };
     // The first job enters the encoder and is held there.
     let first = tokio::spawn(send_owned(h.app.clone(), req()));
     wait_until(|| h.image.entered.load(Ordering::SeqCst) == 2).await;
     // Two more fill the queue.
-    let waiting: Vec<_> = (0..2).map(|_| tokio::spawn(send_owned(h.app.clone(), req()))).collect();
+    let waiting: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(send_owned(h.app.clone(), req())))
+        .collect();
     wait_until(|| h.service.queue().depth() == 2).await;
     let (_, headers, body) = send(&h.app, req()).await;
     assert_eq!(body["error"]["code"], "queue_full");
@@ -419,7 +622,10 @@ async fn request_past_its_deadline_is_504() {
     config.performance.request_timeout_ms = 300;
     let h = harness_with(config).await;
     h.image.close_gate();
-    let req = post_json("/v1/embed/image", &json!({"image": image_b64("chelsea.png")}));
+    let req = post_json(
+        "/v1/embed/image",
+        &json!({"image": image_b64("chelsea.png")}),
+    );
     let started = std::time::Instant::now();
     let (status, _, body) = send(&h.app, req).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
@@ -447,16 +653,23 @@ async fn repeated_prompts_never_reach_the_text_encoder() {
 async fn failed_inference_makes_health_unhealthy_until_one_succeeds() {
     let h = harness().await;
     h.image.fail.store(true, Ordering::SeqCst);
-    let req = || post_json("/v1/embed/image", &json!({"image": image_b64("chelsea.png")}));
+    let req = || {
+        post_json(
+            "/v1/embed/image",
+            &json!({"image": image_b64("chelsea.png")}),
+        )
+    };
     expect_error(&h.app, req(), 500, "inference_failed").await;
-    let (status, _, body) = send(&h.app, Request::get("/health").body(Body::empty()).unwrap()).await;
+    let (status, _, body) =
+        send(&h.app, Request::get("/health").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["detail"], "the most recent inference failed");
     h.image.fail.store(false, Ordering::SeqCst);
     let (status, _, _) = send(&h.app, req()).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _, body) = send(&h.app, Request::get("/health").body(Body::empty()).unwrap()).await;
+    let (status, _, body) =
+        send(&h.app, Request::get("/health").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
 }
@@ -483,11 +696,34 @@ async fn metrics_count_requests_batches_cache_and_queue() {
         let (status, _, _) = send(&h.app, post_json("/v1/classify", &req)).await;
         assert_eq!(status, StatusCode::OK);
     }
-    expect_error(&h.app, post_json("/v1/classify", &json!({"image": "%", "prompts": ["a"]})), 400, "invalid_base64").await;
-    let response = h.app.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    expect_error(
+        &h.app,
+        post_json("/v1/classify", &json!({"image": "%", "prompts": ["a"]})),
+        400,
+        "invalid_base64",
+    )
+    .await;
+    let response = h
+        .app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"));
-    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
     for line in [
         "hailo_clip_http_requests_total{route=\"/v1/classify\",method=\"POST\",status=\"200\"} 2",
         "hailo_clip_http_requests_total{route=\"/v1/classify\",method=\"POST\",status=\"400\"} 1",

@@ -17,7 +17,10 @@ use hailo_clip::http::{router, AppState};
 
 async fn openapi() -> Value {
     let app = router(AppState::new(), 1 << 20);
-    let response = app.oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap()).await.unwrap();
+    let response = app
+        .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap()
 }
@@ -51,20 +54,52 @@ async fn every_schema_field_is_documented_in_api_spec() {
     let spec = spec();
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     let mut checked = 0;
-    for name in ["Health", "EncoderInfo", "HailoInfo", "ClassifyJson", "ClassifyResult", "Classification", "ImageEmbedding", "EmbedImageJson", "EmbedTextJson", "ErrorDetail"] {
+    for name in [
+        "Health",
+        "EncoderInfo",
+        "HailoInfo",
+        "ClassifyJson",
+        "ClassifyResult",
+        "Classification",
+        "ImageEmbedding",
+        "EmbedImageJson",
+        "EmbedTextJson",
+        "ErrorDetail",
+    ] {
         let schema = &schemas[name];
-        let mut properties: Vec<&String> = schema["properties"].as_object().map(|p| p.keys().collect()).unwrap_or_default();
+        let mut properties: Vec<&String> = schema["properties"]
+            .as_object()
+            .map(|p| p.keys().collect())
+            .unwrap_or_default();
         // allOf/oneOf compositions (flattened or untagged types) carry properties inside.
-        for part in schema["allOf"].as_array().into_iter().chain(schema["oneOf"].as_array()).flatten() {
-            properties.extend(part["properties"].as_object().into_iter().flat_map(|p| p.keys()));
+        for part in schema["allOf"]
+            .as_array()
+            .into_iter()
+            .chain(schema["oneOf"].as_array())
+            .flatten()
+        {
+            properties.extend(
+                part["properties"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|p| p.keys()),
+            );
         }
         assert!(!properties.is_empty(), "{name} has no properties: {schema}");
         for p in properties {
-            assert!(spec.contains(&format!("`{p}`")), "field {p} of {name} is not documented in API_SPEC.md");
+            assert!(
+                spec.contains(&format!("`{p}`")),
+                "field {p} of {name} is not documented in API_SPEC.md"
+            );
             checked += 1;
         }
     }
     assert!(checked >= 30, "only {checked} fields checked");
-    let required: BTreeSet<&str> = schemas["ClassifyJson"]["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let required: BTreeSet<&str> = schemas["ClassifyJson"]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(required, BTreeSet::from(["image", "prompts"]));
 }

@@ -14,7 +14,11 @@ use base64::Engine;
 use common::*;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn spawn_serve(port: u16, envs: &[(&str, String)]) -> Child {
@@ -34,13 +38,20 @@ fn spawn_serve(port: u16, envs: &[(&str, String)]) -> Child {
 }
 
 fn sigterm(child: &Child) {
-    assert!(Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success());
+    assert!(Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success());
 }
 
 /// POSTs JSON over a raw socket and returns (status, body).
 fn post(port: u16, path: &str, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     write!(
         stream,
         "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -50,12 +61,19 @@ fn post(port: u16, path: &str, body: &str) -> (u16, String) {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, response.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+    (
+        status,
+        response.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    )
 }
 
 fn get_status(port: u16, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     response.split_whitespace().nth(1)?.parse().ok()
@@ -63,14 +81,20 @@ fn get_status(port: u16, path: &str) -> Option<u16> {
 
 #[test]
 fn sd_notify_ready_only_after_warm_up_then_watchdog_and_stopping() {
-    let socket_path = std::env::temp_dir().join(format!("hailo-clip-notify-{}.sock", std::process::id()));
+    let socket_path =
+        std::env::temp_dir().join(format!("hailo-clip-notify-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&socket_path);
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let port = free_port();
     let mut child = spawn_serve(
         port,
-        &[("NOTIFY_SOCKET", socket_path.display().to_string()), ("WATCHDOG_USEC", "400000".into())],
+        &[
+            ("NOTIFY_SOCKET", socket_path.display().to_string()),
+            ("WATCHDOG_USEC", "400000".into()),
+        ],
     );
     let mut messages: Vec<String> = Vec::new();
     let mut buf = [0u8; 4096];
@@ -86,12 +110,27 @@ fn sd_notify_ready_only_after_warm_up_then_watchdog_and_stopping() {
         }
         messages.push(msg);
     }
-    let ready = messages.iter().position(|m| m.contains("READY=1")).expect("READY=1 sent");
-    let loading = messages.iter().position(|m| m.contains("STATUS=loading encoders")).expect("loading status");
-    let warming = messages.iter().position(|m| m.contains("STATUS=warming up")).expect("warm-up status");
+    let ready = messages
+        .iter()
+        .position(|m| m.contains("READY=1"))
+        .expect("READY=1 sent");
+    let loading = messages
+        .iter()
+        .position(|m| m.contains("STATUS=loading encoders"))
+        .expect("loading status");
+    let warming = messages
+        .iter()
+        .position(|m| m.contains("STATUS=warming up"))
+        .expect("warm-up status");
     assert!(loading < warming && warming < ready, "{messages:?}");
     assert!(messages[ready].contains("STATUS=ready: serving on http://127.0.0.1:"));
-    assert!(messages.iter().position(|m| m.contains("WATCHDOG=1")).unwrap() > ready);
+    assert!(
+        messages
+            .iter()
+            .position(|m| m.contains("WATCHDOG=1"))
+            .unwrap()
+            > ready
+    );
 
     sigterm(&child);
     let n = socket.recv(&mut buf).unwrap();
@@ -114,14 +153,18 @@ fn sigterm_lets_in_flight_requests_finish() {
         assert!(Instant::now() < deadline, "never ready");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let image = base64::engine::general_purpose::STANDARD.encode(std::fs::read(fixture("images/rocket.jpg")).unwrap());
+    let image = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(fixture("images/rocket.jpg")).unwrap());
     // Twelve requests of 100 new prompts each: one worker needs well over a second for
     // them, so SIGTERM lands while most are queued or running.
     let requests = 12;
     let handles: Vec<_> = (0..requests)
         .map(|r| {
-            let prompts: Vec<String> = (0..100).map(|i| format!("request {r} prompt {i}")).collect();
-            let body = serde_json::json!({"image": image, "prompts": prompts, "template": "{}"}).to_string();
+            let prompts: Vec<String> = (0..100)
+                .map(|i| format!("request {r} prompt {i}"))
+                .collect();
+            let body = serde_json::json!({"image": image, "prompts": prompts, "template": "{}"})
+                .to_string();
             std::thread::spawn(move || {
                 let result = post(port, "/v1/classify", &body);
                 (result, Instant::now())
@@ -141,26 +184,48 @@ fn sigterm_lets_in_flight_requests_finish() {
             finished_after_kill += 1;
         }
     }
-    assert!(finished_after_kill > 0, "every request finished before SIGTERM; the test proved nothing");
+    assert!(
+        finished_after_kill > 0,
+        "every request finished before SIGTERM; the test proved nothing"
+    );
     assert_eq!(child.wait().unwrap().code(), Some(0));
     // After the exit nothing listens.
     assert_eq!(get_status(port, "/health"), None);
     let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
-    assert!(log.contains("shutting down: no new connections, finishing in-flight requests"), "{log}");
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(
+        log.contains("shutting down: no new connections, finishing in-flight requests"),
+        "{log}"
+    );
     assert!(log.contains("encoders released"), "{log}");
 }
 
 #[test]
 fn failed_start_leaves_the_reason_as_status_and_never_says_ready() {
-    let socket_path = std::env::temp_dir().join(format!("hailo-clip-notify-fail-{}.sock", std::process::id()));
+    let socket_path = std::env::temp_dir().join(format!(
+        "hailo-clip-notify-fail-{}.sock",
+        std::process::id()
+    ));
     let _ = std::fs::remove_file(&socket_path);
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_hailo-clip"))
         .env("HAILO_CLIP_CONFIG", repo().join("config/hailo-clip.yaml"))
         .env("NOTIFY_SOCKET", &socket_path)
-        .args(["--model-dir", "/nonexistent/model", "serve", "--port", &free_port().to_string()])
+        .args([
+            "--model-dir",
+            "/nonexistent/model",
+            "serve",
+            "--port",
+            &free_port().to_string(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -170,9 +235,15 @@ fn failed_start_leaves_the_reason_as_status_and_never_says_ready() {
     while let Ok(n) = socket.recv(&mut buf) {
         messages.push(String::from_utf8_lossy(&buf[..n]).to_string());
     }
-    assert!(!messages.iter().any(|m| m.contains("READY=1")), "{messages:?}");
+    assert!(
+        !messages.iter().any(|m| m.contains("READY=1")),
+        "{messages:?}"
+    );
     let last = messages.last().unwrap();
     assert!(last.contains("STOPPING=1"), "{messages:?}");
-    assert!(last.contains("STATUS=failed: model directory /nonexistent/model does not exist"), "{last}");
+    assert!(
+        last.contains("STATUS=failed: model directory /nonexistent/model does not exist"),
+        "{last}"
+    );
     let _ = std::fs::remove_file(&socket_path);
 }

@@ -51,11 +51,22 @@ impl OnnxEncoder {
         let mut model = tract_onnx::onnx()
             .model_for_path(path)
             .map_err(|e| err(format!("not a readable ONNX model: {e:#}")))?;
-        let inputs = model.input_outlets().map_err(|e| err(e.to_string()))?.to_vec();
-        let outputs = model.output_outlets().map_err(|e| err(e.to_string()))?.to_vec();
+        let inputs = model
+            .input_outlets()
+            .map_err(|e| err(e.to_string()))?
+            .to_vec();
+        let outputs = model
+            .output_outlets()
+            .map_err(|e| err(e.to_string()))?
+            .to_vec();
         if inputs.len() != 1 || model.node(inputs[0].node).name != input_name {
-            let names: Vec<_> = inputs.iter().map(|o| model.node(o.node).name.clone()).collect();
-            return Err(err(format!("expected one input named {input_name:?}, found {names:?}")));
+            let names: Vec<_> = inputs
+                .iter()
+                .map(|o| model.node(o.node).name.clone())
+                .collect();
+            return Err(err(format!(
+                "expected one input named {input_name:?}, found {names:?}"
+            )));
         }
         let output_names: Vec<String> = outputs
             .iter()
@@ -102,14 +113,20 @@ impl OnnxEncoder {
         let outputs = multithread_tract_scope(self.executor.clone(), || {
             self.plan.run(tvec!(input.into_tvalue()))
         })
-        .map_err(|e| EncoderError::failed(format!("{}: inference failed: {e:#}", self.path.display())))?;
-        let view = outputs[0]
-            .to_plain_array_view::<f32>()
-            .map_err(|e| EncoderError::failed(format!("{}: output is not f32: {e}", self.path.display())))?;
+        .map_err(|e| {
+            EncoderError::failed(format!("{}: inference failed: {e:#}", self.path.display()))
+        })?;
+        let view = outputs[0].to_plain_array_view::<f32>().map_err(|e| {
+            EncoderError::failed(format!("{}: output is not f32: {e}", self.path.display()))
+        })?;
         let array = view
             .into_dimensionality::<Ix2>()
             .map_err(|_| {
-                EncoderError::failed(format!("{}: output shape {:?} is not [N, D]", self.path.display(), outputs[0].shape()))
+                EncoderError::failed(format!(
+                    "{}: output shape {:?} is not [N, D]",
+                    self.path.display(),
+                    outputs[0].shape()
+                ))
             })?
             .to_owned();
         if array.dim() != (batch, expected_dim) {

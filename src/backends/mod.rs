@@ -63,12 +63,16 @@ fn load_required_hailo(_config: &Config) -> Result<Encoders, LoadError> {
 
 #[cfg(not(any(feature = "hailo", feature = "hailo-fake")))]
 fn load_auto(config: &Config) -> Result<Encoders, LoadError> {
-    load_cpu(config, format!("backend: auto and Hailo is not usable: {NO_HAILO_FEATURE}"))
+    load_cpu(
+        config,
+        format!("backend: auto and Hailo is not usable: {NO_HAILO_FEATURE}"),
+    )
 }
 
 #[cfg(any(feature = "hailo", feature = "hailo-fake"))]
 fn load_required_hailo(config: &Config) -> Result<Encoders, LoadError> {
-    let device = hailo::open_device(&config.hailo).map_err(|e| LoadError::HailoUnavailable(e.to_string()))?;
+    let device = hailo::open_device(&config.hailo)
+        .map_err(|e| LoadError::HailoUnavailable(e.to_string()))?;
     load_hailo(config, device, "backend: hailo in the config".to_string())
 }
 
@@ -83,19 +87,28 @@ fn load_auto(config: &Config) -> Result<Encoders, LoadError> {
             );
             load_hailo(config, device, reason)
         }
-        Err(e) => load_cpu(config, format!("backend: auto and Hailo is not usable: {e}")),
+        Err(e) => load_cpu(
+            config,
+            format!("backend: auto and Hailo is not usable: {e}"),
+        ),
     }
 }
 
 /// Images on the device; text on the device or, with `hailo.text_encoder: cpu`, on the CPU
 /// engine from `model.dir`.
 #[cfg(any(feature = "hailo", feature = "hailo-fake"))]
-fn load_hailo(config: &Config, device: hailo::HailoDevice, mut reason: String) -> Result<Encoders, LoadError> {
+fn load_hailo(
+    config: &Config,
+    device: hailo::HailoDevice,
+    mut reason: String,
+) -> Result<Encoders, LoadError> {
     use crate::config::TextEncoderChoice;
 
     #[cfg(feature = "hailo-fake")]
     {
-        tracing::warn!("this build runs the HailoRT test double (feature hailo-fake): no accelerator is used");
+        tracing::warn!(
+            "this build runs the HailoRT test double (feature hailo-fake): no accelerator is used"
+        );
         reason.push_str(" [HailoRT test double build: no accelerator is used]");
     }
     let cfg = &config.hailo;
@@ -114,8 +127,12 @@ fn load_hailo(config: &Config, device: hailo::HailoDevice, mut reason: String) -
         TextEncoderChoice::Cpu => {
             reason.push_str("; text encoder on the CPU (hailo.text_encoder: cpu)");
             let dir = ModelDir::open(&config.model.dir)?;
-            let tokenizer = ClipTokenizer::from_file(&dir.tokenizer(), dir.manifest.context_length)?;
-            let text = cpu::CpuTextEncoder::load(&dir, cpu::executor(config.performance.inference_threads))?;
+            let tokenizer =
+                ClipTokenizer::from_file(&dir.tokenizer(), dir.manifest.context_length)?;
+            let text = cpu::CpuTextEncoder::load(
+                &dir,
+                cpu::executor(config.performance.inference_threads),
+            )?;
             (Arc::new(text), tokenizer, model_info(&dir))
         }
     };

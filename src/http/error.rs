@@ -51,7 +51,11 @@ impl ApiError {
     }
 
     pub fn unsupported_media(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
     }
 
     pub fn too_large(message: impl Into<String>) -> Self {
@@ -97,15 +101,23 @@ impl From<ServiceError> for ApiError {
             ServiceError::Image(PreprocessError::TooManyPixels { .. }) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "image_too_large", message)
             }
-            ServiceError::Image(PreprocessError::Corrupt(_)) => ApiError::bad_request("invalid_image", message),
+            ServiceError::Image(PreprocessError::Corrupt(_)) => {
+                ApiError::bad_request("invalid_image", message)
+            }
             ServiceError::QueueFull(_) => ApiError::unavailable("queue_full", message, 1),
             ServiceError::Busy(_) => ApiError::unavailable("device_busy", message, 1),
             ServiceError::ShuttingDown => ApiError::unavailable("shutting_down", message, 5),
-            ServiceError::Timeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message),
-            ServiceError::DeviceTimeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "device_timeout", message),
-            ServiceError::Inference(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "inference_failed", message)
+            ServiceError::Timeout(_) => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message)
             }
+            ServiceError::DeviceTimeout(_) => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "device_timeout", message)
+            }
+            ServiceError::Inference(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "inference_failed",
+                message,
+            ),
         }
     }
 }
@@ -113,7 +125,9 @@ impl From<ServiceError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
-            JsonRejection::JsonSyntaxError(e) => ApiError::bad_request("invalid_json", e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => {
+                ApiError::bad_request("invalid_json", e.body_text())
+            }
             JsonRejection::JsonDataError(e) => ApiError::invalid(e.body_text()),
             JsonRejection::MissingJsonContentType(e) => ApiError::unsupported_media(e.body_text()),
             other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {

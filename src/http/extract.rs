@@ -65,7 +65,12 @@ fn body_kind(request: &Request) -> Result<BodyKind, ApiError> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_string();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
     match essence.as_str() {
         "application/json" => Ok(BodyKind::Json),
         "multipart/form-data" => Ok(BodyKind::Multipart),
@@ -96,7 +101,10 @@ pub fn decode_image_field(value: &str) -> Result<Vec<u8>, ApiError> {
                 ApiError::bad_request("invalid_base64", "data URI has no ',' before its data")
             })?;
             let media = meta.strip_suffix(";base64").ok_or_else(|| {
-                ApiError::bad_request("invalid_base64", "data URI must be base64-encoded (';base64,')")
+                ApiError::bad_request(
+                    "invalid_base64",
+                    "data URI must be base64-encoded (';base64,')",
+                )
             })?;
             if !media.is_empty() && !media.to_ascii_lowercase().starts_with("image/") {
                 return Err(ApiError::new(
@@ -109,11 +117,16 @@ pub fn decode_image_field(value: &str) -> Result<Vec<u8>, ApiError> {
         }
         None => value,
     };
-    let compact: String = payload.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let compact: String = payload
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
     STANDARD_LENIENT
         .decode(&compact)
         .or_else(|_| URL_SAFE_LENIENT.decode(&compact))
-        .map_err(|e| ApiError::bad_request("invalid_base64", format!("image is not valid base64: {e}")))
+        .map_err(|e| {
+            ApiError::bad_request("invalid_base64", format!("image is not valid base64: {e}"))
+        })
 }
 
 async fn json<T: serde::de::DeserializeOwned>(request: Request) -> Result<T, ApiError> {
@@ -121,7 +134,10 @@ async fn json<T: serde::de::DeserializeOwned>(request: Request) -> Result<T, Api
     Ok(body)
 }
 
-async fn field_text(field: axum::extract::multipart::Field<'_>, name: &str) -> Result<String, ApiError> {
+async fn field_text(
+    field: axum::extract::multipart::Field<'_>,
+    name: &str,
+) -> Result<String, ApiError> {
     field
         .text()
         .await
@@ -136,9 +152,9 @@ impl ApiError {
 }
 
 fn parse_number<T: std::str::FromStr>(name: &str, text: &str) -> Result<T, ApiError> {
-    text.trim()
-        .parse()
-        .map_err(|_| ApiError::invalid(format!("form field {name} is not a valid number: {text:?}")))
+    text.trim().parse().map_err(|_| {
+        ApiError::invalid(format!("form field {name} is not a valid number: {text:?}"))
+    })
 }
 
 /// A classify request from a JSON or multipart body.
@@ -155,9 +171,9 @@ pub async fn classify_request(request: Request) -> Result<ClassifyRequest, ApiEr
             })
         }
         BodyKind::Multipart => {
-            let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
-                ApiError::bad_request("invalid_multipart", e.body_text())
-            })?;
+            let mut multipart = Multipart::from_request(request, &())
+                .await
+                .map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
             let mut out = ClassifyRequest::default();
             let mut templates = Vec::new();
             let mut saw_image = false;
@@ -200,15 +216,17 @@ pub async fn embed_image_request(request: Request) -> Result<Vec<u8>, ApiError> 
             decode_image_field(&body.image)
         }
         BodyKind::Multipart => {
-            let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
-                ApiError::bad_request("invalid_multipart", e.body_text())
-            })?;
+            let mut multipart = Multipart::from_request(request, &())
+                .await
+                .map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
             while let Some(field) = multipart.next_field().await? {
                 if field.name() == Some("image") {
                     return Ok(field.bytes().await?.to_vec());
                 }
                 let name = field.name().unwrap_or("").to_string();
-                return Err(ApiError::invalid(format!("unknown form field {name:?}; expected image")));
+                return Err(ApiError::invalid(format!(
+                    "unknown form field {name:?}; expected image"
+                )));
             }
             Err(ApiError::invalid("form field image is missing"))
         }
@@ -234,7 +252,10 @@ mod tests {
         assert_eq!(decode_image_field("aGVsbG8=").unwrap(), b"hello");
         assert_eq!(decode_image_field("aGVsbG8").unwrap(), b"hello");
         assert_eq!(decode_image_field("aGVs\nbG8=\n").unwrap(), b"hello");
-        assert_eq!(decode_image_field("data:image/png;base64,aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(
+            decode_image_field("data:image/png;base64,aGVsbG8=").unwrap(),
+            b"hello"
+        );
         assert_eq!(decode_image_field("_-8").unwrap(), vec![0xff, 0xef]);
         let e = decode_image_field("not base64!").unwrap_err();
         assert_eq!((e.status.as_u16(), e.code), (400, "invalid_base64"));

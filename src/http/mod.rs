@@ -23,7 +23,14 @@ use crate::service::Service;
 use error::ApiError;
 
 /// The routes, as metric labels (anything else is counted as "other").
-const ROUTES: &[&str] = &["/health", "/metrics", "/openapi.json", "/v1/classify", "/v1/embed/image", "/v1/embed/text"];
+const ROUTES: &[&str] = &[
+    "/health",
+    "/metrics",
+    "/openapi.json",
+    "/v1/classify",
+    "/v1/embed/image",
+    "/v1/embed/text",
+];
 
 /// A loaded, warmed-up service and how its backend was chosen.
 pub struct Ready {
@@ -79,14 +86,16 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error (see the service log)",
-            )
-            .into_response()
-        }))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error (see the service log)",
+                )
+                .into_response()
+            },
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
 }
@@ -99,7 +108,11 @@ async fn log_request(State(state): State<AppState>, request: Request, next: Next
     let response = next.run(request).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let status = response.status().as_u16();
-    let route = ROUTES.iter().find(|r| **r == path).copied().unwrap_or("other");
+    let route = ROUTES
+        .iter()
+        .find(|r| **r == path)
+        .copied()
+        .unwrap_or("other");
     state.metrics.record(|| {
         metrics::counter!("hailo_clip_http_requests_total", "route" => route, "method" => method.to_string(), "status" => status.to_string())
             .increment(1);
@@ -131,5 +144,7 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -12,11 +12,32 @@ use crate::service::{Classification, ClassifyResult};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "hailo-clip", description = "CLIP zero-shot image classification (API_SPEC.md is the prose reference)"),
-    paths(routes::health, routes::metrics, routes::classify, routes::embed_image, routes::embed_text, openapi_json),
+    info(
+        title = "hailo-clip",
+        description = "CLIP zero-shot image classification (API_SPEC.md is the prose reference)"
+    ),
+    paths(
+        routes::health,
+        routes::metrics,
+        routes::classify,
+        routes::embed_image,
+        routes::embed_text,
+        openapi_json
+    ),
     components(schemas(
-        Health, EncoderInfo, HailoInfo, ClassifyJson, OneOrMany, ClassifyResult, Classification,
-        EmbedImageJson, ImageEmbedding, EmbedTextJson, TextEmbedding, ErrorBody, ErrorDetail
+        Health,
+        EncoderInfo,
+        HailoInfo,
+        ClassifyJson,
+        OneOrMany,
+        ClassifyResult,
+        Classification,
+        EmbedImageJson,
+        ImageEmbedding,
+        EmbedTextJson,
+        TextEmbedding,
+        ErrorBody,
+        ErrorDetail
     ))
 )]
 pub struct ApiDoc;

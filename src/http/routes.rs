@@ -9,8 +9,8 @@ use axum::Json;
 use serde::Serialize;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ClassifyJson, EmbedImageJson, EmbedTextJson};
 use super::extract::{self, OneOrMany};
+use super::extract::{ClassifyJson, EmbedImageJson, EmbedTextJson};
 use super::AppState;
 use crate::encoder::EncoderInfo;
 use crate::service::{ClassifyResult, Service};
@@ -100,10 +100,17 @@ pub async fn health(State(state): State<AppState>) -> Response {
         workers: h.workers,
         workers_alive: h.workers_alive,
         uptime_seconds,
-        warning: service.model().random_weights.then_some(RANDOM_WEIGHTS_WARNING),
+        warning: service
+            .model()
+            .random_weights
+            .then_some(RANDOM_WEIGHTS_WARNING),
         detail,
     };
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 
@@ -114,15 +121,24 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Some(ready) = state.ready.get() {
         text.push_str(&ready.service.render_metrics(ready.backend));
     }
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 fn service(state: &AppState) -> Result<Arc<Service>, ApiError> {
-    state
-        .ready
-        .get()
-        .map(|r| r.service.clone())
-        .ok_or_else(|| ApiError::unavailable("not_ready", format!("the model is still loading ({})", state.phase()), 5))
+    state.ready.get().map(|r| r.service.clone()).ok_or_else(|| {
+        ApiError::unavailable(
+            "not_ready",
+            format!("the model is still loading ({})", state.phase()),
+            5,
+        )
+    })
 }
 
 #[utoipa::path(post, path = "/v1/classify",
@@ -134,7 +150,10 @@ fn service(state: &AppState) -> Result<Arc<Service>, ApiError> {
         (status = 422, body = ErrorBody), (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
         (status = 504, body = ErrorBody),
     ))]
-pub async fn classify(State(state): State<AppState>, request: Request) -> Result<Json<ClassifyResult>, ApiError> {
+pub async fn classify(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<ClassifyResult>, ApiError> {
     let service = service(&state)?;
     let req = extract::classify_request(request).await?;
     Ok(Json(service.classify(req).await?))
@@ -155,7 +174,10 @@ pub struct ImageEmbedding {
         (status = 422, body = ErrorBody), (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
         (status = 504, body = ErrorBody),
     ))]
-pub async fn embed_image(State(state): State<AppState>, request: Request) -> Result<Json<ImageEmbedding>, ApiError> {
+pub async fn embed_image(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<ImageEmbedding>, ApiError> {
     let service = service(&state)?;
     let bytes = extract::embed_image_request(request).await?;
     let embedding = service.embed_image(bytes).await?;
@@ -189,7 +211,10 @@ pub enum TextEmbedding {
         (status = 422, body = ErrorBody), (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
         (status = 504, body = ErrorBody),
     ))]
-pub async fn embed_text(State(state): State<AppState>, request: Request) -> Result<Json<TextEmbedding>, ApiError> {
+pub async fn embed_text(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<TextEmbedding>, ApiError> {
     let service = service(&state)?;
     let text = extract::embed_text_request(request).await?;
     let model = service.model().name.clone();
@@ -212,7 +237,11 @@ pub async fn embed_text(State(state): State<AppState>, request: Request) -> Resu
 }
 
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {method} {}", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {method} {}", uri.path()),
+    )
 }
 
 pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {

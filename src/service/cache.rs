@@ -34,11 +34,17 @@ impl TextCache {
     }
 
     pub fn get(&self, text: &str) -> Option<Embedding> {
-        let found = self
-            .entries
-            .as_ref()
-            .and_then(|m| m.lock().unwrap_or_else(|p| p.into_inner()).get(&self.key(text)).cloned());
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        let found = self.entries.as_ref().and_then(|m| {
+            m.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&self.key(text))
+                .cloned()
+        });
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }
@@ -63,7 +69,10 @@ impl TextCache {
 
     /// (hits, misses) since start.
     pub fn stats(&self) -> (u64, u64) {
-        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 }
 

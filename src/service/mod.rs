@@ -20,8 +20,8 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::config::{Config, LimitsConfig};
-use crate::metrics::Metrics;
 use crate::encoder::{EncoderErrorKind, EncoderInfo, ImageEncoder, TextEncoder};
+use crate::metrics::Metrics;
 use crate::preprocess::{decode_rgb, resize_square, PreprocessError};
 use crate::similarity::{cosine, ensemble, l2_normalize, softmax_scaled};
 use crate::tokenize::ClipTokenizer;
@@ -201,16 +201,30 @@ impl Service {
     pub async fn warm_up(&self) -> Result<(), ServiceError> {
         let deadline = Instant::now() + self.timeout.max(Duration::from_secs(60));
         // A mid-grey square: a valid input whose embedding must be finite and non-zero.
-        let image = RgbImage::from_pixel(self.image_size, self.image_size, image::Rgb([128, 128, 128]));
-        let mut embedding = self.queue.encode_image(image, deadline).await.map_err(|e| self.job_error(e))?;
-        l2_normalize(&mut embedding).map_err(|e| ServiceError::Inference(format!("warm-up image: {e}")))?;
+        let image = RgbImage::from_pixel(
+            self.image_size,
+            self.image_size,
+            image::Rgb([128, 128, 128]),
+        );
+        let mut embedding = self
+            .queue
+            .encode_image(image, deadline)
+            .await
+            .map_err(|e| self.job_error(e))?;
+        l2_normalize(&mut embedding)
+            .map_err(|e| ServiceError::Inference(format!("warm-up image: {e}")))?;
         let ids = self
             .tokenizer
             .encode("a photo of a cat")
             .map_err(|e| ServiceError::Inference(e.to_string()))?;
-        let rows = self.queue.encode_texts(vec![ids], deadline).await.map_err(|e| self.job_error(e))?;
+        let rows = self
+            .queue
+            .encode_texts(vec![ids], deadline)
+            .await
+            .map_err(|e| self.job_error(e))?;
         let mut text = rows.row(0).to_vec();
-        l2_normalize(&mut text).map_err(|e| ServiceError::Inference(format!("warm-up text: {e}")))?;
+        l2_normalize(&mut text)
+            .map_err(|e| ServiceError::Inference(format!("warm-up text: {e}")))?;
         self.warmed_up.store(true, Ordering::SeqCst);
         Ok(())
     }
@@ -241,7 +255,11 @@ impl Service {
             .acquire()
             .await
             .map_err(|_| ServiceError::ShuttingDown)?;
-        let (max_pixels, size, mode) = (self.limits.max_image_pixels, self.image_size, self.resize_mode);
+        let (max_pixels, size, mode) = (
+            self.limits.max_image_pixels,
+            self.image_size,
+            self.resize_mode,
+        );
         tokio::task::spawn_blocking(move || {
             let rgb = decode_rgb(&bytes, max_pixels)?;
             Ok(resize_square(&rgb, size, mode)?)
@@ -250,16 +268,28 @@ impl Service {
         .map_err(|e| ServiceError::Inference(format!("image preparation failed: {e}")))?
     }
 
-    async fn image_embedding(&self, bytes: Vec<u8>, deadline: Instant) -> Result<Vec<f32>, ServiceError> {
+    async fn image_embedding(
+        &self,
+        bytes: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<Vec<f32>, ServiceError> {
         let image = self.prepare_image(bytes).await?;
-        let mut embedding = self.queue.encode_image(image, deadline).await.map_err(|e| self.job_error(e))?;
+        let mut embedding = self
+            .queue
+            .encode_image(image, deadline)
+            .await
+            .map_err(|e| self.job_error(e))?;
         l2_normalize(&mut embedding).map_err(ServiceError::Inference)?;
         Ok(embedding)
     }
 
     /// Unit embeddings for `texts`, from the cache where possible; the misses go to the
     /// text encoder in one job.
-    async fn text_embeddings(&self, texts: &[String], deadline: Instant) -> Result<Vec<Embedding>, ServiceError> {
+    async fn text_embeddings(
+        &self,
+        texts: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<Embedding>, ServiceError> {
         let mut found: Vec<Option<Embedding>> = texts.iter().map(|t| self.cache.get(t)).collect();
         let mut missing: Vec<&str> = Vec::new();
         let mut missing_index: HashMap<&str, usize> = HashMap::new();
@@ -275,7 +305,11 @@ impl Service {
                 .map(|t| self.tokenizer.encode(t))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| ServiceError::Invalid(e.to_string()))?;
-            let rows = self.queue.encode_texts(ids, deadline).await.map_err(|e| self.job_error(e))?;
+            let rows = self
+                .queue
+                .encode_texts(ids, deadline)
+                .await
+                .map_err(|e| self.job_error(e))?;
             let mut fresh = Vec::with_capacity(missing.len());
             for (text, row) in missing.iter().zip(rows.rows()) {
                 let mut v = row.to_vec();
@@ -290,7 +324,10 @@ impl Service {
                 }
             }
         }
-        Ok(found.into_iter().map(|e| e.expect("every slot filled above")).collect())
+        Ok(found
+            .into_iter()
+            .map(|e| e.expect("every slot filled above"))
+            .collect())
     }
 
     fn validate_classify(&self, req: &ClassifyRequest) -> Result<Vec<String>, ServiceError> {
@@ -364,7 +401,10 @@ impl Service {
         } = req;
         let (image, texts) = self
             .with_deadline(deadline, async {
-                tokio::try_join!(self.image_embedding(image, deadline), self.text_embeddings(&texts, deadline))
+                tokio::try_join!(
+                    self.image_embedding(image, deadline),
+                    self.text_embeddings(&texts, deadline)
+                )
             })
             .await?;
         let dim = self.model.embedding_dim;
@@ -413,13 +453,16 @@ impl Service {
             return Err(ServiceError::Invalid("image is empty".into()));
         }
         let deadline = self.deadline();
-        self.with_deadline(deadline, self.image_embedding(bytes, deadline)).await
+        self.with_deadline(deadline, self.image_embedding(bytes, deadline))
+            .await
     }
 
     /// Unit embeddings of raw texts (no template).
     pub async fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ServiceError> {
         if texts.is_empty() {
-            return Err(ServiceError::Invalid("text must contain at least one string".into()));
+            return Err(ServiceError::Invalid(
+                "text must contain at least one string".into(),
+            ));
         }
         if texts.len() > self.limits.max_embed_texts {
             return Err(ServiceError::Invalid(format!(
@@ -478,13 +521,13 @@ impl Service {
 
 impl Service {
     fn job_error(&self, e: JobError) -> ServiceError {
-    match e {
-        JobError::QueueFull(n) => ServiceError::QueueFull(n),
-        JobError::Expired => ServiceError::Timeout(self.timeout_ms()),
-        JobError::Closed => ServiceError::ShuttingDown,
-        JobError::Encoder(EncoderErrorKind::Busy, m) => ServiceError::Busy(m),
-        JobError::Encoder(EncoderErrorKind::Timeout, m) => ServiceError::DeviceTimeout(m),
-        JobError::Encoder(EncoderErrorKind::Failed, m) => ServiceError::Inference(m),
+        match e {
+            JobError::QueueFull(n) => ServiceError::QueueFull(n),
+            JobError::Expired => ServiceError::Timeout(self.timeout_ms()),
+            JobError::Closed => ServiceError::ShuttingDown,
+            JobError::Encoder(EncoderErrorKind::Busy, m) => ServiceError::Busy(m),
+            JobError::Encoder(EncoderErrorKind::Timeout, m) => ServiceError::DeviceTimeout(m),
+            JobError::Encoder(EncoderErrorKind::Failed, m) => ServiceError::Inference(m),
+        }
     }
-}
 }

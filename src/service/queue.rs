@@ -164,7 +164,11 @@ impl WorkQueue {
         })
     }
 
-    pub async fn encode_image(&self, image: RgbImage, deadline: Instant) -> Result<Vec<f32>, JobError> {
+    pub async fn encode_image(
+        &self,
+        image: RgbImage,
+        deadline: Instant,
+    ) -> Result<Vec<f32>, JobError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Job::Image {
             image,
@@ -247,7 +251,13 @@ impl Worker {
     }
 
     /// One inference call: its batch size, duration and outcome, per encoder.
-    fn observe(&self, encoder: &'static str, batch: usize, started: Instant, error: Option<EncoderErrorKind>) {
+    fn observe(
+        &self,
+        encoder: &'static str,
+        batch: usize,
+        started: Instant,
+        error: Option<EncoderErrorKind>,
+    ) {
         let seconds = started.elapsed().as_secs_f64();
         self.metrics.record(|| {
             metrics::histogram!("hailo_clip_inference_seconds", "encoder" => encoder).record(seconds);
@@ -287,7 +297,12 @@ impl Worker {
         }
         let started = Instant::now();
         let result = guarded(|| self.image.encode_images(&images));
-        self.observe("image", images.len(), started, result.as_ref().err().map(|e| e.kind));
+        self.observe(
+            "image",
+            images.len(),
+            started,
+            result.as_ref().err().map(|e| e.kind),
+        );
         self.stats
             .image_inference_us
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -306,7 +321,11 @@ impl Worker {
                 self.record(false);
                 let err = JobError::Encoder(
                     EncoderErrorKind::Failed,
-                    format!("image encoder returned {} rows for {} images", rows.nrows(), replies.len()),
+                    format!(
+                        "image encoder returned {} rows for {} images",
+                        rows.nrows(),
+                        replies.len()
+                    ),
                 );
                 replies.into_iter().for_each(|r| {
                     let _ = r.send(Err(err.clone()));
@@ -341,7 +360,12 @@ impl Worker {
         for (i, ids) in token_ids.chunks(chunk).enumerate() {
             let started = Instant::now();
             let result = guarded(|| self.text.encode_texts(ids));
-            self.observe("text", ids.len(), started, result.as_ref().err().map(|e| e.kind));
+            self.observe(
+                "text",
+                ids.len(),
+                started,
+                result.as_ref().err().map(|e| e.kind),
+            );
             self.stats
                 .text_inference_us
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -355,7 +379,11 @@ impl Worker {
                     self.record(false);
                     let _ = reply.send(Err(JobError::Encoder(
                         EncoderErrorKind::Failed,
-                        format!("text encoder returned shape {:?} for {} texts", rows.dim(), ids.len()),
+                        format!(
+                            "text encoder returned shape {:?} for {} texts",
+                            rows.dim(),
+                            ids.len()
+                        ),
                     )));
                     return;
                 }

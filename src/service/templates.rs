@@ -8,8 +8,12 @@ pub const PLACEHOLDER: &str = "{}";
 pub fn check_template(template: &str) -> Result<(), String> {
     match template.matches(PLACEHOLDER).count() {
         1 => Ok(()),
-        0 => Err(format!("template {template:?} has no {{}} placeholder for the prompt")),
-        n => Err(format!("template {template:?} has {n} {{}} placeholders; use exactly one")),
+        0 => Err(format!(
+            "template {template:?} has no {{}} placeholder for the prompt"
+        )),
+        n => Err(format!(
+            "template {template:?} has {n} {{}} placeholders; use exactly one"
+        )),
     }
 }
 
@@ -27,7 +31,11 @@ mod tests {
         assert_eq!(apply("a photo of a {}.", "cat"), "a photo of a cat.");
         assert_eq!(apply("{}", "a {} b"), "a {} b");
         assert!(check_template("{}").is_ok());
-        assert!(check_template("a photo").unwrap_err().contains("no {} placeholder"));
-        assert!(check_template("{} and {}").unwrap_err().contains("2 {} placeholders"));
+        assert!(check_template("a photo")
+            .unwrap_err()
+            .contains("no {} placeholder"));
+        assert!(check_template("{} and {}")
+            .unwrap_err()
+            .contains("2 {} placeholders"));
     }
 }

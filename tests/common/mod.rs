@@ -41,7 +41,10 @@ pub fn cosine(a: ArrayView1<f32>, b: ArrayView1<f32>) -> f32 {
 
 pub fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
     assert_eq!(a.dim(), b.dim());
-    a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// A config that points at the bundled tiny model.
@@ -53,7 +56,9 @@ pub fn tiny_config() -> Config {
 }
 
 pub fn model_info(config: &Config) -> ModelInfo {
-    let manifest = hailo_clip::manifest::ModelDir::open(&config.model.dir).unwrap().manifest;
+    let manifest = hailo_clip::manifest::ModelDir::open(&config.model.dir)
+        .unwrap()
+        .manifest;
     ModelInfo {
         name: manifest.name,
         embedding_dim: manifest.embedding_dim,
@@ -72,7 +77,8 @@ pub async fn service_with(
     image: Arc<dyn ImageEncoder>,
     text: Arc<dyn TextEncoder>,
 ) -> Arc<Service> {
-    let service = Service::start(image, text, tokenizer(config), model_info(config), config).unwrap();
+    let service =
+        Service::start(image, text, tokenizer(config), model_info(config), config).unwrap();
     service.warm_up().await.unwrap();
     Arc::new(service)
 }

@@ -40,7 +40,8 @@ impl Drop for Scratch {
 
 pub fn scratch() -> Scratch {
     let n = NEXT.fetch_add(1, Ordering::SeqCst);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hailo-{}-{n}", std::process::id()));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hailo-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     Scratch(dir)
@@ -52,7 +53,11 @@ pub fn text_assets() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hailo-text-assets");
-        hailo_clip::backends::hailo::assets::export(&repo().join("tests/fixtures/hf-clip-tiny-random"), &dir).unwrap();
+        hailo_clip::backends::hailo::assets::export(
+            &repo().join("tests/fixtures/hf-clip-tiny-random"),
+            &dir,
+        )
+        .unwrap();
         dir
     })
 }
@@ -162,7 +167,9 @@ pub fn config(dir: &Path) -> Config {
 }
 
 fn quantized(v: f64, q: Quant) -> f32 {
-    let level = (v / f64::from(q.scale) + f64::from(q.zp)).round().clamp(0.0, q.max);
+    let level = (v / f64::from(q.scale) + f64::from(q.zp))
+        .round()
+        .clamp(0.0, q.max);
     (level as f32 - q.zp) * q.scale
 }
 
@@ -188,8 +195,10 @@ pub fn expected_image(image: &RgbImage, quant: Option<Quant>) -> Vec<f32> {
 
 /// Rows of the transformers token embedding for the ids in token_embedding_row_ids.json.
 pub fn golden_lut_row(id: u32) -> Vec<f32> {
-    let ids: Vec<u32> =
-        serde_json::from_str(&std::fs::read_to_string(golden("token_embedding_row_ids.json")).unwrap()).unwrap();
+    let ids: Vec<u32> = serde_json::from_str(
+        &std::fs::read_to_string(golden("token_embedding_row_ids.json")).unwrap(),
+    )
+    .unwrap();
     let rows: Array2<f32> = read_npy(golden("token_embedding_rows.npy")).unwrap();
     let index = ids
         .iter()
@@ -208,7 +217,9 @@ pub fn expected_text(ids: &[u32]) -> Vec<f32> {
     let (eot_row, last_row) = (golden_lut_row(eot_id), golden_lut_row(last));
     let hidden: Vec<f32> = (0..DIM)
         .map(|k| {
-            let v = f64::from(eot_row[(k + 1) % DIM]) + 0.01 * eot as f64 + 0.5 * f64::from(last_row[k]);
+            let v = f64::from(eot_row[(k + 1) % DIM])
+                + 0.01 * eot as f64
+                + 0.5 * f64::from(last_row[k]);
             quantized(v, TEXT_QUANT)
         })
         .collect();
@@ -229,7 +240,9 @@ pub fn assert_close(actual: &[f32], expected: &[f32], tolerance: f32) {
 }
 
 pub fn unit(v: &[f32]) -> Vec<f32> {
-    let norm = Array1::from(v.to_vec()).dot(&Array1::from(v.to_vec())).sqrt();
+    let norm = Array1::from(v.to_vec())
+        .dot(&Array1::from(v.to_vec()))
+        .sqrt();
     v.iter().map(|x| x / norm).collect()
 }
 

@@ -120,12 +120,19 @@ pub fn read_matrix(path: &Path) -> Result<Array2<f32>, AssetError> {
         .map_err(|e| invalid(path, format!("not a .npy file: {e}")))?;
     let dtype = header.type_descriptor.to_string();
     if !matches!(dtype.trim_matches('\''), "<f4" | ">f4" | "=f4") {
-        return Err(invalid(path, format!("dtype {dtype}, expected float32 ('<f4')")));
+        return Err(invalid(
+            path,
+            format!("dtype {dtype}, expected float32 ('<f4')"),
+        ));
     }
     if header.shape.len() != 2 {
-        return Err(invalid(path, format!("shape {:?}, expected a 2-D array", header.shape)));
+        return Err(invalid(
+            path,
+            format!("shape {:?}, expected a 2-D array", header.shape),
+        ));
     }
-    Array2::<f32>::read_npy(BufReader::new(open()?)).map_err(|e| invalid(path, format!("unreadable: {e}")))
+    Array2::<f32>::read_npy(BufReader::new(open()?))
+        .map_err(|e| invalid(path, format!("unreadable: {e}")))
 }
 
 /// What `export` wrote.
@@ -159,9 +166,10 @@ pub fn export(hf_dir: &Path, out: &Path) -> Result<ExportSummary, AssetError> {
         });
     }
     ClipTokenizer::from_file(&tokenizer_path, CONTEXT_LENGTH)?;
-    let bytes = std::fs::read(&weights_path).map_err(|e| invalid(&weights_path, format!("cannot read: {e}")))?;
-    let tensors =
-        SafeTensors::deserialize(&bytes).map_err(|e| invalid(&weights_path, format!("not a safetensors file: {e}")))?;
+    let bytes = std::fs::read(&weights_path)
+        .map_err(|e| invalid(&weights_path, format!("cannot read: {e}")))?;
+    let tensors = SafeTensors::deserialize(&bytes)
+        .map_err(|e| invalid(&weights_path, format!("not a safetensors file: {e}")))?;
     let lut = tensor_matrix(&tensors, HF_TOKEN_EMBEDDING, &weights_path)?;
     // A Linear layer stores its weight as [out, in]; the daemon applies `hidden @ P`.
     let projection_weight = tensor_matrix(&tensors, HF_TEXT_PROJECTION, &weights_path)?;
@@ -187,11 +195,17 @@ pub fn export(hf_dir: &Path, out: &Path) -> Result<ExportSummary, AssetError> {
         path: out.to_path_buf(),
         message: e.to_string(),
     })?;
-    let files = vec![out.join(TOKENIZER_FILE), out.join(LUT_FILE), out.join(PROJECTION_FILE)];
+    let files = vec![
+        out.join(TOKENIZER_FILE),
+        out.join(LUT_FILE),
+        out.join(PROJECTION_FILE),
+    ];
     write_atomically(&files[0], |file| {
         std::io::copy(&mut std::fs::File::open(&tokenizer_path)?, file).map(|_| ())
     })?;
-    write_atomically(&files[1], |file| lut.write_npy(file).map_err(std::io::Error::other))?;
+    write_atomically(&files[1], |file| {
+        lut.write_npy(file).map_err(std::io::Error::other)
+    })?;
     write_atomically(&files[2], |file| {
         projection.write_npy(file).map_err(std::io::Error::other)
     })?;
@@ -226,7 +240,11 @@ fn write_atomically(
     std::fs::rename(&tmp, path).map_err(err)
 }
 
-fn tensor_matrix(tensors: &SafeTensors, name: &str, path: &Path) -> Result<Array2<f32>, AssetError> {
+fn tensor_matrix(
+    tensors: &SafeTensors,
+    name: &str,
+    path: &Path,
+) -> Result<Array2<f32>, AssetError> {
     let view = tensors.tensor(name).map_err(|_| {
         invalid(
             path,
@@ -244,7 +262,11 @@ fn tensor_matrix(tensors: &SafeTensors, name: &str, path: &Path) -> Result<Array
 }
 
 /// A tensor's elements as f32, from f32, f16 or bf16 storage (little-endian, as safetensors is).
-fn tensor_values(view: &safetensors::tensor::TensorView, name: &str, path: &Path) -> Result<Vec<f32>, AssetError> {
+fn tensor_values(
+    view: &safetensors::tensor::TensorView,
+    name: &str,
+    path: &Path,
+) -> Result<Vec<f32>, AssetError> {
     let data = view.data();
     Ok(match view.dtype() {
         Dtype::F32 => data

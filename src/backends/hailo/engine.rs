@@ -21,7 +21,9 @@ use ndarray::{Array2, ArrayView1};
 use super::assets::{AssetError, TextAssets, CONTEXT_LENGTH};
 use super::ffi::{self, Direction, ElementType, HailoError, HailoErrorKind, Model, StreamInfo};
 use crate::config::HailoConfig;
-use crate::encoder::{EncoderError, EncoderErrorKind, EncoderInfo, HailoInfo, ImageEncoder, TextEncoder};
+use crate::encoder::{
+    EncoderError, EncoderErrorKind, EncoderInfo, HailoInfo, ImageEncoder, TextEncoder,
+};
 use crate::preprocess::ResizeMode;
 use crate::tokenize::{eot_position, pad, ClipTokenizer};
 
@@ -91,7 +93,8 @@ pub fn open_device(config: &HailoConfig) -> Result<HailoDevice, HailoLoadError> 
     if !config.device_path.exists() {
         return Err(HailoLoadError::NoDevice(config.device_path.clone()));
     }
-    let device = ffi::Device::open(&config.group_id, config.device_id.as_deref()).map_err(HailoLoadError::Device)?;
+    let device = ffi::Device::open(&config.group_id, config.device_id.as_deref())
+        .map_err(HailoLoadError::Device)?;
     let hailort_version = ffi::library_version().map_err(HailoLoadError::Device)?;
     Ok(HailoDevice {
         device,
@@ -121,7 +124,11 @@ fn describe(stream: &StreamInfo) -> String {
 /// Loads a HEF with one input and one output into a model.
 fn load_model(device: &HailoDevice, path: &Path) -> Result<Model, HailoLoadError> {
     if let Err(e) = std::fs::File::open(path) {
-        return Err(hef_error(path, HailoErrorKind::InvalidHef, format!("cannot read: {e}")));
+        return Err(hef_error(
+            path,
+            HailoErrorKind::InvalidHef,
+            format!("cannot read: {e}"),
+        ));
     }
     let model = device.device.load_model(path).map_err(|e| {
         hef_error(
@@ -173,7 +180,9 @@ impl OutputFormat {
                 .map_err(|e| hef_error(path, e.kind, e.message))?;
         }
         let stream = &model.outputs()[0];
-        if stream.element == ElementType::Other || stream.frame_size != stream.elements() * stream.element.size() {
+        if stream.element == ElementType::Other
+            || stream.frame_size != stream.elements() * stream.element.size()
+        {
             return Err(shape_error(
                 path,
                 format!(
@@ -246,14 +255,20 @@ pub struct HailoImageEncoder {
 }
 
 impl HailoImageEncoder {
-    pub fn load(device: &HailoDevice, config: &HailoConfig) -> Result<HailoImageEncoder, HailoLoadError> {
+    pub fn load(
+        device: &HailoDevice,
+        config: &HailoConfig,
+    ) -> Result<HailoImageEncoder, HailoLoadError> {
         let path = config.resource(&config.image_hef);
         let mut model = load_model(device, &path)?;
         let input = model.inputs()[0].clone();
         if input.height != input.width || input.features != 3 || input.height == 0 {
             return Err(shape_error(
                 &path,
-                format!("input {} is not a square RGB image (H×W×3)", describe(&input)),
+                format!(
+                    "input {} is not a square RGB image (H×W×3)",
+                    describe(&input)
+                ),
             ));
         }
         model
@@ -330,7 +345,8 @@ impl ImageEncoder for HailoImageEncoder {
                 .map_err(|e| encoder_error(&self.path, e))?;
             for (i, frame) in output.chunks_exact(frame_out).enumerate() {
                 let row = chunk_index * self.max_frames + i;
-                rows.row_mut(row).assign(&ArrayView1::from(&self.output.decode(frame)));
+                rows.row_mut(row)
+                    .assign(&ArrayView1::from(&self.output.decode(frame)));
             }
         }
         Ok(rows)
@@ -421,8 +437,9 @@ impl HailoTextEncoder {
     /// The [77, hidden] f32 frame of one text, and the row its EOT token is in.
     fn embed_tokens(&self, ids: &[u32], frame: &mut Vec<u8>) -> Result<usize, EncoderError> {
         let padded = pad(ids, CONTEXT_LENGTH, PAD_ID);
-        let eot = eot_position(&padded)
-            .ok_or_else(|| EncoderError::failed("token ids have no end-of-text token".to_string()))?;
+        let eot = eot_position(&padded).ok_or_else(|| {
+            EncoderError::failed("token ids have no end-of-text token".to_string())
+        })?;
         for &id in &padded {
             if id as usize >= self.lut.nrows() {
                 return Err(EncoderError::failed(format!(
@@ -430,7 +447,12 @@ impl HailoTextEncoder {
                     self.lut.nrows()
                 )));
             }
-            frame.extend(self.lut.row(id as usize).iter().flat_map(|v| v.to_le_bytes()));
+            frame.extend(
+                self.lut
+                    .row(id as usize)
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes()),
+            );
         }
         Ok(eot)
     }

@@ -62,7 +62,12 @@ const HC_INPUT: i32 = 0;
 const HC_OUTPUT: i32 = 1;
 
 extern "C" {
-    fn hc_library_version(major: *mut u32, minor: *mut u32, revision: *mut u32, err: *mut RawError) -> i32;
+    fn hc_library_version(
+        major: *mut u32,
+        minor: *mut u32,
+        revision: *mut u32,
+        err: *mut RawError,
+    ) -> i32;
     fn hc_vdevice_create(
         group_id: *const c_char,
         device_id: *const c_char,
@@ -95,7 +100,12 @@ extern "C" {
         nhwc: i32,
         err: *mut RawError,
     ) -> i32;
-    fn hc_model_configure(model: *mut RawModel, batch_size: u16, max_frames: *mut usize, err: *mut RawError) -> i32;
+    fn hc_model_configure(
+        model: *mut RawModel,
+        batch_size: u16,
+        max_frames: *mut usize,
+        err: *mut RawError,
+    ) -> i32;
     #[allow(clippy::too_many_arguments)]
     fn hc_model_run(
         model: *mut RawModel,
@@ -164,12 +174,17 @@ impl HailoError {
 }
 
 fn c_text(chars: &[c_char]) -> String {
-    let bytes: Vec<u8> = chars.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let bytes: Vec<u8> = chars
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn c_string(what: &str, text: &str) -> Result<CString, HailoError> {
-    CString::new(text).map_err(|_| HailoError::invalid_argument(format!("{what} {text:?} contains a NUL byte")))
+    CString::new(text)
+        .map_err(|_| HailoError::invalid_argument(format!("{what} {text:?} contains a NUL byte")))
 }
 
 /// Calls a shim function with a fresh error record and turns its code into a Result.
@@ -406,7 +421,9 @@ impl Model {
             qp_scale: 0.0,
         };
         // SAFETY: the handle is live; `raw` is valid for writes.
-        check(|err| unsafe { hc_model_stream(self.raw.as_ptr(), direction.raw(), index, &mut raw, err) })?;
+        check(|err| unsafe {
+            hc_model_stream(self.raw.as_ptr(), direction.raw(), index, &mut raw, err)
+        })?;
         Ok(StreamInfo {
             name: c_text(&raw.name),
             height: raw.height,
@@ -448,7 +465,9 @@ impl Model {
     pub fn configure(&mut self, batch_size: u16) -> Result<usize, HailoError> {
         let mut max_frames = 0;
         // SAFETY: the handle is live; `max_frames` is valid for writes.
-        check(|err| unsafe { hc_model_configure(self.raw.as_ptr(), batch_size, &mut max_frames, err) })?;
+        check(|err| unsafe {
+            hc_model_configure(self.raw.as_ptr(), batch_size, &mut max_frames, err)
+        })?;
         self.max_frames = max_frames;
         Ok(max_frames)
     }
