@@ -75,9 +75,10 @@ async fn watchdog(state: AppState, interval: Duration) {
             notify(&[NotifyState::Watchdog]);
         } else {
             tracing::error!(
-                workers_alive = health.workers_alive,
-                queue_depth = health.queue_depth,
-                "engine is not making progress: withholding the watchdog ping"
+                "engine is not making progress ({} of {} workers alive, {} jobs waiting): withholding the watchdog ping",
+                health.workers_alive,
+                health.workers,
+                health.queue_depth
             );
         }
     }
@@ -91,14 +92,20 @@ async fn load_and_warm_up(config: &Config, state: &AppState) -> anyhow::Result<(
             config.backend.as_str()
         ),
     );
-    tracing::info!(model_dir = %config.model.dir.display(), backend = config.backend.as_str(), "loading encoders");
+    // Log lines carry their facts in the message itself, so `journalctl -u hailo-clip`
+    // shows them without asking for the structured fields.
+    tracing::info!(
+        "loading encoders (backend: {}, model.dir: {})",
+        config.backend.as_str(),
+        config.model.dir.display()
+    );
     let (service, backend, reason) = load_service(config).await?;
     tracing::info!(
-        backend,
-        reason = %reason,
-        image_encoder = %service.image_encoder().source,
-        text_encoder = %service.text_encoder().source,
-        "encoders loaded"
+        "encoders loaded: backend {backend} ({reason}); image encoder {} on {}; text encoder {} on {}",
+        service.image_encoder().source,
+        service.image_encoder().backend,
+        service.text_encoder().source,
+        service.text_encoder().backend
     );
     phase(state, format!("warming up ({backend} backend)"));
     let started = std::time::Instant::now();
@@ -107,8 +114,8 @@ async fn load_and_warm_up(config: &Config, state: &AppState) -> anyhow::Result<(
         .await
         .map_err(|e| anyhow::anyhow!("warm-up inference failed: {e}"))?;
     tracing::info!(
-        warm_up_ms = started.elapsed().as_millis() as u64,
-        "warm-up inference succeeded"
+        "warm-up inference succeeded in {} ms",
+        started.elapsed().as_millis()
     );
     let _ = state.ready.set(Ready {
         service: Arc::new(service),

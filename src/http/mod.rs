@@ -119,9 +119,9 @@ async fn log_request(State(state): State<AppState>, request: Request, next: Next
         metrics::histogram!("hailo_clip_http_request_duration_seconds", "route" => route).record(latency_ms / 1000.0);
     });
     if status >= 500 {
-        tracing::warn!(%method, %path, status, latency_ms = format!("{latency_ms:.1}"), "request");
+        tracing::warn!("{method} {path} -> {status} in {latency_ms:.1} ms");
     } else {
-        tracing::info!(%method, %path, status, latency_ms = format!("{latency_ms:.1}"), "request");
+        tracing::info!("{method} {path} -> {status} in {latency_ms:.1} ms");
     }
     response
 }
