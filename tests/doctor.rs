@@ -87,11 +87,7 @@ fn config(backend: BackendChoice, resources: &Path) -> Config {
     let mut c = tiny_config();
     c.backend = backend;
     c.hailo.resources_dir = resources.to_path_buf();
-    c.server.port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    c.server.port = free_port();
     c
 }
 
