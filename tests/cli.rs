@@ -3,19 +3,12 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::*;
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hailo-clip"));
-    // Never pick up a config installed on the machine running the tests.
-    c.env("HAILO_CLIP_CONFIG", repo().join("config/hailo-clip.yaml"));
-    c.env_remove("HAILO_CLIP_MODEL_DIR");
-    c.env_remove("RUST_LOG");
-    c
+    hailo_clip()
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -23,6 +16,24 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Runs `command` with a config file holding `yaml`; returns the temp dir and the output.
+fn run_with_config(
+    name: &str,
+    yaml: &str,
+    command: &str,
+) -> (std::path::PathBuf, std::process::Output) {
+    let dir = temp_dir(name);
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .arg(command)
+        .output()
+        .unwrap();
+    (dir, out)
 }
 
 #[test]
@@ -135,15 +146,11 @@ fn missing_or_broken_model_is_a_named_error() {
 
 #[test]
 fn check_config_names_bad_keys_and_prints_good_config() {
-    let dir = temp_dir("config");
-    let bad = dir.join("bad.yaml");
-    std::fs::write(&bad, "server:\n  port: 5000\n  hots: 0.0.0.0\n").unwrap();
-    let out = bin()
-        .arg("--config")
-        .arg(&bad)
-        .arg("check-config")
-        .output()
-        .unwrap();
+    let (dir, out) = run_with_config(
+        "config",
+        "server:\n  port: 5000\n  hots: 0.0.0.0\n",
+        "check-config",
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -165,38 +172,12 @@ fn check_config_names_bad_keys_and_prints_good_config() {
 #[test]
 fn serve_becomes_ready_and_exits_zero_on_sigterm() {
     let port = free_port();
-    let mut child = bin()
-        .arg("--model-dir")
-        .arg(tiny_model_dir())
-        .args(["serve", "--port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let body = loop {
-        if let Some((200, body)) = http_get(port, "/health") {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "never became ready");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut child = spawn_serve(port, &[]);
+    let body = wait_ready(port);
     assert!(body.contains("\"model_loaded\":true"), "{body}");
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let code = child.wait().unwrap();
-    assert_eq!(code.code(), Some(0));
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    sigterm(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let log = stderr_log(&mut child);
     for line in [
         "loading encoders",
         "RANDOM weights",
@@ -233,15 +214,7 @@ fn serve_with_missing_model_exits_non_zero() {
 
 #[test]
 fn doctor_reports_a_bad_config_and_exits_non_zero() {
-    let dir = temp_dir("doctor");
-    let bad = dir.join("bad.yaml");
-    std::fs::write(&bad, "performance:\n  max_batch: 4\n").unwrap();
-    let out = bin()
-        .arg("--config")
-        .arg(&bad)
-        .arg("doctor")
-        .output()
-        .unwrap();
+    let (dir, out) = run_with_config("doctor", "performance:\n  max_batch: 4\n", "doctor");
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -7,36 +7,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::*;
-
-fn spawn_serve(port: u16, envs: &[(&str, String)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hailo-clip"));
-    cmd.env("HAILO_CLIP_CONFIG", repo().join("config/hailo-clip.yaml"))
-        .env_remove("RUST_LOG")
-        .env_remove("JOURNAL_STREAM")
-        .arg("--model-dir")
-        .arg(tiny_model_dir())
-        .args(["serve", "--port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.spawn().unwrap()
-}
-
-fn sigterm(child: &Child) {
-    assert!(Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap()
-        .success());
-}
 
 /// POSTs JSON over a raw socket and returns (status, body).
 fn post(port: u16, path: &str, body: &str) -> (u16, String) {
@@ -132,11 +106,7 @@ fn sd_notify_ready_only_after_warm_up_then_watchdog_and_stopping() {
 fn sigterm_lets_in_flight_requests_finish() {
     let port = free_port();
     let mut child = spawn_serve(port, &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while get_status(port, "/health") != Some(200) {
-        assert!(Instant::now() < deadline, "never ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_ready(port);
     let image = base64::engine::general_purpose::STANDARD
         .encode(std::fs::read(fixture("images/rocket.jpg")).unwrap());
     // Twelve requests of 100 new prompts each: one worker needs well over a second for
@@ -175,13 +145,7 @@ fn sigterm_lets_in_flight_requests_finish() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
     // After the exit nothing listens.
     assert_eq!(get_status(port, "/health"), None);
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let log = stderr_log(&mut child);
     assert!(
         log.contains("shutting down: no new connections, finishing in-flight requests"),
         "{log}"
@@ -200,8 +164,7 @@ fn failed_start_leaves_the_reason_as_status_and_never_says_ready() {
     socket
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hailo-clip"))
-        .env("HAILO_CLIP_CONFIG", repo().join("config/hailo-clip.yaml"))
+    let out = hailo_clip()
         .env("NOTIFY_SOCKET", &socket_path)
         .args([
             "--model-dir",

@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,4 +126,62 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     Some((status, body))
+}
+
+/// The `hailo-clip` binary, isolated from any config, model dir or log filter of the
+/// machine running the tests.
+pub fn hailo_clip() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hailo-clip"));
+    c.env("HAILO_CLIP_CONFIG", repo().join("config/hailo-clip.yaml"))
+        .env_remove("HAILO_CLIP_MODEL_DIR")
+        .env_remove("RUST_LOG")
+        .env_remove("JOURNAL_STREAM");
+    c
+}
+
+/// `hailo-clip serve` on the tiny model at `port`, stderr captured.
+pub fn spawn_serve(port: u16, envs: &[(&str, String)]) -> Child {
+    let mut cmd = hailo_clip();
+    cmd.arg("--model-dir")
+        .arg(tiny_model_dir())
+        .args(["serve", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Waits (up to 60 s) for /health to answer 200 and returns its body.
+pub fn wait_ready(port: u16) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((200, body)) = http_get(port, "/health") {
+            return body;
+        }
+        assert!(std::time::Instant::now() < deadline, "never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Everything the (exited) child wrote to stderr.
+pub fn stderr_log(child: &mut Child) -> String {
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    log
 }
