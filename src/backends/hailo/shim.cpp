@@ -272,6 +272,21 @@ struct hc_model {
 
 namespace {
 
+// Looks up input or output `index` of `model` and hands it, with its name, to `body`.
+template <typename F>
+int32_t with_stream(hc_model *model, int32_t direction, size_t index, hc_error *err, F &&body)
+{
+    const auto &names = direction == HC_INPUT ? model->inputs : model->outputs;
+    if (index >= names.size()) {
+        return reject(err, HC_FAILED, "stream index out of range");
+    }
+    auto stream = direction == HC_INPUT ? model->model->input(names[index]) : model->model->output(names[index]);
+    if (!stream) {
+        return fail(err, stream.status(), Stage::Load, "stream " + names[index]);
+    }
+    return body(names[index], stream.value());
+}
+
 int32_t configure(hc_model *m, hc_error *err)
 {
     m->model->set_batch_size(m->batch_size);
@@ -412,28 +427,22 @@ void hc_model_counts(const hc_model *model, size_t *inputs, size_t *outputs)
 int32_t hc_model_stream(hc_model *model, int32_t direction, size_t index, hc_stream_info *info, hc_error *err)
 {
     return guarded(err, [&]() -> int32_t {
-        const auto &names = direction == HC_INPUT ? model->inputs : model->outputs;
-        if (index >= names.size()) {
-            return reject(err, HC_FAILED, "stream index out of range");
-        }
-        auto stream = direction == HC_INPUT ? model->model->input(names[index]) : model->model->output(names[index]);
-        if (!stream) {
-            return fail(err, stream.status(), Stage::Load, "stream " + names[index]);
-        }
-        std::snprintf(info->name, sizeof(info->name), "%s", names[index].c_str());
-        auto shape = stream->shape();
-        info->height = shape.height;
-        info->width = shape.width;
-        info->features = shape.features;
-        auto format = stream->format();
-        info->format = from_hailo_format(format.type);
-        info->order = from_hailo_order(format.order);
-        info->frame_size = stream->get_frame_size();
-        auto quant = stream->get_quant_infos();
-        info->quant_count = quant.size();
-        info->qp_zp = quant.empty() ? 0.0f : quant.front().qp_zp;
-        info->qp_scale = quant.empty() ? 1.0f : quant.front().qp_scale;
-        return HC_OK;
+        return with_stream(model, direction, index, err, [&](const std::string &name, hailort::InferModel::InferStream &stream) {
+            std::snprintf(info->name, sizeof(info->name), "%s", name.c_str());
+            auto shape = stream.shape();
+            info->height = shape.height;
+            info->width = shape.width;
+            info->features = shape.features;
+            auto format = stream.format();
+            info->format = from_hailo_format(format.type);
+            info->order = from_hailo_order(format.order);
+            info->frame_size = stream.get_frame_size();
+            auto quant = stream.get_quant_infos();
+            info->quant_count = quant.size();
+            info->qp_zp = quant.empty() ? 0.0f : quant.front().qp_zp;
+            info->qp_scale = quant.empty() ? 1.0f : quant.front().qp_scale;
+            return HC_OK;
+        });
     });
 }
 
@@ -446,19 +455,13 @@ int32_t hc_model_set_format(hc_model *model, int32_t direction, size_t index, in
         if (model->configured) {
             return reject(err, HC_FAILED, "stream formats must be set before configure");
         }
-        const auto &names = direction == HC_INPUT ? model->inputs : model->outputs;
-        if (index >= names.size()) {
-            return reject(err, HC_FAILED, "stream index out of range");
-        }
-        auto stream = direction == HC_INPUT ? model->model->input(names[index]) : model->model->output(names[index]);
-        if (!stream) {
-            return fail(err, stream.status(), Stage::Load, "stream " + names[index]);
-        }
-        stream->set_format_type(to_hailo_format(format));
-        if (nhwc != 0) {
-            stream->set_format_order(HAILO_FORMAT_ORDER_NHWC);
-        }
-        return HC_OK;
+        return with_stream(model, direction, index, err, [&](const std::string &, hailort::InferModel::InferStream &stream) {
+            stream.set_format_type(to_hailo_format(format));
+            if (nhwc != 0) {
+                stream.set_format_order(HAILO_FORMAT_ORDER_NHWC);
+            }
+            return HC_OK;
+        });
     });
 }
 
