@@ -52,10 +52,10 @@ Install:
   --features auto|hailo|cpu
                           cargo features for the build (default auto: hailo when the
                           HailoRT headers and libhailort are installed, else cpu)
-  --device-group NAME     group allowed to use /dev/hailo0 (default: the group owning
+  --device-group NAME     group allowed to use /dev/hailoN or /dev/h1x-N (default: the group owning
                           the device node when it is not root, else hailo)
-  --warmup                start the service, wait until /health answers 200, then
-                          print a sample classification
+  --warmup                start the service, wait until /health answers 200, print
+                          a sample classification, then run `hailo-clip selftest`
   --dry-run               print every action without doing any of them
 
 Models (--models takes one value or a comma-separated list, e.g. hailo10h,cpu):
@@ -1037,6 +1037,11 @@ warmup() {
   else
     say "try it: curl -F image=@photo.jpg -F prompts=cat -F prompts=dog $url/v1/classify"
   fi
+  # The daemon ran the known-answer self-test before it said ready; run it once more in
+  # the open, so the table of photos and labels is in front of whoever installs.
+  say "self-test: $BIN_PATH --config $CONFIG_PATH selftest"
+  "$BIN_PATH" --config "$CONFIG_PATH" selftest ||
+    die "the self-test failed: the installed model gives wrong answers (table above; docs/HAILO.md)"
 }
 
 # ---------------------------------------------------------------- uninstall

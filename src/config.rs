@@ -48,6 +48,7 @@ pub struct Config {
     pub classify: ClassifyConfig,
     pub logging: LoggingConfig,
     pub hailo: HailoConfig,
+    pub selftest: SelfTestConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -205,16 +206,77 @@ impl Default for LoggingConfig {
     }
 }
 
+/// The known-answer self-test run after the warm-up (assets/selftest/).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfTestConfig {
+    /// true: a failed self-test keeps the daemon unhealthy (no READY=1, /health 503).
+    /// false: it serves anyway, with a warning in the log and /health.
+    pub enforce: bool,
+    /// Least lead, in softmax score, of each photo's expected label over the runner-up.
+    pub min_margin: f32,
+}
+
+impl Default for SelfTestConfig {
+    fn default() -> Self {
+        Self {
+            enforce: true,
+            min_margin: 0.2,
+        }
+    }
+}
+
 /// Which engine runs the text encoder when images run on Hailo.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum TextEncoderChoice {
-    /// The text-encoder HEF, fed token embeddings from the LUT.
+    /// The text HEF when it is present and loads, else the CPU engine (the log and
+    /// /health say which and why). The model zoo has a hailo10h text HEF only from 5.2.
     #[default]
+    Auto,
+    /// The text-encoder HEF, fed token embeddings from the LUT; a start-up error without it.
     Hailo,
     /// The CPU engine's `textual.onnx` and tokenizer from `model.dir` (what public
     /// hailo-apps does); it must come from the same CLIP checkpoint as the image HEF.
     Cpu,
+}
+
+/// The Hailo device node: `auto` takes the first of `/dev/hailoN` (driver 5.2 and older)
+/// and `/dev/h1x-N` (driver 5.3) that exists; a path is used exactly as given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "PathBuf", into = "PathBuf")]
+pub enum DevicePath {
+    #[default]
+    Auto,
+    Exact(PathBuf),
+}
+
+impl From<PathBuf> for DevicePath {
+    fn from(path: PathBuf) -> Self {
+        if path.as_os_str() == "auto" {
+            DevicePath::Auto
+        } else {
+            DevicePath::Exact(path)
+        }
+    }
+}
+
+impl From<DevicePath> for PathBuf {
+    fn from(device: DevicePath) -> Self {
+        match device {
+            DevicePath::Auto => PathBuf::from("auto"),
+            DevicePath::Exact(path) => path,
+        }
+    }
+}
+
+impl std::fmt::Display for DevicePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DevicePath::Auto => f.write_str("auto"),
+            DevicePath::Exact(path) => write!(f, "{}", path.display()),
+        }
+    }
 }
 
 /// The Hailo backend: where its files are and how the device is used. Read when `backend`
@@ -228,7 +290,7 @@ pub struct HailoConfig {
     pub image_hef: PathBuf,
     /// Text-encoder HEF, relative to `resources_dir` unless absolute.
     pub text_hef: PathBuf,
-    /// hailo | cpu: where the text encoder runs.
+    /// auto | hailo | cpu: where the text encoder runs.
     pub text_encoder: TextEncoderChoice,
     /// How images become the HEF's square input.
     pub resize: ResizeMode,
@@ -236,8 +298,8 @@ pub struct HailoConfig {
     pub batch_size: u16,
     /// Time limit for one inference on the device.
     pub timeout_ms: u64,
-    /// Device node whose presence `backend: auto` checks before trying HailoRT.
-    pub device_path: PathBuf,
+    /// Device node whose presence is checked before HailoRT is asked (`auto`: see [`DevicePath`]).
+    pub device_path: DevicePath,
     /// A specific device (HailoRT device id, e.g. its PCIe address); unset takes the first free one.
     pub device_id: Option<String>,
     /// HailoRT scheduler group; processes using the same group id share the device.
@@ -254,11 +316,11 @@ impl Default for HailoConfig {
             resources_dir: PathBuf::from(DEFAULT_HAILO_RESOURCES_DIR),
             image_hef: PathBuf::from("clip_vit_b_32_image_encoder.hef"),
             text_hef: PathBuf::from("clip_vit_b_32_text_encoder.hef"),
-            text_encoder: TextEncoderChoice::Hailo,
+            text_encoder: TextEncoderChoice::Auto,
             resize: ResizeMode::ShortestEdgeCenterCrop,
             batch_size: 8,
             timeout_ms: 10_000,
-            device_path: PathBuf::from("/dev/hailo0"),
+            device_path: DevicePath::Auto,
             device_id: None,
             group_id: "SHARED".to_string(),
             model_name: "clip-vit-base-patch32".to_string(),
@@ -358,6 +420,13 @@ impl Config {
             });
         }
         self.hailo.validate()?;
+        let margin = self.selftest.min_margin;
+        if !(0.0..1.0).contains(&margin) {
+            return Err(ConfigError::Invalid {
+                key: "selftest.min_margin",
+                message: format!("must be at least 0 and below 1, got {margin}"),
+            });
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err()
             || !matches!(
                 self.logging.level.as_str(),
@@ -394,11 +463,16 @@ impl HailoConfig {
             ("hailo.resources_dir", &self.resources_dir),
             ("hailo.image_hef", &self.image_hef),
             ("hailo.text_hef", &self.text_hef),
-            ("hailo.device_path", &self.device_path),
         ] {
             if path.as_os_str().is_empty() {
                 return invalid(key, "must not be empty");
             }
+        }
+        if self.device_path == DevicePath::Exact(PathBuf::new()) {
+            return invalid(
+                "hailo.device_path",
+                "must not be empty (auto finds the node)",
+            );
         }
         if self.group_id.is_empty() {
             return invalid(
@@ -516,6 +590,18 @@ mod tests {
         assert_eq!(c.hailo.batch_size, 4);
         assert_eq!(c.hailo.device_id.as_deref(), Some("0001:01:00.0"));
         assert_eq!(c.hailo.group_id, "SHARED");
+        assert_eq!(c.hailo.device_path, DevicePath::Auto);
+        let c = parse("hailo:\n  device_path: /dev/h1x-0\n  text_encoder: hailo\n").unwrap();
+        assert_eq!(c.hailo.device_path, DevicePath::Exact("/dev/h1x-0".into()));
+        assert_eq!(c.hailo.text_encoder, TextEncoderChoice::Hailo);
+        assert_eq!(
+            parse("").unwrap().hailo.text_encoder,
+            TextEncoderChoice::Auto
+        );
+        let err = parse("selftest:\n  min_margin: 1.5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("selftest.min_margin"), "{err}");
         assert_eq!(
             c.hailo.resource(&c.hailo.image_hef),
             Path::new("/usr/local/hailo/resources/clip_vit_b_32_image_encoder.hef")

@@ -17,7 +17,8 @@ use tokio::sync::watch;
 
 use crate::backends;
 use crate::config::Config;
-use crate::http::{self, routes::RANDOM_WEIGHTS_WARNING, AppState, Ready};
+use crate::encoder::RANDOM_WEIGHTS_WARNING;
+use crate::http::{self, AppState, Ready};
 use crate::service::Service;
 
 /// Loads the encoders and starts the service (workers running, not yet warmed up).
@@ -30,7 +31,7 @@ pub async fn load_service(config: &Config) -> anyhow::Result<(Service, &'static 
         tracing::warn!("model {}: {RANDOM_WEIGHTS_WARNING}", encoders.model.name);
     }
     let (backend, reason) = (encoders.backend, encoders.reason.clone());
-    let service = Service::start(
+    let mut service = Service::start(
         encoders.image,
         encoders.text,
         encoders.tokenizer,
@@ -38,6 +39,7 @@ pub async fn load_service(config: &Config) -> anyhow::Result<(Service, &'static 
         config,
     )
     .map_err(|e| anyhow::anyhow!(e))?;
+    service.set_reasons(&encoders.reason, &encoders.text_reason);
     Ok((service, backend, reason))
 }
 
@@ -101,11 +103,12 @@ async fn load_and_warm_up(config: &Config, state: &AppState) -> anyhow::Result<(
     );
     let (service, backend, reason) = load_service(config).await?;
     tracing::info!(
-        "encoders loaded: backend {backend} ({reason}); image encoder {} on {}; text encoder {} on {}",
+        "encoders loaded: backend {backend} ({reason}); image encoder {} on {}; text encoder {} on {} ({})",
         service.image_encoder().source,
         service.image_encoder().backend,
         service.text_encoder().source,
-        service.text_encoder().backend
+        service.text_encoder().backend,
+        service.text_encoder().reason
     );
     phase(state, format!("warming up ({backend} backend)"));
     let started = std::time::Instant::now();
@@ -114,15 +117,39 @@ async fn load_and_warm_up(config: &Config, state: &AppState) -> anyhow::Result<(
         .await
         .map_err(|e| anyhow::anyhow!("warm-up inference failed: {e}"))?;
     tracing::info!(
-        "warm-up inference succeeded in {} ms",
+        "warm-up inference succeeded in {} ms (self-test included)",
         started.elapsed().as_millis()
     );
+    log_selftest(&service);
     let _ = state.ready.set(Ready {
         service: Arc::new(service),
         backend,
         reason,
     });
     Ok(())
+}
+
+/// Says how the self-test went: a failure is an error, or with `selftest.enforce: false` a
+/// loud warning, naming each photo that came out wrong.
+fn log_selftest(service: &Service) {
+    use crate::service::selftest::SelfTestOutcome;
+    let enforced = service.selftest_enforced();
+    match service.selftest() {
+        SelfTestOutcome::Ran(report) if report.passed() => tracing::info!(
+            "self-test passed: {} photos classified right, smallest margin {:.3}",
+            report.results.len(),
+            report.smallest_margin()
+        ),
+        SelfTestOutcome::Ran(report) if enforced => tracing::error!(
+            "{}; not reporting ready (selftest.enforce: true)",
+            report.failure_detail()
+        ),
+        SelfTestOutcome::Ran(report) => tracing::warn!(
+            "{}; SERVING ANYWAY because selftest.enforce is false: answers may be wrong",
+            report.failure_detail()
+        ),
+        other => tracing::info!("self-test {}", other.summary(enforced)),
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -172,9 +199,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::select! {
         result = load_and_warm_up(&config, &state) => match result {
             Ok(()) => {
-                tracing::info!("ready: serving on http://{addr}");
-                let status = format!("ready: serving on http://{addr}");
-                notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+                let healthy = state.ready.get().is_some_and(|r| r.service.health().ready());
+                if healthy {
+                    tracing::info!("ready: serving on http://{addr}");
+                    let status = format!("ready: serving on http://{addr}");
+                    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+                } else {
+                    // No READY=1: systemd's start times out, and /health says why.
+                    notify(&[NotifyState::Status("unhealthy: the self-test failed; see the log or /health")]);
+                }
                 (&mut signal).await;
             }
             Err(e) => load_error = Some(e),

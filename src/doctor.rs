@@ -12,7 +12,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{BackendChoice, Config};
+use crate::backends::hailo::{assets::TextAssets, layout};
+use crate::config::{BackendChoice, Config, TextEncoderChoice};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -94,8 +95,14 @@ impl Default for Environment {
 impl Environment {
     /// A system path under the root.
     fn path(&self, absolute: &Path) -> PathBuf {
-        self.root
-            .join(absolute.strip_prefix("/").unwrap_or(absolute))
+        layout::under(&self.root, absolute)
+    }
+
+    /// The device node the daemon would use (`hailo.device_path`, `auto` resolved here),
+    /// or for `auto` with none present the name to show in messages.
+    fn device_node(&self, config: &Config) -> PathBuf {
+        layout::device_node(&config.hailo.device_path, &self.root)
+            .unwrap_or_else(|| PathBuf::from(layout::AUTO_NODES))
     }
 }
 
@@ -177,7 +184,7 @@ fn missing(config: &Config, name: &'static str, detail: String, fix: &str) -> Ch
 const DRIVER_FIX: &str = "install the Hailo PCIe driver and HailoRT (Raspberry Pi OS, Hailo-10H: sudo apt install dkms hailo-h10-all), reboot, and check that `lspci | grep -i hailo` lists the card";
 
 fn check_device_node(config: &Config, env: &Environment) -> Check {
-    let device = &config.hailo.device_path;
+    let device = &env.device_node(config);
     match std::fs::metadata(env.path(device)) {
         Ok(m) if m.file_type().is_char_device() => pass("device node", format!("{} is a character device", device.display())),
         Ok(_) if env.root != Path::new("/") => pass("device node", format!("{} is present", device.display())),
@@ -218,7 +225,7 @@ fn groups(env: &Environment) -> Vec<(String, u32, Vec<String>)> {
 }
 
 fn check_device_access(config: &Config, env: &Environment) -> (Check, Check) {
-    let device = &config.hailo.device_path;
+    let device = &env.device_node(config);
     let user = &env.service_user;
     let Some((uid, primary_gid)) = passwd_entry(env, user) else {
         let fix = "run install.sh, which creates the user; or: sudo useradd --system --no-create-home hailo-clip";
@@ -321,10 +328,6 @@ fn hailort_library(env: &Environment) -> Option<(PathBuf, String)> {
     found.pop()
 }
 
-fn major_minor(version: &str) -> String {
-    version.split('.').take(2).collect::<Vec<_>>().join(".")
-}
-
 fn check_library(config: &Config, library: Option<&(PathBuf, String)>) -> Check {
     match library {
         Some((path, version)) => {
@@ -341,21 +344,17 @@ fn check_library(config: &Config, library: Option<&(PathBuf, String)>) -> Check 
 }
 
 fn check_driver(config: &Config, env: &Environment, library: Option<&(PathBuf, String)>) -> Check {
-    let driver = ["hailo1x_pci", "hailo_pci"].iter().find_map(|module| {
-        let path = env.path(Path::new(&format!("/sys/module/{module}/version")));
-        std::fs::read_to_string(path)
-            .ok()
-            .map(|v| (module.to_string(), v.trim().to_string()))
-    });
-    match (driver, library) {
-        (Some((module, version)), Some((_, lib))) if major_minor(&version) == major_minor(lib) => pass(
+    // HailoRT refuses a driver whose version differs from the library's, to the patch
+    // (HAILO_INVALID_DRIVER_VERSION), so the whole version must match.
+    match (layout::driver_version(&env.root), library) {
+        (Some((module, version)), Some((_, lib))) if version == *lib => pass(
             "driver",
             format!("{module} {version} matches libhailort {lib} (firmware: `hailortcli fw-control identify` shows it)"),
         ),
         (Some((module, version)), Some((_, lib))) => fail(
             "driver",
-            format!("{module} {version} does not match libhailort {lib}"),
-            "install the driver and HailoRT of the same version (sudo apt install hailo-h10-all pulls matching ones) and reboot",
+            format!("{module} {version} does not match libhailort {lib}: HailoRT refuses to run unless both are the same version, to the patch (HAILO_INVALID_DRIVER_VERSION)"),
+            "install the driver and HailoRT of the same version (sudo apt install --reinstall hailo-h10-all pulls matching ones) and reboot",
         ),
         (Some((module, version)), None) => missing(
             config,
@@ -369,9 +368,15 @@ fn check_driver(config: &Config, env: &Environment, library: Option<&(PathBuf, S
 
 fn check_models(config: &Config, hailo_device_present: bool) -> Vec<Check> {
     let mut checks = Vec::new();
-    let cpu_needed = config.backend == BackendChoice::Cpu
-        || (config.backend == BackendChoice::Auto && !hailo_device_present)
-        || config.hailo.text_encoder == crate::config::TextEncoderChoice::Cpu;
+    let on_hailo = config.backend == BackendChoice::Hailo
+        || (config.backend == BackendChoice::Auto && hailo_device_present);
+    let hailo = on_hailo.then(|| hailo_files(config));
+    let text_on_cpu = match (&hailo, config.hailo.text_encoder) {
+        (None, _) => true,
+        (Some(_), TextEncoderChoice::Cpu) => true,
+        (Some(_), TextEncoderChoice::Hailo) => false,
+        (Some(files), TextEncoderChoice::Auto) => files.text.is_err(),
+    };
     let dir = &config.model.dir;
     let cpu = crate::manifest::ModelDir::open(dir)
         .map_err(|e| e.to_string())
@@ -400,46 +405,99 @@ fn check_models(config: &Config, hailo_device_present: bool) -> Vec<Check> {
                 m.manifest.embedding_dim
             ),
         ),
-        Err(e) if cpu_needed => fail("CPU model", e, EXPORT_FIX),
+        Err(e) if text_on_cpu => fail("CPU model", e, EXPORT_FIX),
         Err(e) => pass("CPU model", format!("not needed with Hailo present ({e})")),
     });
     if config.backend != BackendChoice::Cpu {
-        checks.push(check_hailo_assets(config, hailo_device_present));
+        let files = hailo.unwrap_or_else(|| hailo_files(config));
+        checks.push(check_hailo_models(config, &files, on_hailo));
+        if on_hailo {
+            checks.push(check_text_encoder(config, &files));
+        }
     }
     checks
 }
 
-fn check_hailo_assets(config: &Config, hailo_device_present: bool) -> Check {
+/// What the Hailo backend would find: the image HEF, and the text HEF with its files.
+struct HailoFiles {
+    image: Result<layout::Found, String>,
+    text: Result<layout::Found, String>,
+}
+
+fn hailo_files(config: &Config) -> HailoFiles {
     let h = &config.hailo;
+    let hef = |name: &Path| {
+        let found = layout::hef(&h.resources_dir, name).map_err(|e| e.to_string())?;
+        let mut head = [0u8; 4];
+        std::fs::File::open(&found.path)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .map_err(|e| format!("{}: {e}", found.path.display()))?;
+        Ok(found)
+    };
+    let text = hef(&h.text_hef).and_then(|found| {
+        TextAssets::load(&h.resources_dir)
+            .map(|_| found)
+            .map_err(|e| e.to_string())
+    });
+    HailoFiles {
+        image: hef(&h.image_hef),
+        text,
+    }
+}
+
+const HEF_FIX: &str = "get the HEFs compiled for hailo10h matching your HailoRT version (install.sh --models hailo10h) and write the text files with: hailo-clip export-text-assets --hf-dir HF_DIR --out DIR";
+
+fn check_hailo_models(config: &Config, files: &HailoFiles, on_hailo: bool) -> Check {
     let mut problems = Vec::new();
-    for hef in [&h.image_hef, &h.text_hef] {
-        let path = h.resource(hef);
-        match std::fs::File::open(&path).and_then(|mut f| {
-            let mut head = [0u8; 4];
-            f.read_exact(&mut head).map(|_| head)
-        }) {
-            Ok(_) => {}
-            Err(e) => problems.push(format!("{}: {e}", path.display())),
-        }
+    if let Err(e) = &files.image {
+        problems.push(format!("image HEF: {e}"));
     }
-    if h.text_encoder == crate::config::TextEncoderChoice::Hailo {
-        if let Err(e) = crate::backends::hailo::assets::TextAssets::load(&h.resources_dir) {
-            problems.push(e.to_string());
-        }
+    // With text_encoder: auto a missing text HEF is the text encoder check's business.
+    if let (Err(e), TextEncoderChoice::Hailo) = (&files.text, config.hailo.text_encoder) {
+        problems.push(format!("text encoder on the device: {e}"));
     }
-    let fix = "get the HEFs compiled for hailo10h matching your HailoRT version (install.sh --models hailo10h) and write the text assets with: hailo-clip export-text-assets --hf-dir HF_DIR --out DIR";
+    let found = |f: &Result<layout::Found, String>| {
+        f.as_ref().map_or_else(
+            |_| "missing".to_string(),
+            |f| format!("{} ({})", f.path.display(), f.layout.describe()),
+        )
+    };
     if problems.is_empty() {
         pass(
             "Hailo models",
             format!(
-                "HEFs and text assets present in {}",
-                h.resources_dir.display()
+                "image HEF {}; text HEF and files {}",
+                found(&files.image),
+                found(&files.text)
             ),
         )
-    } else if config.backend == BackendChoice::Hailo || hailo_device_present {
-        fail("Hailo models", problems.join("; "), fix)
+    } else if on_hailo {
+        fail("Hailo models", problems.join("; "), HEF_FIX)
     } else {
-        warn("Hailo models", problems.join("; "), fix)
+        warn("Hailo models", problems.join("; "), HEF_FIX)
+    }
+}
+
+/// Where the text encoder will run beside images on the device, and why.
+fn check_text_encoder(config: &Config, files: &HailoFiles) -> Check {
+    match (config.hailo.text_encoder, &files.text) {
+        (TextEncoderChoice::Cpu, _) => pass(
+            "text encoder",
+            format!("on the CPU from {} (hailo.text_encoder: cpu)", config.model.dir.display()),
+        ),
+        (_, Ok(found)) => pass(
+            "text encoder",
+            format!("on the device: {} and its text files are present", found.path.display()),
+        ),
+        (TextEncoderChoice::Hailo, Err(e)) => fail("text encoder", format!("hailo.text_encoder: hailo, but {e}"), HEF_FIX),
+        (TextEncoderChoice::Auto, Err(e)) => warn(
+            "text encoder",
+            format!(
+                "on the CPU from {} (hailo.text_encoder: auto and the device cannot run it: {e})",
+                config.model.dir.display()
+            ),
+            "for text on the device, get the hailo10h text HEF (Model Zoo 5.2 or later: install.sh --models hailo10h with HailoRT 5.2+) and its text files",
+        ),
     }
 }
 
@@ -483,7 +541,13 @@ fn check_port_and_service(config: &Config) -> (Check, Check) {
     };
     let service = match (health, ours) {
         (Some((200, _)), Some(v)) => {
-            let detail = format!("http://{addr}/health is ready: model {}, backend {}", v["model"].as_str().unwrap_or("?"), v["backend"].as_str().unwrap_or("?"));
+            let detail = format!(
+                "http://{addr}/health is ready: model {}, backend {}, text encoder on {}, self-test {}",
+                v["model"].as_str().unwrap_or("?"),
+                v["backend"].as_str().unwrap_or("?"),
+                v["text_encoder"]["backend"].as_str().unwrap_or("?"),
+                v["selftest"].as_str().unwrap_or("?")
+            );
             if v.get("warning").is_some() {
                 warn("service", format!("{detail}; {}", v["warning"].as_str().unwrap_or("")), "install a real model")
             } else {
@@ -636,7 +700,7 @@ fn check_temperature(env: &Environment) -> Check {
 }
 
 fn check_device_users(config: &Config, env: &Environment) -> Check {
-    let device = config.hailo.device_path.clone();
+    let device = env.device_node(config);
     let me = std::process::id().to_string();
     let mut holders = Vec::new();
     for entry in std::fs::read_dir(env.path(Path::new("/proc")))

@@ -11,6 +11,10 @@ use ndarray::Array2;
 
 use crate::preprocess::ResizeMode;
 
+/// Said in /health and at start-up when the model is a generated test model.
+pub const RANDOM_WEIGHTS_WARNING: &str =
+    "this model has RANDOM weights (a generated test model): its scores are meaningless; install a real model";
+
 /// What kind of failure an encoder reports; the service maps each to an HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EncoderErrorKind {
@@ -46,6 +50,9 @@ pub struct EncoderInfo {
     pub backend: &'static str,
     /// The file the encoder was loaded from.
     pub source: String,
+    /// Why the encoder runs on this backend (set by the loader; empty when nobody chose).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
     /// For an encoder on a Hailo device: which device, HailoRT and HEF (flattened into
     /// the encoder's JSON object; absent for the CPU).
     #[serde(flatten)]

@@ -69,6 +69,9 @@ enum Command {
     },
     /// Validate the config file and print the effective configuration
     CheckConfig,
+    /// Run the known-answer self-test (photos in assets/selftest/ against fixed labels)
+    /// through the configured backend; print a table; exit 1 when an answer is wrong
+    Selftest,
     /// Run the troubleshooting checklist: device, groups, HailoRT, driver, models, config,
     /// port, service health, memory, temperature, other device users (exit 1 on any FAIL)
     Doctor {
@@ -288,6 +291,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 result
             })
         }
+        Command::Selftest => {
+            init_logging("warn");
+            let rt = runtime()?;
+            let passed = rt.block_on(async {
+                let service = one_shot_service(&config).await?;
+                let warmed = service.warm_up().await;
+                let outcome = service.selftest();
+                service.shutdown();
+                warmed.map_err(|e| anyhow::anyhow!("warm-up failed: {e}"))?;
+                print_selftest(&service, &outcome)
+            })?;
+            if passed {
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "the self-test failed: the model's answers are wrong (see the table above)"
+                )
+            }
+        }
         Command::CheckConfig => {
             match &source {
                 ConfigSource::File(p) => println!("# config {} is valid", p.display()),
@@ -303,6 +325,56 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             unreachable!("handled before the config is loaded")
         }
     }
+}
+
+/// Prints the self-test table; true unless it ran and failed.
+fn print_selftest(
+    service: &Service,
+    outcome: &hailo_clip::service::selftest::SelfTestOutcome,
+) -> anyhow::Result<bool> {
+    use hailo_clip::service::selftest::SelfTestOutcome;
+    let mut out = std::io::stdout().lock();
+    let model = service.model();
+    writeln!(
+        out,
+        "model {} · image encoder on {} · text encoder on {}",
+        model.name,
+        service.image_encoder().backend,
+        service.text_encoder().backend
+    )?;
+    let SelfTestOutcome::Ran(report) = outcome else {
+        writeln!(out, "self-test {}", outcome.summary(true))?;
+        return Ok(true);
+    };
+    writeln!(
+        out,
+        "{:<14} {:<14} {:<14} {:>6} {:>7}  result",
+        "photo", "expected", "got", "score", "margin"
+    )?;
+    for r in &report.results {
+        writeln!(
+            out,
+            "{:<14} {:<14} {:<14} {:>6.3} {:>7.3}  {}",
+            r.photo,
+            r.expected,
+            r.got,
+            r.score,
+            r.margin,
+            if r.passed { "ok" } else { "WRONG" }
+        )?;
+    }
+    if report.passed() {
+        writeln!(
+            out,
+            "self-test passed: {} photos, smallest margin {:.3} (selftest.min_margin {})",
+            report.results.len(),
+            report.smallest_margin(),
+            report.min_margin
+        )?;
+    } else {
+        writeln!(out, "{}", report.failure_detail())?;
+    }
+    Ok(report.passed())
 }
 
 fn doctor(cli: &Cli, user: &str) -> anyhow::Result<()> {

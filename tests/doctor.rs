@@ -186,7 +186,10 @@ fn doctor_missing_device_depends_on_backend() {
         assert_eq!(outcome(&auto, name), Outcome::Warn, "{name}");
         assert_eq!(outcome(&cpu, name), Outcome::Pass, "{name}");
     }
-    assert_eq!(find(&hailo, "device node").detail, "/dev/hailo0 is missing");
+    assert_eq!(
+        find(&hailo, "device node").detail,
+        "/dev/hailoN (driver 5.2) or /dev/h1x-N (driver 5.3) is missing"
+    );
     assert!(find(&hailo, "device node")
         .fix
         .as_ref()
@@ -234,7 +237,7 @@ fn doctor_group_access_driver_and_heat_problems() {
     assert_eq!(driver.outcome, Outcome::Fail);
     assert_eq!(
         driver.detail,
-        "hailo1x_pci 4.23.0 does not match libhailort 5.2.0"
+        "hailo1x_pci 4.23.0 does not match libhailort 5.2.0: HailoRT refuses to run unless both are the same version, to the patch (HAILO_INVALID_DRIVER_VERSION)"
     );
     assert_eq!(find(&checks, "temperature").outcome, Outcome::Fail);
     assert_eq!(
@@ -365,4 +368,46 @@ async fn doctor_port_and_service_against_real_listeners() {
         svc.detail
     );
     assert!(svc.detail.contains("RANDOM weights"));
+}
+
+/// Driver 5.3 names the node /dev/h1x-0; a patch-level driver/library difference fails;
+/// with hailo.text_encoder: auto and no text HEF the text encoder runs on the CPU.
+#[test]
+fn doctor_h1x_node_patch_mismatch_and_text_encoder_on_the_cpu() {
+    let fake = FakeSystem::healthy("h1x");
+    std::fs::rename(fake.path("dev/hailo0"), fake.path("dev/h1x-0")).unwrap();
+    std::fs::remove_file(fake.path("proc/4242/fd/7")).unwrap();
+    std::os::unix::fs::symlink("/dev/h1x-0", fake.path("proc/4242/fd/7")).unwrap();
+    fake.write("sys/module/hailo1x_pci/version", "5.2.1\n");
+    let res = fake.path("resources");
+    fake.write("resources/clip_vit_b_32_image_encoder.hef", "HEF image");
+    let checks = doctor::run(Ok(config(BackendChoice::Auto, &res)), "t", &fake.env());
+    let node = find(&checks, "device node");
+    assert_eq!(node.outcome, Outcome::Pass, "{node:?}");
+    assert_eq!(node.detail, "/dev/h1x-0 is present");
+    assert_eq!(outcome(&checks, "device access"), Outcome::Pass);
+    assert!(find(&checks, "device users")
+        .detail
+        .contains("only hailo-clip holds /dev/h1x-0"));
+    let driver = find(&checks, "driver");
+    assert_eq!(driver.outcome, Outcome::Fail);
+    assert!(
+        driver
+            .detail
+            .starts_with("hailo1x_pci 5.2.1 does not match libhailort 5.2.0"),
+        "{}",
+        driver.detail
+    );
+    let models = find(&checks, "Hailo models");
+    assert_eq!(models.outcome, Outcome::Pass, "{models:?}");
+    let text = find(&checks, "text encoder");
+    assert_eq!(text.outcome, Outcome::Warn, "{text:?}");
+    assert!(
+        text.detail.starts_with("on the CPU from ")
+            && text.detail.contains("clip_vit_b_32_text_encoder.hef"),
+        "{}",
+        text.detail
+    );
+    // The CPU model is now needed, so it is checked (the bundled one warns: random).
+    assert_eq!(outcome(&checks, "CPU model"), Outcome::Warn);
 }

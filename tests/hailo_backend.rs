@@ -9,7 +9,7 @@
 mod support;
 
 use hailo_clip::backends::{self, Encoders};
-use hailo_clip::config::{BackendChoice, Config, TextEncoderChoice};
+use hailo_clip::config::{BackendChoice, Config, DevicePath, TextEncoderChoice};
 use hailo_clip::encoder::EncoderErrorKind;
 use hailo_clip::tokenize::EOT_ID;
 use support::*;
@@ -217,11 +217,7 @@ fn hailo_text_on_cpu_beside_images_on_hailo() {
     config.hailo.text_encoder = TextEncoderChoice::Cpu;
     let encoders = load(&config);
     assert_eq!(encoders.backend, "hailo");
-    assert!(
-        encoders.reason.contains("text encoder on the CPU"),
-        "{}",
-        encoders.reason
-    );
+    assert_eq!(encoders.text_reason, "hailo.text_encoder: cpu");
     assert_eq!(encoders.image.info().backend, "hailo");
     assert_eq!(encoders.text.info().backend, "cpu");
     assert!(encoders.text.info().source.ends_with("textual.onnx"));
@@ -240,7 +236,7 @@ fn hailo_text_on_cpu_beside_images_on_hailo() {
 #[test]
 fn hailo_without_a_device_node_is_a_start_up_error_and_auto_takes_the_cpu() {
     let (_dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
-    config.hailo.device_path = "/nonexistent/hailo0".into();
+    config.hailo.device_path = DevicePath::Exact("/nonexistent/hailo0".into());
     let err = load_err(&config);
     assert!(
         err.contains("backend: hailo was requested") && err.contains("/nonexistent/hailo0"),
@@ -310,7 +306,9 @@ fn hailo_busy_or_unknown_device_at_start_up() {
 
 #[test]
 fn hailo_bad_hefs_are_start_up_errors_naming_the_file() {
-    let (dir, config) = setup(IMAGE_OUT_UINT8, "", "");
+    let (dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
+    // Explicit: the text HEF's errors are start-up errors, not a move to the CPU.
+    config.hailo.text_encoder = TextEncoderChoice::Hailo;
     let image = dir.path().join("image.hef");
 
     std::fs::write(&image, b"\x00\x01 not a HEF").unwrap();
@@ -334,7 +332,7 @@ fn hailo_bad_hefs_are_start_up_errors_naming_the_file() {
     std::fs::remove_file(&image).unwrap();
     let err = load_err(&config);
     assert!(
-        err.contains(&image.display().to_string()) && err.contains("cannot read"),
+        err.contains(&image.display().to_string()) && err.contains("does not exist"),
         "{err}"
     );
 
@@ -368,6 +366,7 @@ fn hailo_bad_hefs_are_start_up_errors_naming_the_file() {
 #[test]
 fn hailo_bad_text_assets_are_start_up_errors_naming_the_file() {
     let (dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
+    config.hailo.text_encoder = TextEncoderChoice::Hailo;
     let resources = dir.path().join("resources");
     std::fs::create_dir(&resources).unwrap();
     for file in [
@@ -413,4 +412,143 @@ fn hailo_health_info_names_device_runtime_and_hef() {
         ("fake-hailo10h:0", "5.2.0", "image.hef")
     );
     assert_eq!(encoders.text.info().hailo.unwrap().hef, "text.hef");
+}
+
+/// HailoRT 5.1 on Pi OS: the Model Zoo has no hailo10h text HEF before 5.2.
+#[test]
+fn hailo_text_auto_without_a_text_hef_runs_text_on_the_cpu_and_explicit_hailo_is_strict() {
+    let (dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
+    let text_hef_path = dir.path().join("text.hef");
+    std::fs::remove_file(&text_hef_path).unwrap();
+    assert_eq!(
+        config.hailo.text_encoder,
+        TextEncoderChoice::Auto,
+        "the default"
+    );
+    let encoders = load(&config);
+    assert_eq!(encoders.backend, "hailo");
+    assert_eq!(encoders.image.info().backend, "hailo");
+    assert_eq!(encoders.text.info().backend, "cpu");
+    assert!(
+        encoders
+            .text_reason
+            .starts_with("hailo.text_encoder: auto and the text encoder cannot run on the device")
+            && encoders
+                .text_reason
+                .contains(&text_hef_path.display().to_string())
+            && encoders
+                .text_reason
+                .ends_with("so it runs on the CPU engine"),
+        "{}",
+        encoders.text_reason
+    );
+    // The CPU text encoder brings its own tokenizer and model facts (model.dir).
+    assert_eq!(encoders.model.name, "clip-tiny-random");
+
+    config.hailo.text_encoder = TextEncoderChoice::Hailo;
+    let err = load_err(&config);
+    assert!(
+        err.contains(&text_hef_path.display().to_string()) && err.contains("does not exist"),
+        "{err}"
+    );
+
+    // Neither a text HEF nor a CPU text model: both are named, with the two ways to get them.
+    config.hailo.text_encoder = TextEncoderChoice::Auto;
+    config.model.dir = dir.path().join("no-model");
+    let err = load_err(&config);
+    assert!(
+        err.starts_with("no text encoder can run: on the Hailo device, ")
+            && err.contains(&text_hef_path.display().to_string())
+            && err.contains(&config.model.dir.display().to_string())
+            && err.contains("--models hailo10h")
+            && err.contains("--models cpu"),
+        "{err}"
+    );
+    // The text HEF back: the device serves the text again, with the Hailo model facts.
+    text_hef(dir.path(), "");
+    let encoders = load(&config);
+    assert_eq!(encoders.text.info().backend, "hailo");
+    assert_eq!(
+        encoders.text_reason,
+        "hailo.text_encoder: auto and the text HEF and its files loaded"
+    );
+}
+
+/// hailo-apps' resources: models/hailo10h/*.hef, json/clip_tokenizer.json, npy/*.npy.
+#[test]
+fn hailo_finds_resources_in_the_hailo_apps_layout() {
+    let (dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
+    let root = dir.path().join("resources");
+    for (sub, file) in [
+        ("json", "clip_tokenizer.json"),
+        ("npy", "token_embedding_lut.npy"),
+        ("npy", "text_projection.npy"),
+    ] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+        std::fs::copy(text_assets().join(file), root.join(sub).join(file)).unwrap();
+    }
+    let models = root.join("models/hailo10h");
+    std::fs::create_dir_all(&models).unwrap();
+    for name in [
+        "clip_vit_b_32_image_encoder.hef",
+        "clip_vit_b_32_text_encoder.hef",
+    ] {
+        let from = if name.contains("image") {
+            "image.hef"
+        } else {
+            "text.hef"
+        };
+        std::fs::copy(dir.path().join(from), models.join(name)).unwrap();
+    }
+    config.hailo.resources_dir = root.clone();
+    config.hailo.image_hef = "clip_vit_b_32_image_encoder.hef".into();
+    config.hailo.text_hef = "clip_vit_b_32_text_encoder.hef".into();
+    config.hailo.text_encoder = TextEncoderChoice::Hailo;
+    let encoders = load(&config);
+    assert_eq!(
+        encoders.image.info().source,
+        models
+            .join("clip_vit_b_32_image_encoder.hef")
+            .display()
+            .to_string()
+    );
+    assert_eq!(
+        encoders.text.info().source,
+        models
+            .join("clip_vit_b_32_text_encoder.hef")
+            .display()
+            .to_string()
+    );
+    // Same exact text path as with the flat layout.
+    let ids = vec![49406, 320, EOT_ID];
+    let rows = encoders
+        .text
+        .encode_texts(std::slice::from_ref(&ids))
+        .unwrap();
+    assert_close(rows.row(0).as_slice().unwrap(), &expected_text(&ids), 1e-5);
+}
+
+/// libhailort and the kernel driver differ (even by a patch): HailoRT refuses the device.
+#[test]
+fn hailo_driver_library_version_mismatch_is_a_clear_start_up_error() {
+    let (_dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
+    let device = DeviceFile::new("HAILO_INVALID_DRIVER_VERSION");
+    config.hailo.device_id = Some(device.id());
+    let err = load_err(&config);
+    assert!(
+        err.contains("HAILO_INVALID_DRIVER_VERSION")
+            && err.contains("libhailort 5.2.0")
+            && err.contains("the same version, to the patch")
+            && err.contains("/sys/module/"),
+        "{err}"
+    );
+    // backend: auto says the same as its reason for serving from the CPU.
+    config.backend = BackendChoice::Auto;
+    let encoders = load(&config);
+    assert_eq!(encoders.backend, "cpu");
+    assert!(
+        encoders.reason.contains("HAILO_INVALID_DRIVER_VERSION"),
+        "{}",
+        encoders.reason
+    );
 }

@@ -118,6 +118,32 @@ async fn hailo_health_reports_backend_device_runtime_and_hefs() {
         );
     }
     assert_eq!(body["model"], "clip-vit-base-patch32");
+    assert_eq!(
+        body["text_encoder"]["reason"],
+        "hailo.text_encoder: auto and the text HEF and its files loaded"
+    );
+    // The double's encoders are not CLIP: the self-test fails, and this config serves anyway.
+    assert_eq!(body["selftest"], "failed (not enforced)");
+}
+
+/// HailoRT 5.1: no text HEF, so /health says the text encoder runs on the CPU, and why.
+#[tokio::test]
+async fn hailo_health_says_text_runs_on_the_cpu_without_a_text_hef() {
+    let dir = scratch();
+    let config = setup(dir.path(), &dir.path().join("control"));
+    std::fs::remove_file(dir.path().join("text.hef")).unwrap();
+    let app = app(&config).await;
+    let (status, _, body) = call(&app, "GET", "/health", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["image_encoder"]["backend"], "hailo");
+    assert_eq!(body["text_encoder"]["backend"], "cpu");
+    let reason = body["text_encoder"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(
+            "hailo.text_encoder: auto and the text encoder cannot run on the device ("
+        ) && reason.contains("text.hef"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]

@@ -103,6 +103,7 @@ impl OnnxEncoder {
     fn info(&self) -> EncoderInfo {
         EncoderInfo {
             backend: "cpu",
+            reason: String::new(),
             source: self.path.display().to_string(),
             hailo: None,
         }

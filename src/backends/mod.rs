@@ -4,7 +4,9 @@
 //! device and is a start-up error without one; `backend: auto` takes Hailo when it is
 //! usable (the device node exists and HailoRT opens it) and otherwise the CPU, and says
 //! which and why. With Hailo, images always run on the device and `hailo.text_encoder`
-//! puts the text encoder on the device or on the CPU engine. Nothing here ever substitutes
+//! puts the text encoder on the device, on the CPU engine, or (`auto`, the default) on the
+//! device when its HEF is there and loads and on the CPU otherwise: the Model Zoo has a
+//! hailo10h text HEF only from 5.2, and Pi OS has shipped HailoRT 5.1. Nothing here ever substitutes
 //! a stand-in for a model that failed to load.
 
 pub mod cpu;
@@ -28,6 +30,11 @@ pub enum LoadError {
     Tokenizer(#[from] crate::tokenize::TokenizerError),
     #[error("backend: hailo was requested, but {0}")]
     HailoUnavailable(String),
+    #[error("no text encoder can run: on the Hailo device, {device}; on the CPU, {cpu}. Get the text HEF \
+             (HailoRT 5.2 or later: sudo ./install.sh --models hailo10h --hf-dir HF_CLIP_DIR, which also \
+             writes the text files), or a CPU text model for model.dir (sudo ./install.sh --models cpu \
+             --hf-dir HF_CLIP_DIR)")]
+    NoTextEncoder { device: String, cpu: String },
     #[cfg(any(feature = "hailo", feature = "hailo-fake"))]
     #[error(transparent)]
     Hailo(#[from] hailo::HailoLoadError),
@@ -43,6 +50,8 @@ pub struct Encoders {
     pub backend: &'static str,
     /// Why that backend was chosen, for the log and /health.
     pub reason: String,
+    /// Why the text encoder runs where it runs.
+    pub text_reason: String,
 }
 
 pub fn load(config: &Config) -> Result<Encoders, LoadError> {
@@ -94,13 +103,14 @@ fn load_auto(config: &Config) -> Result<Encoders, LoadError> {
     }
 }
 
-/// Images on the device; text on the device or, with `hailo.text_encoder: cpu`, on the CPU
-/// engine from `model.dir`.
+/// Images on the device. Text per `hailo.text_encoder`: `hailo` on the device (strict),
+/// `cpu` on the CPU engine from `model.dir` (strict), `auto` on the device when its HEF and
+/// text files load, else on the CPU engine, saying why.
 #[cfg(any(feature = "hailo", feature = "hailo-fake"))]
 fn load_hailo(
     config: &Config,
     device: hailo::HailoDevice,
-    mut reason: String,
+    #[allow(unused_mut)] mut reason: String,
 ) -> Result<Encoders, LoadError> {
     use crate::config::TextEncoderChoice;
 
@@ -113,28 +123,44 @@ fn load_hailo(
     }
     let cfg = &config.hailo;
     let image = hailo::HailoImageEncoder::load(&device, cfg)?;
-    let (text, tokenizer, model): (Arc<dyn TextEncoder>, _, _) = match cfg.text_encoder {
+    let on_device = |image: &hailo::HailoImageEncoder| -> Result<TextParts, LoadError> {
+        let (text, tokenizer) = hailo::HailoTextEncoder::load(&device, cfg)?;
+        let model = ModelInfo {
+            name: cfg.model_name.clone(),
+            embedding_dim: image.embedding_dim(),
+            logit_scale: cfg.logit_scale,
+            random_weights: false,
+        };
+        Ok((Arc::new(text), tokenizer, model))
+    };
+    let (text, tokenizer, model, text_reason) = match cfg.text_encoder {
         TextEncoderChoice::Hailo => {
-            let (text, tokenizer) = hailo::HailoTextEncoder::load(&device, cfg)?;
-            let model = ModelInfo {
-                name: cfg.model_name.clone(),
-                embedding_dim: image.embedding_dim(),
-                logit_scale: cfg.logit_scale,
-                random_weights: false,
-            };
-            (Arc::new(text), tokenizer, model)
+            let (t, k, m) = on_device(&image)?;
+            (t, k, m, "hailo.text_encoder: hailo".to_string())
         }
         TextEncoderChoice::Cpu => {
-            reason.push_str("; text encoder on the CPU (hailo.text_encoder: cpu)");
-            let dir = ModelDir::open(&config.model.dir)?;
-            let tokenizer =
-                ClipTokenizer::from_file(&dir.tokenizer(), dir.manifest.context_length)?;
-            let text = cpu::CpuTextEncoder::load(
-                &dir,
-                cpu::executor(config.performance.inference_threads),
-            )?;
-            (Arc::new(text), tokenizer, model_info(&dir))
+            let (t, k, m) = cpu_text(config)?;
+            (t, k, m, "hailo.text_encoder: cpu".to_string())
         }
+        TextEncoderChoice::Auto => match on_device(&image) {
+            Ok((t, k, m)) => (
+                t,
+                k,
+                m,
+                "hailo.text_encoder: auto and the text HEF and its files loaded".to_string(),
+            ),
+            Err(device_error) => {
+                let (t, k, m) = cpu_text(config).map_err(|cpu_error| LoadError::NoTextEncoder {
+                    device: device_error.to_string(),
+                    cpu: cpu_error.to_string(),
+                })?;
+                let why = format!(
+                    "hailo.text_encoder: auto and the text encoder cannot run on the device ({device_error}), so it runs on the CPU engine"
+                );
+                tracing::warn!("{why}");
+                (t, k, m, why)
+            }
+        },
     };
     Ok(Encoders {
         image: Arc::new(image),
@@ -143,7 +169,21 @@ fn load_hailo(
         model,
         backend: "hailo",
         reason,
+        text_reason,
     })
+}
+
+#[cfg(any(feature = "hailo", feature = "hailo-fake"))]
+type TextParts = (Arc<dyn TextEncoder>, ClipTokenizer, ModelInfo);
+
+/// The CPU engine's text encoder and tokenizer from `model.dir`, beside images on Hailo.
+#[cfg(any(feature = "hailo", feature = "hailo-fake"))]
+fn cpu_text(config: &Config) -> Result<TextParts, LoadError> {
+    let dir = ModelDir::open(&config.model.dir)?;
+    let tokenizer = ClipTokenizer::from_file(&dir.tokenizer(), dir.manifest.context_length)?;
+    let text =
+        cpu::CpuTextEncoder::load(&dir, cpu::executor(config.performance.inference_threads))?;
+    Ok((Arc::new(text), tokenizer, model_info(&dir)))
 }
 
 fn model_info(dir: &ModelDir) -> ModelInfo {
@@ -169,6 +209,7 @@ fn load_cpu(config: &Config, reason: String) -> Result<Encoders, LoadError> {
         tokenizer,
         model: model_info(&dir),
         backend: "cpu",
+        text_reason: reason.clone(),
         reason,
     })
 }

@@ -12,12 +12,9 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{self, OneOrMany};
 use super::extract::{ClassifyJson, EmbedImageJson, EmbedTextJson};
 use super::AppState;
-use crate::encoder::EncoderInfo;
+use crate::encoder::{EncoderInfo, RANDOM_WEIGHTS_WARNING};
+use crate::service::selftest::SelfTestOutcome;
 use crate::service::{ClassifyResult, Service};
-
-/// Said in /health and at start-up when the model is a generated test model.
-pub const RANDOM_WEIGHTS_WARNING: &str =
-    "this model has RANDOM weights (a generated test model): its scores are meaningless; install a real model";
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -41,9 +38,18 @@ pub struct Health {
     pub workers: usize,
     pub workers_alive: usize,
     pub uptime_seconds: f64,
+    /// passed | skipped (random weights) | failed | failed (not enforced) | not run
+    /// (absent while starting).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub warning: Option<&'static str>,
+    pub selftest: Option<String>,
+    /// Photos the self-test classified (when it ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selftest_photos: Option<usize>,
+    /// The smallest lead of an expected label over its runner-up (when it ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selftest_smallest_margin: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
@@ -69,6 +75,9 @@ pub async fn health(State(state): State<AppState>) -> Response {
             workers: 0,
             workers_alive: 0,
             uptime_seconds,
+            selftest: None,
+            selftest_photos: None,
+            selftest_smallest_margin: None,
             warning: None,
             detail: Some(state.phase()),
         };
@@ -77,8 +86,26 @@ pub async fn health(State(state): State<AppState>) -> Response {
     let service = &ready.service;
     let h = service.health();
     let ok = h.ready();
+    let selftest = service.selftest();
+    let enforced = service.selftest_enforced();
+    let report = match &selftest {
+        SelfTestOutcome::Ran(report) => Some(report),
+        _ => None,
+    };
+    let selftest_failure = report.filter(|r| !r.passed()).map(|r| r.failure_detail());
+    let mut warnings: Vec<String> = Vec::new();
+    if service.model().random_weights {
+        warnings.push(RANDOM_WEIGHTS_WARNING.to_string());
+    }
+    if let (Some(failure), false) = (&selftest_failure, enforced) {
+        warnings.push(format!(
+            "{failure}; serving anyway because selftest.enforce is false"
+        ));
+    }
     let detail = (!ok).then(|| {
-        if h.workers_alive < h.workers {
+        if let (Some(failure), true) = (&selftest_failure, enforced) {
+            failure.clone()
+        } else if h.workers_alive < h.workers {
             format!("{} of {} workers are running", h.workers_alive, h.workers)
         } else if !h.last_inference_ok {
             "the most recent inference failed".to_string()
@@ -100,10 +127,10 @@ pub async fn health(State(state): State<AppState>) -> Response {
         workers: h.workers,
         workers_alive: h.workers_alive,
         uptime_seconds,
-        warning: service
-            .model()
-            .random_weights
-            .then_some(RANDOM_WEIGHTS_WARNING),
+        selftest: Some(selftest.summary(enforced)),
+        selftest_photos: report.map(|r| r.results.len()),
+        selftest_smallest_margin: report.map(|r| r.smallest_margin()),
+        warning: (!warnings.is_empty()).then(|| warnings.join("; ")),
         detail,
     };
     let status = if ok {
@@ -131,14 +158,28 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// The service, once loaded and warmed up, and unless its self-test says its answers are
+/// wrong (with `selftest.enforce: true`).
 fn service(state: &AppState) -> Result<Arc<Service>, ApiError> {
-    state.ready.get().map(|r| r.service.clone()).ok_or_else(|| {
-        ApiError::unavailable(
-            "not_ready",
-            format!("the model is still loading ({})", state.phase()),
-            5,
-        )
-    })
+    let service = state
+        .ready
+        .get()
+        .map(|r| r.service.clone())
+        .ok_or_else(|| {
+            ApiError::unavailable(
+                "not_ready",
+                format!("the model is still loading ({})", state.phase()),
+                5,
+            )
+        })?;
+    if !service.health().answers_trusted {
+        let detail = match service.selftest() {
+            SelfTestOutcome::Ran(report) => report.failure_detail(),
+            other => format!("self-test {}", other.summary(true)),
+        };
+        return Err(ApiError::unavailable("selftest_failed", detail, 60));
+    }
+    Ok(service)
 }
 
 #[utoipa::path(post, path = "/v1/classify",

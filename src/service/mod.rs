@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod queue;
+pub mod selftest;
 pub mod templates;
 
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use ndarray::{Array1, Array2};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::config::{Config, LimitsConfig};
+use crate::config::{Config, LimitsConfig, SelfTestConfig};
 use crate::encoder::{EncoderErrorKind, EncoderInfo, ImageEncoder, TextEncoder};
 use crate::metrics::Metrics;
 use crate::preprocess::{decode_rgb, resize_square, PreprocessError};
@@ -27,6 +28,7 @@ use crate::similarity::{cosine, ensemble, l2_normalize, softmax_scaled};
 use crate::tokenize::ClipTokenizer;
 use cache::{Embedding, TextCache};
 use queue::{JobError, WorkQueue};
+use selftest::{PhotoResult, SelfTestOutcome, SelfTestReport, SelfTestSet};
 
 /// Why a request failed; the HTTP layer maps each to a status code.
 #[derive(Debug, thiserror::Error)]
@@ -94,13 +96,18 @@ pub struct ServiceHealth {
     pub last_inference_ok: bool,
     pub queue_depth: usize,
     pub queue_capacity: usize,
+    /// The self-test passed, was skipped, or failed with `selftest.enforce: false`.
+    pub answers_trusted: bool,
 }
 
 impl ServiceHealth {
-    /// Ready means: warm-up inference succeeded, every worker is running, and the most
-    /// recent inference did not fail.
+    /// Ready means: warm-up inference succeeded, the self-test allows serving, every worker
+    /// is running, and the most recent inference did not fail.
     pub fn ready(&self) -> bool {
-        self.warmed_up && self.workers_alive == self.workers && self.last_inference_ok
+        self.warmed_up
+            && self.answers_trusted
+            && self.workers_alive == self.workers
+            && self.last_inference_ok
     }
 }
 
@@ -119,6 +126,8 @@ pub struct Service {
     /// Bounds concurrent decode/resize work, which runs outside the queue on the CPU.
     decode_permits: Semaphore,
     warmed_up: std::sync::atomic::AtomicBool,
+    selftest_config: SelfTestConfig,
+    selftest: std::sync::Mutex<SelfTestOutcome>,
     metrics: Arc<Metrics>,
 }
 
@@ -164,8 +173,16 @@ impl Service {
             timeout: Duration::from_millis(perf.request_timeout_ms),
             decode_permits: Semaphore::new(decoders),
             warmed_up: Default::default(),
+            selftest_config: config.selftest.clone(),
+            selftest: std::sync::Mutex::new(SelfTestOutcome::NotRun),
             metrics,
         })
+    }
+
+    /// Records why each encoder runs where it runs (the loader's reasons), for /health.
+    pub fn set_reasons(&mut self, image: &str, text: &str) {
+        self.image_info.reason = image.to_string();
+        self.text_info.reason = text.to_string();
     }
 
     pub fn model(&self) -> &ModelInfo {
@@ -184,6 +201,18 @@ impl Service {
         &self.cache
     }
 
+    /// The self-test's outcome so far.
+    pub fn selftest(&self) -> SelfTestOutcome {
+        self.selftest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn selftest_enforced(&self) -> bool {
+        self.selftest_config.enforce
+    }
+
     pub fn health(&self) -> ServiceHealth {
         let stats = self.queue.stats();
         ServiceHealth {
@@ -193,12 +222,66 @@ impl Service {
             last_inference_ok: stats.last_inference_ok.load(Ordering::SeqCst),
             queue_depth: self.queue.depth(),
             queue_capacity: self.queue.capacity(),
+            answers_trusted: self.selftest().allows_serving(self.selftest_config.enforce),
         }
     }
 
     /// Runs one real image and one real text inference through the queue and checks the
-    /// embeddings are usable. Only after this succeeds does the service report ready.
+    /// embeddings are usable, then the known-answer self-test (skipped for a model with
+    /// random weights). Only after the first succeeds, and the second allows serving, does
+    /// the service report ready; [`Service::selftest`] tells how the self-test went.
     pub async fn warm_up(&self) -> Result<(), ServiceError> {
+        self.warm_up_inference().await?;
+        let outcome = if self.model.random_weights {
+            SelfTestOutcome::Skipped("random weights")
+        } else {
+            SelfTestOutcome::Ran(self.self_test(&SelfTestSet::bundled()).await?)
+        };
+        *self.selftest.lock().unwrap_or_else(|p| p.into_inner()) = outcome;
+        Ok(())
+    }
+
+    /// Classifies each photo of `set` against its labels through the request path and
+    /// checks that the expected label wins by `selftest.min_margin`.
+    pub async fn self_test(&self, set: &SelfTestSet) -> Result<SelfTestReport, ServiceError> {
+        let min_margin = self.selftest_config.min_margin;
+        let mut results = Vec::with_capacity(set.photos.len());
+        for photo in &set.photos {
+            let answer = self
+                .classify(ClassifyRequest {
+                    image: photo.bytes.clone(),
+                    prompts: set.labels.clone(),
+                    templates: Some(vec![set.template.clone()]),
+                    ..Default::default()
+                })
+                .await?;
+            let ranked = &answer.classifications;
+            let expected_score = ranked
+                .iter()
+                .find(|c| c.text == photo.expected)
+                .map_or(0.0, |c| c.score);
+            let best_other = ranked
+                .iter()
+                .filter(|c| c.text != photo.expected)
+                .map(|c| c.score)
+                .fold(0.0, f32::max);
+            let margin = expected_score - best_other;
+            results.push(PhotoResult {
+                photo: photo.name.clone(),
+                expected: photo.expected.clone(),
+                got: ranked[0].text.clone(),
+                score: ranked[0].score,
+                margin,
+                passed: ranked[0].text == photo.expected && margin >= min_margin,
+            });
+        }
+        Ok(SelfTestReport {
+            results,
+            min_margin,
+        })
+    }
+
+    async fn warm_up_inference(&self) -> Result<(), ServiceError> {
         let deadline = Instant::now() + self.timeout.max(Duration::from_secs(60));
         // A mid-grey square: a valid input whose embedding must be finite and non-zero.
         let image = RgbImage::from_pixel(

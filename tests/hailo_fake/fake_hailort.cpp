@@ -6,7 +6,7 @@
 //
 // Fake HEF (one directive per line, `#` comments):
 //   hailo-clip-fake-hef 1                      first line, always
-//   transform image_channel_means | text_rows
+//   transform image_channel_means | text_rows | text_causal_mean
 //   input  NAME H W F TYPE ORDER [ZP SCALE]...  TYPE uint8|uint16|float32, ORDER nhwc|nc|nhw|nchw
 //   output NAME H W F TYPE ORDER [ZP SCALE]...  (no ZP SCALE pair means zp 0, scale 1)
 //   queue_size N                                optional: async queue size (default: batch size)
@@ -22,6 +22,8 @@
 //   text_rows: rows R = H * W, columns C = F (same for input and output),
 //       out[t][k] = in[t][(k + 1) % C] + 0.01 * t + 0.5 * in[R - 1][k]
 //       (the last term reads the padding row, so tests can see what padding was used)
+//   text_causal_mean: like a causal attention layer, each row depends on every token so far:
+//       out[t][k] = (in[0][k] + ... + in[t][k]) / (t + 1)
 //
 // Faults:
 //   device: when the VDevice is created with a device id, the id is a path to a file
@@ -70,6 +72,7 @@ const StatusName STATUS_NAMES[] = {
     {HAILO_STREAM_ABORT, "HAILO_STREAM_ABORT"},
     {HAILO_DRIVER_NOT_INSTALLED, "HAILO_DRIVER_NOT_INSTALLED"},
     {HAILO_DEVICE_IN_USE, "HAILO_DEVICE_IN_USE"},
+    {HAILO_INVALID_DRIVER_VERSION, "HAILO_INVALID_DRIVER_VERSION"},
     {HAILO_OUT_OF_PHYSICAL_DEVICES, "HAILO_OUT_OF_PHYSICAL_DEVICES"},
     {HAILO_HEF_FILE_CORRUPTED, "HAILO_HEF_FILE_CORRUPTED"},
     {HAILO_HEF_NOT_SUPPORTED, "HAILO_HEF_NOT_SUPPORTED"},
@@ -269,6 +272,16 @@ struct Pipeline {
             for (size_t j = 0; j < out.size(); j++) {
                 out[j] = mean[j % channels] / 255.0 * double((j % 5) + 1) - double(j % 2);
             }
+        } else if (spec->transform == "text_causal_mean") {
+            const size_t rows = size_t(input.shape.height) * input.shape.width;
+            const size_t cols = input.shape.features;
+            for (size_t k = 0; k < cols; k++) {
+                double sum = 0.0;
+                for (size_t t = 0; t < rows; t++) {
+                    sum += in[t * cols + k];
+                    out[t * cols + k] = sum / double(t + 1);
+                }
+            }
         } else {
             const size_t rows = size_t(input.shape.height) * input.shape.width;
             const size_t cols = input.shape.features;
@@ -398,7 +411,7 @@ Expected<std::shared_ptr<fake::ModelSpec>> parse_hef(const std::string &path)
     }
     const auto &in = *spec->inputs[0];
     const auto &out = *spec->outputs[0];
-    if (spec->transform == "text_rows") {
+    if (spec->transform == "text_rows" || spec->transform == "text_causal_mean") {
         if (size_t(in.shape.height) * in.shape.width != size_t(out.shape.height) * out.shape.width ||
             in.shape.features != out.shape.features) {
             return make_unexpected(HAILO_HEF_FILE_CORRUPTED);

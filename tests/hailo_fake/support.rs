@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use hailo_clip::config::{BackendChoice, Config};
+use hailo_clip::config::{BackendChoice, Config, DevicePath};
 use image::RgbImage;
 use ndarray::{Array1, Array2};
 use ndarray_npy::read_npy;
@@ -146,6 +146,19 @@ pub fn text_hef(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
+/// A fake text-encoder HEF whose rows mix every token so far (text_causal_mean), so texts
+/// of the same length still get different states: [77, 32] f32 in, [77, 32] f32 out.
+pub fn text_hef_causal_mean(dir: &Path) -> PathBuf {
+    let path = dir.join("text.hef");
+    std::fs::write(
+        &path,
+        "hailo-clip-fake-hef 1\ntransform text_causal_mean\ninput tokens 1 77 32 float32 nhwc\n\
+         output states 1 77 32 float32 nhwc\n",
+    )
+    .unwrap();
+    path
+}
+
 /// A config for the Hailo backend on the test double, rooted in `dir`: device node
 /// `dir/hailo0`, HEFs `dir/image.hef` and `dir/text.hef` (written by the caller), text
 /// assets from [`text_assets`], the CPU model for `text_encoder: cpu` and `auto` fallbacks.
@@ -160,9 +173,12 @@ pub fn config(dir: &Path) -> Config {
     c.hailo.resources_dir = text_assets().to_path_buf();
     c.hailo.image_hef = dir.join("image.hef");
     c.hailo.text_hef = dir.join("text.hef");
-    c.hailo.device_path = dir.join("hailo0");
+    c.hailo.device_path = DevicePath::Exact(dir.join("hailo0"));
     c.hailo.batch_size = 4;
     c.hailo.timeout_ms = 5_000;
+    // The double's encoders are not CLIP, so their answers fail the known-answer self-test;
+    // tests of other things serve anyway. hailo_selftest.rs tests the self-test itself.
+    c.selftest.enforce = false;
     c
 }
 

@@ -59,28 +59,30 @@ pub struct TextAssets {
 }
 
 impl TextAssets {
+    /// Loads the three files from `dir`, flat or in hailo-apps' `json/` and `npy/`
+    /// sub-folders (see [`super::layout`]); the log says which file was used.
     pub fn load(dir: &Path) -> Result<TextAssets, AssetError> {
-        let hint = |what: &str| {
-            format!(
-                "{what} (write it with `hailo-clip export-text-assets --hf-dir HF_CLIP_DIR --out {}`)",
-                dir.display()
-            )
+        let find = |file: &str, what: &str| {
+            super::layout::text_asset(dir, file)
+                .map(|found| {
+                    tracing::info!(
+                        "{what}: {} ({})",
+                        found.path.display(),
+                        found.layout.describe()
+                    );
+                    found.path
+                })
+                .map_err(|missing| AssetError::Missing {
+                    path: dir.join(file),
+                    hint: format!(
+                        "{what}: {missing} (write it with `hailo-clip export-text-assets --hf-dir HF_CLIP_DIR --out {}`)",
+                        dir.display()
+                    ),
+                })
         };
-        let tokenizer_path = dir.join(TOKENIZER_FILE);
-        let lut_path = dir.join(LUT_FILE);
-        let projection_path = dir.join(PROJECTION_FILE);
-        for (path, what) in [
-            (&tokenizer_path, "the CLIP tokenizer"),
-            (&lut_path, "the token-embedding lookup table"),
-            (&projection_path, "the text projection"),
-        ] {
-            if !path.is_file() {
-                return Err(AssetError::Missing {
-                    path: path.clone(),
-                    hint: hint(what),
-                });
-            }
-        }
+        let tokenizer_path = find(TOKENIZER_FILE, "the CLIP tokenizer")?;
+        let lut_path = find(LUT_FILE, "the token-embedding lookup table")?;
+        let projection_path = find(PROJECTION_FILE, "the text projection")?;
         let tokenizer = ClipTokenizer::from_file(&tokenizer_path, CONTEXT_LENGTH)?;
         let lut = read_matrix(&lut_path)?;
         if lut.nrows() <= EOT_ID as usize || lut.ncols() == 0 {

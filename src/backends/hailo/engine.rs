@@ -20,6 +20,7 @@ use ndarray::{Array2, ArrayView1};
 
 use super::assets::{AssetError, TextAssets, CONTEXT_LENGTH};
 use super::ffi::{self, Direction, ElementType, HailoError, HailoErrorKind, Model, StreamInfo};
+use super::layout;
 use crate::config::HailoConfig;
 use crate::encoder::{
     EncoderError, EncoderErrorKind, EncoderInfo, HailoInfo, ImageEncoder, TextEncoder,
@@ -33,10 +34,19 @@ const PAD_ID: u32 = 0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HailoLoadError {
-    #[error("no Hailo device: {} does not exist (is the Hailo PCIe driver loaded? see `ls /dev/hailo*`)", .0.display())]
+    #[error("no Hailo device: {} does not exist (is the Hailo PCIe driver loaded? see `ls /dev/hailo* /dev/h1x-*`)", .0.display())]
     NoDevice(PathBuf),
+    #[error("no Hailo device: hailo.device_path is auto and there is no {} (is the Hailo PCIe driver loaded? see `ls /dev/hailo* /dev/h1x-*`)", layout::AUTO_NODES)]
+    NoDeviceNode,
     #[error("{}", describe_device_error(.0))]
     Device(HailoError),
+    #[error("{}", describe_driver_mismatch(library.as_deref(), driver.as_ref()))]
+    DriverVersion {
+        /// libhailort's version, when HailoRT could tell it.
+        library: Option<String>,
+        /// The loaded driver module and its version, from /sys/module.
+        driver: Option<(&'static str, String)>,
+    },
     #[error("HEF {}: {message}", path.display())]
     Hef {
         path: PathBuf,
@@ -58,6 +68,28 @@ fn describe_device_error(e: &HailoError) -> String {
     }
 }
 
+fn describe_driver_mismatch(
+    library: Option<&str>,
+    driver: Option<&(&'static str, String)>,
+) -> String {
+    let library = library.map_or_else(|| "libhailort".to_string(), |v| format!("libhailort {v}"));
+    let driver = match driver {
+        Some((module, version)) => {
+            format!("the Hailo driver {module} {version} (/sys/module/{module}/version)")
+        }
+        None => format!(
+            "the Hailo driver (its version is unreadable: no /sys/module/{{{}}}/version)",
+            layout::DRIVER_MODULES.join(",")
+        ),
+    };
+    format!(
+        "HailoRT refuses the device (HAILO_INVALID_DRIVER_VERSION): {library} and {driver} differ, \
+         and HailoRT runs only when both are the same version, to the patch; install matching \
+         versions (Raspberry Pi OS: sudo apt install --reinstall hailo-h10-all pulls a matching \
+         driver and library) and reboot; `hailo-clip doctor` compares them"
+    )
+}
+
 /// An open Hailo device and the HailoRT version driving it.
 pub struct HailoDevice {
     device: ffi::Device,
@@ -73,10 +105,11 @@ impl HailoDevice {
         &self.hailort_version
     }
 
-    fn info(&self, hef: &Path) -> EncoderInfo {
+    pub(crate) fn info(&self, hef: &Path) -> EncoderInfo {
         EncoderInfo {
             backend: "hailo",
             source: hef.display().to_string(),
+            reason: String::new(),
             hailo: Some(HailoInfo {
                 device_id: self.id().to_string(),
                 hailort_version: self.hailort_version.clone(),
@@ -89,12 +122,25 @@ impl HailoDevice {
 }
 
 /// Checks for the device node, then opens a VDevice in the configured scheduler group.
+/// `device_path: auto` looks for `/dev/hailoN` and `/dev/h1x-N` (see [`layout`]).
 pub fn open_device(config: &HailoConfig) -> Result<HailoDevice, HailoLoadError> {
-    if !config.device_path.exists() {
-        return Err(HailoLoadError::NoDevice(config.device_path.clone()));
+    let root = Path::new("/");
+    let node =
+        layout::device_node(&config.device_path, root).ok_or(HailoLoadError::NoDeviceNode)?;
+    if !node.exists() {
+        return Err(HailoLoadError::NoDevice(node));
     }
-    let device = ffi::Device::open(&config.group_id, config.device_id.as_deref())
-        .map_err(HailoLoadError::Device)?;
+    let device = ffi::Device::open(&config.group_id, config.device_id.as_deref()).map_err(|e| {
+        if e.kind == HailoErrorKind::DriverVersion {
+            HailoLoadError::DriverVersion {
+                library: ffi::library_version().ok(),
+                driver: layout::driver_version(root),
+            }
+        } else {
+            HailoLoadError::Device(e)
+        }
+    })?;
+    tracing::info!("Hailo device node {}", node.display());
     let hailort_version = ffi::library_version().map_err(HailoLoadError::Device)?;
     Ok(HailoDevice {
         device,
@@ -119,6 +165,21 @@ fn describe(stream: &StreamInfo) -> String {
         "'{}' {}x{}x{} {:?} {:?}",
         stream.name, stream.height, stream.width, stream.features, stream.element, stream.order
     )
+}
+
+/// Finds a configured HEF, flat or in hailo-apps' `models/hailo10h/` (see [`layout`]).
+fn locate_hef(config: &HailoConfig, name: &Path) -> Result<PathBuf, HailoLoadError> {
+    match layout::hef(&config.resources_dir, name) {
+        Ok(found) => {
+            tracing::info!("HEF {} ({})", found.path.display(), found.layout.describe());
+            Ok(found.path)
+        }
+        Err(missing) => Err(hef_error(
+            &config.resource(name),
+            HailoErrorKind::InvalidHef,
+            format!("not found: {missing}"),
+        )),
+    }
 }
 
 /// Loads a HEF with one input and one output into a model.
@@ -259,7 +320,7 @@ impl HailoImageEncoder {
         device: &HailoDevice,
         config: &HailoConfig,
     ) -> Result<HailoImageEncoder, HailoLoadError> {
-        let path = config.resource(&config.image_hef);
+        let path = locate_hef(config, &config.image_hef)?;
         let mut model = load_model(device, &path)?;
         let input = model.inputs()[0].clone();
         if input.height != input.width || input.features != 3 || input.height == 0 {
@@ -379,7 +440,7 @@ impl HailoTextEncoder {
             projection,
         } = TextAssets::load(&config.resources_dir)?;
         let hidden = lut.ncols();
-        let path = config.resource(&config.text_hef);
+        let path = locate_hef(config, &config.text_hef)?;
         let mut model = load_model(device, &path)?;
         let input = model.inputs()[0].clone();
         if input.elements() != CONTEXT_LENGTH * hidden || !input.order.is_row_major() {

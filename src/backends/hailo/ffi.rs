@@ -57,6 +57,7 @@ const HC_DEVICE_BUSY: i32 = 2;
 const HC_TIMEOUT: i32 = 3;
 const HC_INVALID_HEF: i32 = 4;
 const HC_SHAPE_MISMATCH: i32 = 5;
+const HC_DRIVER_VERSION: i32 = 7;
 
 const HC_INPUT: i32 = 0;
 const HC_OUTPUT: i32 = 1;
@@ -134,6 +135,8 @@ pub enum HailoErrorKind {
     InvalidHef,
     /// Buffers or streams do not have the shape the model needs.
     ShapeMismatch,
+    /// libhailort and the kernel driver are not the same version (HailoRT refuses to run).
+    DriverVersion,
     /// Anything else HailoRT reported.
     Failed,
 }
@@ -155,6 +158,7 @@ impl HailoError {
             HC_TIMEOUT => HailoErrorKind::Timeout,
             HC_INVALID_HEF => HailoErrorKind::InvalidHef,
             HC_SHAPE_MISMATCH => HailoErrorKind::ShapeMismatch,
+            HC_DRIVER_VERSION => HailoErrorKind::DriverVersion,
             _ => HailoErrorKind::Failed,
         };
         HailoError {

@@ -3,12 +3,15 @@
 //!
 //! * [`assets`]: the text path's tokenizer, token-embedding table and projection, and their
 //!   export from a Hugging Face checkpoint. In every build.
+//! * [`layout`]: where a Pi keeps the device node, the driver version and the resource
+//!   files (flat, or hailo-apps' layout). In every build.
 //! * `ffi`: the HailoRT shim (shim.cpp) and safe owners of its handles. With feature
 //!   `hailo` (the installed HailoRT) or `hailo-fake` (the test double in tests/hailo_fake/).
 //! * `engine`: device opening, HEF loading and validation, and the two encoders; with
 //!   either feature.
 
 pub mod assets;
+pub mod layout;
 
 #[cfg(any(feature = "hailo", feature = "hailo-fake"))]
 mod engine;

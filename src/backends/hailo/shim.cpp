@@ -36,6 +36,7 @@ enum {
     HC_INVALID_HEF = 4,
     HC_SHAPE_MISMATCH = 5,
     HC_FAILED = 6,
+    HC_DRIVER_VERSION = 7,
 };
 
 // Host-side element types (the subset of hailo_format_type_t the daemon handles).
@@ -100,6 +101,10 @@ int32_t classify(hailo_status status, Stage stage)
     case HAILO_DEVICE_IN_USE:
     case HAILO_OUT_OF_PHYSICAL_DEVICES:
         return HC_DEVICE_BUSY;
+    // libhailort and the kernel driver differ, even by a patch release
+    // (libhailort/src/vdma/driver/hailort_driver.cpp checks major, minor and revision).
+    case HAILO_INVALID_DRIVER_VERSION:
+        return HC_DRIVER_VERSION;
     case HAILO_DRIVER_NOT_INSTALLED:
     case HAILO_PCIE_NOT_SUPPORTED_ON_PLATFORM:
         return HC_DEVICE_NOT_FOUND;
