@@ -1039,8 +1039,12 @@ warmup() {
   fi
   # The daemon ran the known-answer self-test before it said ready; run it once more in
   # the open, so the table of photos and labels is in front of whoever installs.
-  say "self-test: $BIN_PATH --config $CONFIG_PATH selftest"
-  "$BIN_PATH" --config "$CONFIG_PATH" selftest ||
+  # Same environment as the service (a drop-in may set HAILO_CLIP_MODEL_DIR and the like).
+  local service_env
+  service_env=$(systemctl show -p Environment --value "$SERVICE" 2>/dev/null || true)
+  say "self-test: ${service_env:+env $service_env }$BIN_PATH --config $CONFIG_PATH selftest"
+  # shellcheck disable=SC2086 # the unit's Environment is a list of NAME=VALUE words
+  env $service_env "$BIN_PATH" --config "$CONFIG_PATH" selftest ||
     die "the self-test failed: the installed model gives wrong answers (table above; docs/HAILO.md)"
 }
 

@@ -556,6 +556,7 @@ else
   check "boot test: install.sh --warmup exits 0" result_is install_rc 0
   check "boot test: --warmup waited for /health 200" log_has 'ready: http://127.0.0.1:5000/health -> {"status":"ok"'
   check "boot test: --warmup printed a sample classification" log_has '{"classifications":[{"text":"cat"'
+  check "boot test: --warmup ran the self-test" log_has 'self-test skipped (random weights)'
   check "boot test: config installed" log_has "changed:   /etc/hailo/hailo-clip.yaml (mode 0644)"
   check "boot test: test model installed under its own name" log_has "to serve this model set model.dir: /opt/hailo-clip/share/hailo-clip/models/clip-tiny-random"
   check "boot test: daemon-reload and enable ran" log_has "changed:   systemctl enable hailo-clip"

@@ -363,7 +363,7 @@ async fn doctor_port_and_service_against_real_listeners() {
     assert_eq!(svc.outcome, Outcome::Warn, "{svc:?}");
     assert!(
         svc.detail
-            .contains("is ready: model clip-tiny-random, backend cpu"),
+            .contains("is ready: model clip-tiny-random, backend cpu, text encoder on cpu, self-test skipped (random weights)"),
         "{}",
         svc.detail
     );
