@@ -707,7 +707,7 @@ install_hefs() {
         model_failure "$name.hef was not found at: ${tried[*]}"
         printf '%s\n' "  The Model Zoo publishes HEFs per HailoRT release; the hailo10h CLIP text encoder is listed from Model Zoo v5.2.0 on." \
           "  Update HailoRT (sudo apt update && sudo apt full-upgrade), or pass --hailort-version of a Model Zoo release your HailoRT can load." \
-          "  For the text encoder alone you can also run it on the CPU: set hailo.text_encoder: cpu in $CONFIG_PATH and add --models cpu." >&2
+          "  For the text encoder alone you can also run it on the CPU: add --models cpu (hailo.text_encoder: auto, the default, then uses it)." >&2
         ;;
       11)
         model_failure "cannot reach ${ZOO_URL%%/ModelZoo*} to download $name.hef (no internet, DNS or proxy?)"
