@@ -57,6 +57,18 @@ pub struct ServerConfig {
     /// Address to bind. Loopback by default: exposing the API to the network is a choice.
     pub host: IpAddr,
     pub port: u16,
+    /// Open connections at most (kept below the process's file-descriptor limit). Past it,
+    /// a new connection takes the slot of the oldest one with no request in progress, or is
+    /// refused when every connection is serving a request.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this, counted from the connection's start or
+    /// the end of its previous response; so it is also the idle keep-alive timeout.
+    pub header_timeout_ms: u64,
+    /// Longest pause while a request body is being received; past it, 408.
+    pub body_timeout_ms: u64,
+    /// On SIGTERM, how long in-flight requests may take before the rest are cut off (keep it
+    /// below the unit's TimeoutStopSec, 30 s).
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +76,10 @@ impl Default for ServerConfig {
         Self {
             host: IpAddr::from([127, 0, 0, 1]),
             port: 5000,
+            max_connections: 512,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            shutdown_timeout_ms: 20_000,
         }
     }
 }
@@ -161,6 +177,10 @@ pub struct LimitsConfig {
     pub max_templates: usize,
     /// Most texts in one embed/text request.
     pub max_embed_texts: usize,
+    /// Memory that images being decoded may take together, in MiB, estimated from each
+    /// image's header (decoded pixels and the RGB copy). A request waits for its share;
+    /// one that cannot get it before its deadline gets 503.
+    pub decode_memory_mb: u64,
 }
 
 impl Default for LimitsConfig {
@@ -172,6 +192,7 @@ impl Default for LimitsConfig {
             max_prompt_chars: 1000,
             max_templates: 16,
             max_embed_texts: 100,
+            decode_memory_mb: 1024,
         }
     }
 }
@@ -399,6 +420,22 @@ impl Config {
         at_least("limits.max_prompt_chars", l.max_prompt_chars as u64, 1)?;
         at_least("limits.max_templates", l.max_templates as u64, 1)?;
         at_least("limits.max_embed_texts", l.max_embed_texts as u64, 1)?;
+        at_least("limits.decode_memory_mb", l.decode_memory_mb, 64)?;
+        if l.decode_memory_mb > 1 << 20 {
+            return Err(ConfigError::Invalid {
+                key: "limits.decode_memory_mb",
+                message: format!(
+                    "must be at most {} (1 TiB), got {}",
+                    1u64 << 20,
+                    l.decode_memory_mb
+                ),
+            });
+        }
+        let s = &self.server;
+        at_least("server.max_connections", s.max_connections as u64, 2)?;
+        at_least("server.header_timeout_ms", s.header_timeout_ms, 100)?;
+        at_least("server.body_timeout_ms", s.body_timeout_ms, 100)?;
+        at_least("server.shutdown_timeout_ms", s.shutdown_timeout_ms, 1)?;
         if self.server.port == 0 {
             return Err(ConfigError::Invalid {
                 key: "server.port",

@@ -56,16 +56,41 @@ fn phase(state: &AppState, text: String) {
     state.set_phase(text);
 }
 
-/// Pings the systemd watchdog while the engine is alive: every worker running, and the
-/// queue either empty or moving. A stuck engine stops the pings and systemd restarts us.
-async fn watchdog(state: AppState, interval: Duration) {
+/// Asks the daemon's own listener for /health over loopback, as a client would: true when
+/// an HTTP answer (any status) arrives within `within`.
+async fn listener_answers(addr: SocketAddr, within: Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        head.starts_with(b"HTTP/1.1 ").then_some(())
+    };
+    matches!(tokio::time::timeout(within, probe).await, Ok(Some(())))
+}
+
+/// Pings the systemd watchdog while the daemon can serve: the listener accepts and answers
+/// /health over loopback (what a client sees), every worker runs, and the queue is either
+/// empty or moving. Otherwise the pings stop and systemd restarts us.
+async fn watchdog(state: AppState, probe_addr: SocketAddr, interval: Duration) {
     let mut last_done = u64::MAX;
     let mut ticker = tokio::time::interval(interval);
     loop {
         ticker.tick().await;
+        // Before READY=1 systemd enforces TimeoutStartSec, not the watchdog.
         let Some(ready) = state.ready.get() else {
             continue;
         };
+        if !listener_answers(probe_addr, interval.min(Duration::from_secs(2))).await {
+            tracing::error!(
+                "http://{probe_addr}/health does not answer: withholding the watchdog ping"
+            );
+            continue;
+        }
         let service = &ready.service;
         let health = service.health();
         let stats = service.queue().stats();
@@ -180,17 +205,64 @@ pub async fn termination_signal() {
 /// Runs the daemon until a termination signal; an error means a non-zero exit.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let addr = SocketAddr::new(config.server.host, config.server.port);
+    let fd_limit = http::server::raise_fd_limit()
+        .map_err(|e| anyhow::anyhow!("cannot read or raise the open-file limit: {e}"))?;
+    let max_connections =
+        http::server::effective_max_connections(config.server.max_connections, fd_limit);
+    if max_connections < config.server.max_connections {
+        tracing::warn!(
+            "server.max_connections {} lowered to {max_connections}: the open-file limit is {fd_limit} (raise LimitNOFILE)",
+            config.server.max_connections
+        );
+    }
     let listener = http::bind(addr).await?;
-    tracing::info!("listening on http://{addr}");
+    tracing::info!(
+        "listening on http://{addr} (at most {max_connections} connections, open-file limit {fd_limit})"
+    );
     let state = AppState::new();
-    let app = http::router(state.clone(), config.limits.max_body_bytes);
+    let app = http::router(state.clone(), config.limits.max_body_bytes).layer(
+        tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_millis(
+            config.server.body_timeout_ms,
+        )),
+    );
+    let limits = http::server::ConnectionLimits {
+        max_connections,
+        header_timeout: Duration::from_millis(config.server.header_timeout_ms),
+        shutdown_timeout: Duration::from_millis(config.server.shutdown_timeout_ms),
+    };
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = tokio::spawn(http::serve(listener, app, async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    }));
+    let server = tokio::spawn(http::server::serve(
+        listener,
+        app,
+        limits,
+        state.connections.clone(),
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        },
+    ));
+    let upkeep_state = state.clone();
+    let upkeep = tokio::spawn(crate::metrics::upkeep(
+        crate::metrics::UPKEEP_INTERVAL,
+        move || {
+            let mut all = vec![upkeep_state.metrics.clone()];
+            if let Some(ready) = upkeep_state.ready.get() {
+                all.push(ready.service.metrics());
+            }
+            all
+        },
+    ));
 
     if let Some(period) = sd_notify::watchdog_enabled() {
-        tokio::spawn(watchdog(state.clone(), period / 2));
+        let probe = match addr.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => {
+                SocketAddr::from(([127, 0, 0, 1], addr.port()))
+            }
+            ip if ip.is_unspecified() => {
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+            }
+            _ => addr,
+        };
+        tokio::spawn(watchdog(state.clone(), probe, period / 2));
     }
 
     let signal = termination_signal();
@@ -230,14 +302,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     let _ = stop_tx.send(true);
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!("server error: {e}"),
-        Err(e) => tracing::error!("server task failed: {e}"),
+    if let Err(e) = server.await {
+        tracing::error!("server task failed: {e}");
     }
+    upkeep.abort();
     if let Some(ready) = state.ready.get() {
-        ready.service.shutdown();
-        tracing::info!("encoders released");
+        // Joining the worker threads blocks: not on a runtime thread.
+        let service = ready.service.clone();
+        match tokio::task::spawn_blocking(move || service.shutdown()).await {
+            Ok(()) => tracing::info!("encoders released"),
+            Err(e) => tracing::error!("releasing the encoders failed: {e}"),
+        }
     }
     match load_error {
         Some(e) => Err(e),

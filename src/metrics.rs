@@ -45,6 +45,29 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.handle.render()
     }
+
+    /// Folds recorded histogram samples into their buckets. Without it they pile up until
+    /// the next scrape: about 16 MiB per million samples on a daemon nobody scrapes.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+/// How often [`upkeep`] folds samples: at 1,000 requests/s that is 5,000 samples held.
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs [`Metrics::run_upkeep`] on every recorder `recorders` gives, every `every`, forever.
+pub async fn upkeep(
+    every: std::time::Duration,
+    recorders: impl Fn() -> Vec<std::sync::Arc<Metrics>>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        for m in recorders() {
+            m.run_upkeep();
+        }
+    }
 }
 
 #[cfg(test)]

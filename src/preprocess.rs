@@ -39,9 +39,21 @@ pub enum PreprocessError {
     Corrupt(String),
 }
 
-/// Decodes an encoded image into upright RGB, refusing oversized images from the header
-/// alone, before any pixel memory is allocated.
-pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, PreprocessError> {
+/// Bytes of memory that decoding `bytes` takes at its peak, from the header alone: the
+/// decoded pixels in their own format (16-bit RGBA is 8 bytes a pixel), the RGBA copy that
+/// flattening transparency makes, and the RGB result. Checks the format and the pixel limit
+/// as [`decode_rgb`] does.
+pub fn decode_cost(bytes: &[u8], max_pixels: u64) -> Result<u64, PreprocessError> {
+    let decoder = header(bytes, max_pixels)?;
+    let pixels = u64::from(decoder.dimensions().0) * u64::from(decoder.dimensions().1);
+    let color = decoder.color_type();
+    let alpha_copy = if color.has_alpha() { 4 } else { 0 };
+    Ok(pixels * (u64::from(color.bytes_per_pixel()) + alpha_copy + 3))
+}
+
+/// The image's decoder with its header read and checked: a known format, some pixels, and
+/// no more than `max_pixels`.
+fn header(bytes: &[u8], max_pixels: u64) -> Result<impl ImageDecoder + use<'_>, PreprocessError> {
     let format = image::guess_format(bytes)
         .map_err(|_| PreprocessError::UnsupportedFormat("unrecognized data".into()))?;
     if !matches!(
@@ -51,7 +63,7 @@ pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, PreprocessE
         return Err(PreprocessError::UnsupportedFormat(format!("{format:?}")));
     }
     let reader = ImageReader::with_format(Cursor::new(bytes), format);
-    let mut decoder = reader
+    let decoder = reader
         .into_decoder()
         .map_err(|e| PreprocessError::Corrupt(e.to_string()))?;
     let (width, height) = decoder.dimensions();
@@ -67,6 +79,13 @@ pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, PreprocessE
     if pixels == 0 {
         return Err(PreprocessError::Corrupt("image has no pixels".into()));
     }
+    Ok(decoder)
+}
+
+/// Decodes an encoded image into upright RGB, refusing oversized images from the header
+/// alone, before any pixel memory is allocated.
+pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, PreprocessError> {
+    let mut decoder = header(bytes, max_pixels)?;
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);

@@ -58,6 +58,14 @@ impl ApiError {
         )
     }
 
+    pub fn body_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the request body stalled for longer than server.body_timeout_ms",
+        )
+    }
+
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
     }
@@ -105,6 +113,9 @@ impl From<ServiceError> for ApiError {
                 ApiError::bad_request("invalid_image", message)
             }
             ServiceError::QueueFull(_) => ApiError::unavailable("queue_full", message, 1),
+            ServiceError::DecodeMemoryBusy(_) => {
+                ApiError::unavailable("decode_memory_busy", message, 1)
+            }
             ServiceError::Busy(_) => ApiError::unavailable("device_busy", message, 1),
             ServiceError::ShuttingDown => ApiError::unavailable("shutting_down", message, 5),
             ServiceError::Timeout(_) => {
@@ -122,8 +133,24 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+/// Whether `error` is, or was caused by, tower-http's request-body timeout (a client that
+/// stopped sending its body).
+fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        if is_body_timeout(&rejection) {
+            return ApiError::body_timeout();
+        }
         match rejection {
             JsonRejection::JsonSyntaxError(e) => {
                 ApiError::bad_request("invalid_json", e.body_text())
@@ -140,6 +167,9 @@ impl From<JsonRejection> for ApiError {
 
 impl From<MultipartError> for ApiError {
     fn from(e: MultipartError) -> Self {
+        if is_body_timeout(&e) {
+            return ApiError::body_timeout();
+        }
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large("request body is over limits.max_body_bytes")
         } else {

@@ -5,13 +5,13 @@ pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod routes;
+pub mod server;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,15 +22,9 @@ use crate::metrics::Metrics;
 use crate::service::Service;
 use error::ApiError;
 
-/// The routes, as metric labels (anything else is counted as "other").
-const ROUTES: &[&str] = &[
-    "/health",
-    "/metrics",
-    "/openapi.json",
-    "/v1/classify",
-    "/v1/embed/image",
-    "/v1/embed/text",
-];
+/// Methods counted under their own name in metrics; any other is "other", so a client
+/// cannot create a new time series with `curl -X WHATEVER`.
+const METHOD_LABELS: &[&str] = &["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"];
 
 /// A loaded, warmed-up service and how its backend was chosen.
 pub struct Ready {
@@ -47,6 +41,8 @@ pub struct AppState {
     phase: Arc<Mutex<String>>,
     /// Request counts and latencies (the engine's own metrics live in the service).
     pub metrics: Arc<Metrics>,
+    /// Open, evicted and refused connections (the accept loop's counts).
+    pub connections: Arc<server::ConnectionStats>,
 }
 
 impl Default for AppState {
@@ -62,6 +58,7 @@ impl AppState {
             started: Instant::now(),
             phase: Arc::new(Mutex::new("starting".into())),
             metrics: Arc::new(Metrics::new()),
+            connections: Arc::new(server::ConnectionStats::default()),
         }
     }
 
@@ -105,16 +102,21 @@ async fn log_request(State(state): State<AppState>, request: Request, next: Next
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    // The route template that matched (never the raw path), or "other" for the fallback.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_string(), |m| m.as_str().to_string());
     let response = next.run(request).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let status = response.status().as_u16();
-    let route = ROUTES
+    let method_label = METHOD_LABELS
         .iter()
-        .find(|r| **r == path)
+        .find(|m| **m == method.as_str())
         .copied()
         .unwrap_or("other");
     state.metrics.record(|| {
-        metrics::counter!("hailo_clip_http_requests_total", "route" => route, "method" => method.to_string(), "status" => status.to_string())
+        metrics::counter!("hailo_clip_http_requests_total", "route" => route.clone(), "method" => method_label, "status" => status.to_string())
             .increment(1);
         metrics::histogram!("hailo_clip_http_request_duration_seconds", "route" => route).record(latency_ms / 1000.0);
     });
@@ -136,15 +138,4 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
         };
         anyhow::anyhow!("cannot listen on {addr}: {e}{hint}")
     })
-}
-
-/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
 }

@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use crate::config::{Config, LimitsConfig, SelfTestConfig};
 use crate::encoder::{EncoderErrorKind, EncoderInfo, ImageEncoder, TextEncoder};
 use crate::metrics::Metrics;
-use crate::preprocess::{decode_rgb, resize_square, PreprocessError};
+use crate::preprocess::{decode_cost, decode_rgb, resize_square, PreprocessError};
 use crate::similarity::{cosine, ensemble, l2_normalize, softmax_scaled};
 use crate::tokenize::ClipTokenizer;
 use cache::{Embedding, TextCache};
@@ -40,6 +40,8 @@ pub enum ServiceError {
     Image(#[from] PreprocessError),
     #[error("the work queue is full ({0} jobs waiting); retry shortly")]
     QueueFull(usize),
+    #[error("images being decoded hold the memory budget (limits.decode_memory_mb = {0} MiB); retry shortly")]
+    DecodeMemoryBusy(u64),
     #[error("the accelerator is busy: {0}")]
     Busy(String),
     #[error("the request did not finish within {0} ms")]
@@ -125,6 +127,8 @@ pub struct Service {
     timeout: Duration,
     /// Bounds concurrent decode/resize work, which runs outside the queue on the CPU.
     decode_permits: Semaphore,
+    /// Bounds the memory decoding takes: one permit per MiB of `limits.decode_memory_mb`.
+    decode_budget: Semaphore,
     warmed_up: std::sync::atomic::AtomicBool,
     selftest_config: SelfTestConfig,
     selftest: std::sync::Mutex<SelfTestOutcome>,
@@ -172,6 +176,9 @@ impl Service {
             default_template: config.classify.default_template.clone(),
             timeout: Duration::from_millis(perf.request_timeout_ms),
             decode_permits: Semaphore::new(decoders),
+            decode_budget: Semaphore::new(
+                usize::try_from(config.limits.decode_memory_mb).unwrap_or(usize::MAX >> 4),
+            ),
             warmed_up: Default::default(),
             selftest_config: config.selftest.clone(),
             selftest: std::sync::Mutex::new(SelfTestOutcome::NotRun),
@@ -199,6 +206,10 @@ impl Service {
     }
     pub fn text_cache(&self) -> &TextCache {
         &self.cache
+    }
+    /// The engine's metrics recorder (the daemon runs its upkeep).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// The self-test's outcome so far.
@@ -331,18 +342,32 @@ impl Service {
             .unwrap_or(Err(ServiceError::Timeout(self.timeout_ms())))
     }
 
-    /// Decodes and resizes an image off the async threads, a bounded number at a time.
-    async fn prepare_image(&self, bytes: Vec<u8>) -> Result<RgbImage, ServiceError> {
+    /// Decodes and resizes an image off the async threads, a bounded number at a time and
+    /// within the decode memory budget: the image's share (from its header) is taken before
+    /// any pixel is decoded, waiting until `deadline` at most.
+    async fn prepare_image(
+        &self,
+        bytes: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<RgbImage, ServiceError> {
+        let max_pixels = self.limits.max_image_pixels;
+        let budget_mib = self.limits.decode_memory_mb;
+        let cost_mib = decode_cost(&bytes, max_pixels)?
+            .div_ceil(1 << 20)
+            .clamp(1, budget_mib);
+        let _memory = tokio::time::timeout_at(
+            deadline.into(),
+            self.decode_budget.acquire_many(cost_mib as u32),
+        )
+        .await
+        .map_err(|_| ServiceError::DecodeMemoryBusy(budget_mib))?
+        .map_err(|_| ServiceError::ShuttingDown)?;
         let _permit = self
             .decode_permits
             .acquire()
             .await
             .map_err(|_| ServiceError::ShuttingDown)?;
-        let (max_pixels, size, mode) = (
-            self.limits.max_image_pixels,
-            self.image_size,
-            self.resize_mode,
-        );
+        let (size, mode) = (self.image_size, self.resize_mode);
         tokio::task::spawn_blocking(move || {
             let rgb = decode_rgb(&bytes, max_pixels)?;
             Ok(resize_square(&rgb, size, mode)?)
@@ -356,7 +381,7 @@ impl Service {
         bytes: Vec<u8>,
         deadline: Instant,
     ) -> Result<Vec<f32>, ServiceError> {
-        let image = self.prepare_image(bytes).await?;
+        let image = self.prepare_image(bytes, deadline).await?;
         let mut embedding = self
             .queue
             .encode_image(image, deadline)
