@@ -703,6 +703,22 @@ async fn metrics_count_requests_batches_cache_and_queue() {
         "invalid_base64",
     )
     .await;
+    // An invented method and an unknown path: fixed labels, never the client's words.
+    for (method, path) in [("FOO", "/v1/classify"), ("GET", "/no/such/route/42")] {
+        let response = h
+            .app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(response.status().is_client_error());
+    }
     let response = h
         .app
         .clone()
@@ -727,7 +743,9 @@ async fn metrics_count_requests_batches_cache_and_queue() {
     for line in [
         "hailo_clip_http_requests_total{route=\"/v1/classify\",method=\"POST\",status=\"200\"} 2",
         "hailo_clip_http_requests_total{route=\"/v1/classify\",method=\"POST\",status=\"400\"} 1",
-        "hailo_clip_http_request_duration_seconds_count{route=\"/v1/classify\"} 3",
+        "hailo_clip_http_requests_total{route=\"/v1/classify\",method=\"other\",status=\"405\"} 1",
+        "hailo_clip_http_requests_total{route=\"other\",method=\"GET\",status=\"404\"} 1",
+        "hailo_clip_http_request_duration_seconds_count{route=\"/v1/classify\"} 4",
         // warm-up + two classify requests; prompts were encoded once (the second hit the cache)
         "hailo_clip_inference_batch_size_count{encoder=\"image\"} 3",
         "hailo_clip_inference_batch_size_count{encoder=\"text\"} 2",
@@ -743,4 +761,8 @@ async fn metrics_count_requests_batches_cache_and_queue() {
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
     }
+    assert!(
+        !text.contains("FOO") && !text.contains("/no/such"),
+        "{text}"
+    );
 }

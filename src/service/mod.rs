@@ -344,7 +344,7 @@ impl Service {
 
     /// Decodes and resizes an image off the async threads, a bounded number at a time and
     /// within the decode memory budget: the image's share (from its header) is taken before
-    /// any pixel is decoded, waiting until `deadline` at most.
+    /// any pixel is decoded, waiting half the time left before `deadline` at most.
     async fn prepare_image(
         &self,
         bytes: Vec<u8>,
@@ -355,13 +355,13 @@ impl Service {
         let cost_mib = decode_cost(&bytes, max_pixels)?
             .div_ceil(1 << 20)
             .clamp(1, budget_mib);
-        let _memory = tokio::time::timeout_at(
-            deadline.into(),
-            self.decode_budget.acquire_many(cost_mib as u32),
-        )
-        .await
-        .map_err(|_| ServiceError::DecodeMemoryBusy(budget_mib))?
-        .map_err(|_| ServiceError::ShuttingDown)?;
+        // Wait at most half the time left, so the other half remains for decoding and
+        // inference and a refusal is a prompt 503, not a 504 at the deadline.
+        let wait = deadline.saturating_duration_since(Instant::now()) / 2;
+        let _memory = tokio::time::timeout(wait, self.decode_budget.acquire_many(cost_mib as u32))
+            .await
+            .map_err(|_| ServiceError::DecodeMemoryBusy(budget_mib))?
+            .map_err(|_| ServiceError::ShuttingDown)?;
         let _permit = self
             .decode_permits
             .acquire()
