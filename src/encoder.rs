@@ -43,10 +43,9 @@ impl EncoderError {
 }
 
 /// A description of a loaded encoder, for /health and logs.
-#[derive(Debug, Clone, serde::Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
 pub struct EncoderInfo {
     /// "cpu" or "hailo".
-    #[schema(value_type = String, example = "cpu")]
     pub backend: &'static str,
     /// The file the encoder was loaded from.
     pub source: String,
@@ -56,12 +55,11 @@ pub struct EncoderInfo {
     /// For an encoder on a Hailo device: which device, HailoRT and HEF (flattened into
     /// the encoder's JSON object; absent for the CPU).
     #[serde(flatten)]
-    #[schema(inline)]
     pub hailo: Option<HailoInfo>,
 }
 
 /// Where a Hailo encoder runs, for /health.
-#[derive(Debug, Clone, serde::Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
 pub struct HailoInfo {
     /// HailoRT's id of the physical device (its PCIe address on a Pi).
     pub device_id: String,

@@ -56,11 +56,11 @@ async fn every_schema_field_is_documented_in_api_spec() {
     let mut checked = 0;
     for name in [
         "Health",
-        "EncoderInfo",
-        "HailoInfo",
+        "EncoderBody",
         "ClassifyJson",
-        "ClassifyResult",
-        "Classification",
+        "ClassifyForm",
+        "ClassifyResponse",
+        "ClassificationBody",
         "ImageEmbedding",
         "EmbedImageJson",
         "EmbedTextJson",
@@ -102,4 +102,62 @@ async fn every_schema_field_is_documented_in_api_spec() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(required, BTreeSet::from(["image", "prompts"]));
+}
+
+/// The schema states the rules the server enforces, with the configured limits.
+#[tokio::test]
+async fn schema_states_the_rules_the_server_enforces() {
+    let doc = openapi().await;
+    let s = |p: &str| {
+        doc.pointer(&format!("/components/schemas/{p}"))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(s("ClassifyJson/additionalProperties"), Value::Bool(false));
+    assert_eq!(s("ClassifyForm/additionalProperties"), Value::Bool(false));
+    assert_eq!(s("EmbedTextJson/additionalProperties"), Value::Bool(false));
+    assert_eq!(
+        s("ClassifyJson/properties/prompts/minItems"),
+        serde_json::json!(1)
+    );
+    assert_eq!(
+        s("ClassifyJson/properties/prompts/maxItems"),
+        serde_json::json!(100)
+    );
+    assert_eq!(s("Prompt/minLength"), serde_json::json!(1));
+    assert_eq!(s("Prompt/maxLength"), serde_json::json!(1000));
+    assert_eq!(s("Prompt/pattern"), serde_json::json!("\\S"));
+    assert_eq!(s("ImageField/minLength"), serde_json::json!(1));
+    assert_eq!(s("Texts/oneOf/1/minItems"), serde_json::json!(1));
+    assert_eq!(
+        s("ClassifyJson/properties/threshold/maximum").as_f64(),
+        Some(1.0)
+    );
+    assert_eq!(
+        s("ClassifyJson/properties/top_k/minimum"),
+        serde_json::json!(1)
+    );
+    // The template pattern says "exactly one {}" the way the server counts.
+    let pattern = regex_lite_match(s("Template/pattern").as_str().unwrap());
+    for (template, ok) in [
+        ("{}", true),
+        ("a photo of a {}", true),
+        ("{{}", true),
+        ("{}}", true),
+        ("a photo", false),
+        ("{} and {}", false),
+        ("{}{}", false),
+        ("{\n}", false),
+    ] {
+        assert_eq!(pattern(template), ok, "{template:?}");
+        let server = hailo_clip::service::templates::check_template(template).is_ok();
+        assert_eq!(server, ok, "server on {template:?}");
+    }
+}
+
+/// The template pattern as a matcher (it uses only classes, groups, `*`, `+` and anchors,
+/// which the `regex` crate reads the same way as ECMA-262).
+fn regex_lite_match(pattern: &str) -> impl Fn(&str) -> bool {
+    let re = regex::Regex::new(pattern).unwrap();
+    move |text| re.is_match(text)
 }

@@ -6,8 +6,8 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
 
+use super::types::{ErrorBody, ErrorDetail};
 use crate::preprocess::PreprocessError;
 use crate::service::ServiceError;
 
@@ -18,18 +18,6 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for 503s the client should retry.
     pub retry_after: Option<u32>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail<'a> {
-    /// Stable, machine-readable code (API_SPEC.md lists them).
-    code: &'a str,
-    message: &'a str,
 }
 
 impl ApiError {

@@ -2,56 +2,15 @@
 //! file part), both turned into the service's request types. The body size limit is
 //! enforced by axum's `DefaultBodyLimit` underneath both.
 
+use super::error::ApiError;
+use super::types::{ClassifyJson, EmbedImageJson, EmbedTextJson, Texts};
+use crate::service::ClassifyRequest;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::Json;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
-use serde::Deserialize;
-
-use super::error::ApiError;
-use crate::service::ClassifyRequest;
-
-/// A JSON field that is one string or a list of strings.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    pub fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s],
-            OneOrMany::Many(v) => v,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ClassifyJson {
-    /// The image (JPEG, PNG, WebP) as base64 or a `data:image/...;base64,` URI.
-    pub image: String,
-    pub prompts: Vec<String>,
-    pub top_k: Option<usize>,
-    pub threshold: Option<f32>,
-    pub template: Option<OneOrMany>,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EmbedImageJson {
-    pub image: String,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EmbedTextJson {
-    pub text: OneOrMany,
-}
 
 enum BodyKind {
     Json,
@@ -163,11 +122,11 @@ pub async fn classify_request(request: Request) -> Result<ClassifyRequest, ApiEr
         BodyKind::Json => {
             let body: ClassifyJson = json(request).await?;
             Ok(ClassifyRequest {
-                image: decode_image_field(&body.image)?,
-                prompts: body.prompts,
-                top_k: body.top_k,
+                image: decode_image_field(&body.image.0)?,
+                prompts: body.prompts.into_iter().map(|p| p.0).collect(),
+                top_k: body.top_k.map(|k| k as usize),
                 threshold: body.threshold,
-                templates: body.template.map(OneOrMany::into_vec),
+                templates: body.template.map(|t| t.into_vec()),
             })
         }
         BodyKind::Multipart => {
@@ -186,7 +145,10 @@ pub async fn classify_request(request: Request) -> Result<ClassifyRequest, ApiEr
                     }
                     "prompts" | "prompt" => out.prompts.push(field_text(field, &name).await?),
                     "template" => templates.push(field_text(field, &name).await?),
-                    "top_k" => out.top_k = Some(parse_number(&name, &field_text(field, &name).await?)?),
+                    "top_k" => {
+                        let k: u32 = parse_number(&name, &field_text(field, &name).await?)?;
+                        out.top_k = Some(k as usize);
+                    }
                     "threshold" => {
                         out.threshold = Some(parse_number(&name, &field_text(field, &name).await?)?)
                     }
@@ -213,28 +175,30 @@ pub async fn embed_image_request(request: Request) -> Result<Vec<u8>, ApiError> 
     match body_kind(&request)? {
         BodyKind::Json => {
             let body: EmbedImageJson = json(request).await?;
-            decode_image_field(&body.image)
+            decode_image_field(&body.image.0)
         }
         BodyKind::Multipart => {
             let mut multipart = Multipart::from_request(request, &())
                 .await
                 .map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
+            let mut image = None;
             while let Some(field) = multipart.next_field().await? {
                 if field.name() == Some("image") {
-                    return Ok(field.bytes().await?.to_vec());
+                    image = Some(field.bytes().await?.to_vec());
+                    continue;
                 }
                 let name = field.name().unwrap_or("").to_string();
                 return Err(ApiError::invalid(format!(
                     "unknown form field {name:?}; expected image"
                 )));
             }
-            Err(ApiError::invalid("form field image is missing"))
+            image.ok_or_else(|| ApiError::invalid("form field image is missing"))
         }
     }
 }
 
 /// The texts of an embed/text request, and whether a single string was sent.
-pub async fn embed_text_request(request: Request) -> Result<OneOrMany, ApiError> {
+pub async fn embed_text_request(request: Request) -> Result<Texts, ApiError> {
     match body_kind(&request)? {
         BodyKind::Json => Ok(json::<EmbedTextJson>(request).await?.text),
         BodyKind::Multipart => Err(ApiError::unsupported_media(

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod openapi;
 pub mod routes;
 pub mod server;
+pub mod types;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -1,14 +1,19 @@
 //! The OpenAPI document, generated from the handlers' and types' annotations (utoipa) and
 //! served at `GET /openapi.json`, so the schema cannot drift from the code.
 
+use axum::extract::State;
 use axum::Json;
+
+use super::AppState;
+use crate::config::LimitsConfig;
 use utoipa::OpenApi;
 
-use super::error::{ErrorBody, ErrorDetail};
-use super::extract::{ClassifyJson, EmbedImageJson, EmbedTextJson, OneOrMany};
-use super::routes::{self, Health, ImageEmbedding, TextEmbedding};
-use crate::encoder::{EncoderInfo, HailoInfo};
-use crate::service::{Classification, ClassifyResult};
+use super::routes;
+use super::types::{
+    ClassificationBody, ClassifyForm, ClassifyJson, ClassifyResponse, EmbedImageForm,
+    EmbedImageJson, EmbedTextJson, EncoderBody, ErrorBody, ErrorDetail, Health, ImageEmbedding,
+    ImageField, Prompt, Template, Templates, Text, TextEmbedding, Texts,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,15 +31,21 @@ use crate::service::{Classification, ClassifyResult};
     ),
     components(schemas(
         Health,
-        EncoderInfo,
-        HailoInfo,
+        EncoderBody,
         ClassifyJson,
-        OneOrMany,
-        ClassifyResult,
-        Classification,
+        ClassifyForm,
+        ImageField,
+        Prompt,
+        Template,
+        Templates,
+        ClassifyResponse,
+        ClassificationBody,
         EmbedImageJson,
+        EmbedImageForm,
         ImageEmbedding,
         EmbedTextJson,
+        Text,
+        Texts,
         TextEmbedding,
         ErrorBody,
         ErrorDetail
@@ -42,8 +53,69 @@ use crate::service::{Classification, ClassifyResult};
 )]
 pub struct ApiDoc;
 
+/// The document with the limits in force (`limits.*` in the config) in place of the
+/// defaults the types were written with.
+pub fn document(limits: &LimitsConfig) -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    let schemas = "/components/schemas";
+    for (pointer, value) in [
+        ("Prompt/maxLength", limits.max_prompt_chars),
+        ("Text/maxLength", limits.max_prompt_chars),
+        (
+            "ClassifyJson/properties/prompts/maxItems",
+            limits.max_prompts,
+        ),
+        (
+            "ClassifyForm/properties/prompts/maxItems",
+            limits.max_prompts,
+        ),
+        (
+            "ClassifyForm/properties/template/maxItems",
+            limits.max_templates,
+        ),
+        ("Templates/oneOf/1/maxItems", limits.max_templates),
+        ("Texts/oneOf/1/maxItems", limits.max_embed_texts),
+    ] {
+        let slot = doc
+            .pointer_mut(&format!("{schemas}/{pointer}"))
+            .unwrap_or_else(|| panic!("the document has no {schemas}/{pointer}"));
+        *slot = serde_json::Value::from(value);
+    }
+    doc
+}
+
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "the OpenAPI 3.1 document", content_type = "application/json")))]
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn openapi_json(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let limits = state
+        .ready
+        .get()
+        .map_or_else(LimitsConfig::default, |r| r.service.limits().clone());
+    Json(document(&limits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_carries_the_configured_limits() {
+        let limits = LimitsConfig {
+            max_prompts: 7,
+            max_prompt_chars: 33,
+            max_templates: 3,
+            max_embed_texts: 9,
+            ..LimitsConfig::default()
+        };
+        let doc = document(&limits);
+        let at = |p: &str| doc.pointer(&format!("/components/schemas/{p}")).cloned();
+        assert_eq!(
+            at("ClassifyJson/properties/prompts/maxItems"),
+            Some(7.into())
+        );
+        assert_eq!(at("Prompt/maxLength"), Some(33.into()));
+        assert_eq!(at("Templates/oneOf/1/maxItems"), Some(3.into()));
+        assert_eq!(at("Texts/oneOf/1/maxItems"), Some(9.into()));
+        assert_eq!(at("ClassifyJson/additionalProperties"), Some(false.into()));
+    }
 }

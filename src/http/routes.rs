@@ -6,53 +6,17 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
 
-use super::error::{ApiError, ErrorBody};
-use super::extract::{self, OneOrMany};
-use super::extract::{ClassifyJson, EmbedImageJson, EmbedTextJson};
+use super::error::ApiError;
+use super::extract;
+use super::types::{
+    ClassifyForm, ClassifyJson, ClassifyResponse, EmbedImageForm, EmbedImageJson, EmbedTextJson,
+    EncoderBody, ErrorBody, Health, ImageEmbedding, TextEmbedding, Texts,
+};
 use super::AppState;
-use crate::encoder::{EncoderInfo, RANDOM_WEIGHTS_WARNING};
+use crate::encoder::RANDOM_WEIGHTS_WARNING;
 use crate::service::selftest::SelfTestOutcome;
-use crate::service::{ClassifyResult, Service};
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Health {
-    /// ok | starting | unhealthy
-    #[schema(value_type = String)]
-    pub status: &'static str,
-    #[schema(value_type = String)]
-    pub service: &'static str,
-    pub model_loaded: bool,
-    pub model: Option<String>,
-    #[schema(value_type = Option<String>)]
-    pub backend: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backend_reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image_encoder: Option<EncoderInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub text_encoder: Option<EncoderInfo>,
-    pub queue_depth: usize,
-    pub queue_capacity: usize,
-    pub workers: usize,
-    pub workers_alive: usize,
-    pub uptime_seconds: f64,
-    /// passed | skipped (random weights) | failed | failed (not enforced) | not run
-    /// (absent while starting).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub selftest: Option<String>,
-    /// Photos the self-test classified (when it ran).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub selftest_photos: Option<usize>,
-    /// The smallest lead of an expected label over its runner-up (when it ran).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub selftest_smallest_margin: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub warning: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
+use crate::service::Service;
 
 #[utoipa::path(get, path = "/health", responses(
     (status = 200, description = "ready", body = Health),
@@ -120,8 +84,8 @@ pub async fn health(State(state): State<AppState>) -> Response {
         model: Some(service.model().name.clone()),
         backend: Some(ready.backend),
         backend_reason: Some(ready.reason.clone()),
-        image_encoder: Some(service.image_encoder().clone()),
-        text_encoder: Some(service.text_encoder().clone()),
+        image_encoder: Some(EncoderBody::from(service.image_encoder())),
+        text_encoder: Some(EncoderBody::from(service.text_encoder())),
         queue_depth: h.queue_depth,
         queue_capacity: h.queue_capacity,
         workers: h.workers,
@@ -183,10 +147,10 @@ fn service(state: &AppState) -> Result<Arc<Service>, ApiError> {
 }
 
 #[utoipa::path(post, path = "/v1/classify",
-    request_body(content((ClassifyJson = "application/json"), (ClassifyJson = "multipart/form-data")),
+    request_body(content((ClassifyJson = "application/json"), (ClassifyForm = "multipart/form-data")),
         description = "JSON, or multipart with fields image (file), prompts (repeated), top_k, threshold, template (repeated)"),
     responses(
-        (status = 200, body = ClassifyResult),
+        (status = 200, body = ClassifyResponse),
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
         (status = 504, body = ErrorBody),
@@ -194,21 +158,14 @@ fn service(state: &AppState) -> Result<Arc<Service>, ApiError> {
 pub async fn classify(
     State(state): State<AppState>,
     request: Request,
-) -> Result<Json<ClassifyResult>, ApiError> {
+) -> Result<Json<ClassifyResponse>, ApiError> {
     let service = service(&state)?;
     let req = extract::classify_request(request).await?;
-    Ok(Json(service.classify(req).await?))
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ImageEmbedding {
-    pub embedding: Vec<f32>,
-    pub dimension: usize,
-    pub model: String,
+    Ok(Json(service.classify(req).await?.into()))
 }
 
 #[utoipa::path(post, path = "/v1/embed/image",
-    request_body(content((EmbedImageJson = "application/json"), (EmbedImageJson = "multipart/form-data"))),
+    request_body(content((EmbedImageJson = "application/json"), (EmbedImageForm = "multipart/form-data"))),
     responses(
         (status = 200, body = ImageEmbedding),
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
@@ -229,21 +186,6 @@ pub async fn embed_image(
     }))
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum TextEmbedding {
-    One {
-        embedding: Vec<f32>,
-        dimension: usize,
-        model: String,
-    },
-    Many {
-        embeddings: Vec<Vec<f32>>,
-        dimension: usize,
-        model: String,
-    },
-}
-
 #[utoipa::path(post, path = "/v1/embed/text",
     request_body(content = EmbedTextJson, content_type = "application/json"),
     responses(
@@ -261,16 +203,18 @@ pub async fn embed_text(
     let model = service.model().name.clone();
     let dimension = service.model().embedding_dim;
     Ok(Json(match text {
-        OneOrMany::One(t) => {
-            let mut v = service.embed_texts(&[t]).await?;
+        Texts::One(t) => {
+            let mut v = service.embed_texts(&[t.0]).await?;
             TextEmbedding::One {
                 embedding: v.remove(0),
                 dimension,
                 model,
             }
         }
-        OneOrMany::Many(list) => TextEmbedding::Many {
-            embeddings: service.embed_texts(&list).await?,
+        Texts::Many(list) => TextEmbedding::Many {
+            embeddings: service
+                .embed_texts(&list.into_iter().map(|t| t.0).collect::<Vec<_>>())
+                .await?,
             dimension,
             model,
         },

@@ -74,7 +74,7 @@ pub struct ClassifyRequest {
     pub templates: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Classification {
     pub text: String,
     pub score: f32,
@@ -82,7 +82,7 @@ pub struct Classification {
     pub rank: usize,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ClassifyResult {
     pub classifications: Vec<Classification>,
     pub model: String,
@@ -206,6 +206,10 @@ impl Service {
     }
     pub fn text_cache(&self) -> &TextCache {
         &self.cache
+    }
+    /// The request limits in force.
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.limits
     }
     /// The engine's metrics recorder (the daemon runs its upkeep).
     pub fn metrics(&self) -> Arc<Metrics> {
