@@ -3,9 +3,9 @@
 # 1. every test with the default features (CPU engine, HTTP API, CLI, doctor, systemd
 #    notify, parity with transformers on the committed fixtures);
 # 2. install.sh and the systemd unit (shellcheck, staged install, systemd-analyze);
-# 3. the Hailo-path tests against the HailoRT test double (tests/hailo_fake/);
-# 4. Schemathesis (pinned, installed into target/schemathesis-venv) against the live daemon,
-#    every check on (tests/schemathesis/run.sh).
+# 3. Schemathesis (pinned, installed into target/schemathesis-venv) against the live daemon,
+#    every check on (tests/schemathesis/run.sh);
+# 4. the Hailo-path tests against the HailoRT test double (tests/hailo_fake/).
 # Ends with one line "N passed, M failed" summing every runner's counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,8 +15,8 @@ trap 'rm -f "$log"' EXIT
 cargo test --locked --all-targets 2>&1 | tee -a "$log"
 # The binary the tests above built (default features) is the one install.sh stages.
 scripts/test-install.sh --binary target/debug/hailo-clip 2>&1 | tee -a "$log"
-cargo test --locked --features hailo-fake hailo 2>&1 | tee -a "$log"
 tests/schemathesis/run.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
+cargo test --locked --features hailo-fake hailo 2>&1 | tee -a "$log"
 
 # cargo: "test result: ok. 25 passed; 0 failed; ..."; test-install.sh: "12 passed, 0 failed".
 awk '
