@@ -194,3 +194,79 @@ fn failed_start_leaves_the_reason_as_status_and_never_says_ready() {
     );
     let _ = std::fs::remove_file(&socket_path);
 }
+
+/// The watchdog checks what a client sees: with every connection slot taken by requests in
+/// progress, /health cannot be reached, so the pings stop (and systemd would restart the
+/// daemon); once the slots free up, they resume.
+#[test]
+fn watchdog_pings_stop_while_the_listener_cannot_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let port = free_port();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!("server:\n  port: {port}\n  max_connections: 2\n  body_timeout_ms: 60000\n"),
+    )
+    .unwrap();
+    let mut child = hailo_clip()
+        .env("HAILO_CLIP_CONFIG", &config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .arg("--model-dir")
+        .arg(tiny_model_dir())
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    // Reads messages for `wait`, returning how many were watchdog pings.
+    let mut pings_during = |wait: Duration| {
+        let until = Instant::now() + wait;
+        let mut pings = 0;
+        while Instant::now() < until {
+            if let Ok(n) = socket.recv(&mut buf) {
+                pings += String::from_utf8_lossy(&buf[..n])
+                    .matches("WATCHDOG=1")
+                    .count();
+            }
+        }
+        pings
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pings_during(Duration::from_millis(200)) == 0 {
+        assert!(Instant::now() < deadline, "no watchdog ping after start-up");
+    }
+    // Two requests whose bodies never come take both slots.
+    let stalled: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"POST /v1/embed/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{").unwrap();
+            s
+        })
+        .collect();
+    // A ping already on its way may still arrive; after that, none.
+    pings_during(Duration::from_millis(500));
+    assert_eq!(
+        pings_during(Duration::from_millis(1500)),
+        0,
+        "pinged while unreachable"
+    );
+    drop(stalled);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pings_during(Duration::from_millis(200)) == 0 {
+        assert!(Instant::now() < deadline, "pings did not resume");
+    }
+    sigterm(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let log = stderr_log(&mut child);
+    assert!(
+        log.contains("/health does not answer: withholding the watchdog ping"),
+        "{log}"
+    );
+}

@@ -27,11 +27,18 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 "$binary" --model-dir "$here/../../assets/models/clip-tiny-random" serve --port "$port" >"$work/daemon.log" 2>&1 &
 daemon=$!
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 300); do
-  curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -fs "http://127.0.0.1:$port/openapi.json" >"$work/full.json" || { cat "$work/daemon.log"; exit 1; }
+# Python rather than curl: a fresh machine has Python, not necessarily curl.
+python3 - "$port" "$work/full.json" <<'PY' || { cat "$work/daemon.log"; exit 1; }
+import sys, time, urllib.request
+port, out = sys.argv[1], sys.argv[2]
+for _ in range(600):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+        break
+    except OSError:
+        time.sleep(0.1)
+open(out, "wb").write(urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=5).read())
+PY
 python3 - "$work" <<'PY'
 import json, sys
 work = sys.argv[1]
