@@ -113,6 +113,7 @@ fn main() -> anyhow::Result<()> {
         embedding_dim: m.embedding_dim,
         logit_scale: m.logit_scale,
         random_weights: m.random_weights,
+        immich_model: m.immich_model.clone(),
     };
     let rt = tokio::runtime::Runtime::new()?;
     let service =

@@ -49,6 +49,27 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub hailo: HailoConfig,
     pub selftest: SelfTestConfig,
+    pub immich: ImmichConfig,
+}
+
+/// Immich's remote machine-learning API (`GET /ping`, `POST /predict`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImmichConfig {
+    /// A stock immich-machine-learning (e.g. `http://127.0.0.1:3003`) that gets every
+    /// /predict request that is not CLIP (faces, OCR) unchanged; unset answers those 501.
+    pub upstream_url: Option<String>,
+    /// Time limit for the upstream's answer.
+    pub upstream_timeout_ms: u64,
+}
+
+impl Default for ImmichConfig {
+    fn default() -> Self {
+        Self {
+            upstream_url: None,
+            upstream_timeout_ms: 120_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -327,6 +348,9 @@ pub struct HailoConfig {
     pub group_id: String,
     /// Model name reported by the API for the Hailo backend.
     pub model_name: String,
+    /// The Immich CLIP model the HEFs' embeddings equal (the Model Zoo's clip_vit_b_32 is
+    /// OpenAI's ViT-B/32, Immich's default `ViT-B-32__openai`).
+    pub immich_model: String,
     /// Multiplier on cosine similarities before softmax (100 for OpenAI CLIP).
     pub logit_scale: f32,
 }
@@ -345,6 +369,7 @@ impl Default for HailoConfig {
             device_id: None,
             group_id: "SHARED".to_string(),
             model_name: "clip-vit-base-patch32".to_string(),
+            immich_model: "ViT-B-32__openai".to_string(),
             logit_scale: 100.0,
         }
     }
@@ -457,6 +482,22 @@ impl Config {
             });
         }
         self.hailo.validate()?;
+        if let Some(url) = &self.immich.upstream_url {
+            if !(url.starts_with("http://") && url.len() > "http://".len()) {
+                return Err(ConfigError::Invalid {
+                    key: "immich.upstream_url",
+                    message: format!(
+                        "must be an http:// URL (e.g. http://127.0.0.1:3003), got {url:?}"
+                    ),
+                });
+            }
+        }
+        if self.immich.upstream_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                key: "immich.upstream_timeout_ms",
+                message: "must be at least 1, got 0".into(),
+            });
+        }
         let margin = self.selftest.min_margin;
         if !(0.0..1.0).contains(&margin) {
             return Err(ConfigError::Invalid {

@@ -219,7 +219,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         "listening on http://{addr} (at most {max_connections} connections, open-file limit {fd_limit})"
     );
-    let state = AppState::new();
+    let mut state = AppState::new();
+    if let Some(url) = &config.immich.upstream_url {
+        state = state.with_immich_upstream(http::immich::Upstream::new(
+            url,
+            Duration::from_millis(config.immich.upstream_timeout_ms),
+        ));
+        tracing::info!("Immich /predict requests that are not CLIP go to {url}");
+    }
     let app = http::router(state.clone(), config.limits.max_body_bytes).layer(
         tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_millis(
             config.server.body_timeout_ms,

@@ -45,6 +45,11 @@ pub struct Manifest {
     pub random_weights: bool,
     #[serde(default)]
     pub source: String,
+    /// The Immich CLIP model whose embeddings these equal (e.g. `ViT-B-32__openai` for
+    /// OpenAI's ViT-B/32), so Immich can use this server without re-indexing; absent when
+    /// none (Immich's /predict then refuses CLIP requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immich_model: Option<String>,
 }
 
 /// A model directory whose files all exist and whose manifest is valid.

@@ -51,6 +51,12 @@ pub fn decode_cost(bytes: &[u8], max_pixels: u64) -> Result<u64, PreprocessError
     Ok(pixels * (u64::from(color.bytes_per_pixel()) + alpha_copy + 3))
 }
 
+/// Width and height as the header states them (before any EXIF rotation), what a decoder
+/// such as PIL reports.
+pub fn image_dimensions(bytes: &[u8]) -> Result<(u32, u32), PreprocessError> {
+    Ok(header(bytes, u64::MAX)?.dimensions())
+}
+
 /// The image's decoder with its header read and checked: a known format, some pixels, and
 /// no more than `max_pixels`.
 fn header(bytes: &[u8], max_pixels: u64) -> Result<impl ImageDecoder + use<'_>, PreprocessError> {

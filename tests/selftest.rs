@@ -132,6 +132,7 @@ async fn service(
         embedding_dim: DIM,
         logit_scale,
         random_weights: false,
+        immich_model: None,
     };
     let service = Service::start(
         Arc::new(PhotoEncoder(photos)),

@@ -130,6 +130,7 @@ fn load_hailo(
             embedding_dim: image.embedding_dim(),
             logit_scale: cfg.logit_scale,
             random_weights: false,
+            immich_model: Some(cfg.immich_model.clone()),
         };
         Ok((Arc::new(text), tokenizer, model))
     };
@@ -193,6 +194,7 @@ fn model_info(dir: &ModelDir) -> ModelInfo {
         embedding_dim: manifest.embedding_dim,
         logit_scale: manifest.logit_scale,
         random_weights: manifest.random_weights,
+        immich_model: manifest.immich_model.clone(),
     }
 }
 

@@ -88,7 +88,7 @@ pub fn decode_image_field(value: &str) -> Result<Vec<u8>, ApiError> {
         })
 }
 
-async fn json<T: serde::de::DeserializeOwned>(request: Request) -> Result<T, ApiError> {
+pub(crate) async fn json<T: serde::de::DeserializeOwned>(request: Request) -> Result<T, ApiError> {
     let Json(body) = Json::<T>::from_request(request, &()).await?;
     Ok(body)
 }

@@ -3,7 +3,10 @@
 
 pub mod error;
 pub mod extract;
+pub mod immich;
+pub mod openai;
 pub mod openapi;
+pub mod page;
 pub mod routes;
 pub mod server;
 pub mod types;
@@ -44,6 +47,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Open, evicted and refused connections (the accept loop's counts).
     pub connections: Arc<server::ConnectionStats>,
+    /// Where Immich's non-CLIP /predict requests go (`immich.upstream_url`).
+    pub immich_upstream: Option<Arc<immich::Upstream>>,
 }
 
 impl Default for AppState {
@@ -60,7 +65,14 @@ impl AppState {
             phase: Arc::new(Mutex::new("starting".into())),
             metrics: Arc::new(Metrics::new()),
             connections: Arc::new(server::ConnectionStats::default()),
+            immich_upstream: None,
         }
+    }
+
+    /// Sends Immich's non-CLIP requests to `upstream`.
+    pub fn with_immich_upstream(mut self, upstream: immich::Upstream) -> AppState {
+        self.immich_upstream = Some(Arc::new(upstream));
+        self
     }
 
     /// What start-up is doing now, for /health while not ready.
@@ -75,7 +87,12 @@ impl AppState {
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
+        .route("/", get(page::page))
         .route("/health", get(routes::health))
+        .route("/ping", get(immich::ping))
+        .route("/predict", post(immich::predict))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/models", get(openai::models))
         .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/classify", post(routes::classify))

@@ -8,12 +8,12 @@ use super::AppState;
 use crate::config::LimitsConfig;
 use utoipa::OpenApi;
 
-use super::routes;
 use super::types::{
     ClassificationBody, ClassifyForm, ClassifyJson, ClassifyResponse, EmbedImageForm,
     EmbedImageJson, EmbedTextJson, EncoderBody, ErrorBody, ErrorDetail, Health, ImageEmbedding,
     ImageField, Prompt, Template, Templates, Text, TextEmbedding, Texts,
 };
+use super::{immich, openai, page, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,7 +27,12 @@ use super::types::{
         routes::classify,
         routes::embed_image,
         routes::embed_text,
-        openapi_json
+        openapi_json,
+        page::page,
+        immich::ping,
+        immich::predict,
+        openai::embeddings,
+        openai::models
     ),
     components(schemas(
         Health,
@@ -48,14 +53,31 @@ use super::types::{
         Texts,
         TextEmbedding,
         ErrorBody,
-        ErrorDetail
+        ErrorDetail,
+        immich::PredictForm,
+        immich::PredictResponse,
+        immich::Detail,
+        openai::EmbeddingsRequest,
+        openai::EmbeddingInput,
+        openai::EncodingFormat,
+        openai::Modality,
+        openai::EmbeddingsResponse,
+        openai::EmbeddingData,
+        openai::EmbeddingVector,
+        openai::Usage,
+        openai::ModelList,
+        openai::ModelCard,
+        openai::OpenAiError,
+        openai::OpenAiErrorDetail
     ))
 )]
 pub struct ApiDoc;
 
 /// The document with the limits in force (`limits.*` in the config) in place of the
 /// defaults the types were written with.
-pub fn document(limits: &LimitsConfig) -> serde_json::Value {
+/// `served` is the model's name and dimension once loaded: the only values of `model` and
+/// `dimensions` that /v1/embeddings takes.
+pub fn document(limits: &LimitsConfig, served: Option<(&str, usize)>) -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
     let schemas = "/components/schemas";
     for (pointer, value) in [
@@ -81,17 +103,35 @@ pub fn document(limits: &LimitsConfig) -> serde_json::Value {
             .unwrap_or_else(|| panic!("the document has no {schemas}/{pointer}"));
         *slot = serde_json::Value::from(value);
     }
+    if let Some((name, dim)) = served {
+        let request = format!("{schemas}/EmbeddingsRequest/properties");
+        for (field, value) in [
+            ("model", serde_json::json!(name)),
+            ("dimensions", serde_json::json!(dim)),
+        ] {
+            let slot = doc
+                .pointer_mut(&format!("{request}/{field}"))
+                .and_then(|s| s.as_object_mut())
+                .unwrap_or_else(|| panic!("the document has no {request}/{field}"));
+            slot.insert("enum".into(), serde_json::json!([value]));
+        }
+    }
     doc
 }
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "the OpenAPI 3.1 document", content_type = "application/json")))]
 pub async fn openapi_json(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let limits = state
-        .ready
-        .get()
-        .map_or_else(LimitsConfig::default, |r| r.service.limits().clone());
-    Json(document(&limits))
+    match state.ready.get() {
+        Some(ready) => {
+            let model = ready.service.model();
+            Json(document(
+                ready.service.limits(),
+                Some((&model.name, model.embedding_dim)),
+            ))
+        }
+        None => Json(document(&LimitsConfig::default(), None)),
+    }
 }
 
 #[cfg(test)]
@@ -107,7 +147,7 @@ mod tests {
             max_embed_texts: 9,
             ..LimitsConfig::default()
         };
-        let doc = document(&limits);
+        let doc = document(&limits, Some(("m", 512)));
         let at = |p: &str| doc.pointer(&format!("/components/schemas/{p}")).cloned();
         assert_eq!(
             at("ClassifyJson/properties/prompts/maxItems"),
@@ -117,5 +157,9 @@ mod tests {
         assert_eq!(at("Templates/oneOf/1/maxItems"), Some(3.into()));
         assert_eq!(at("Texts/oneOf/1/maxItems"), Some(9.into()));
         assert_eq!(at("ClassifyJson/additionalProperties"), Some(false.into()));
+        assert_eq!(
+            at("EmbeddingsRequest/properties/model/enum"),
+            Some(serde_json::json!(["m"]))
+        );
     }
 }

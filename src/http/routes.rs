@@ -124,7 +124,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 
 /// The service, once loaded and warmed up, and unless its self-test says its answers are
 /// wrong (with `selftest.enforce: true`).
-fn service(state: &AppState) -> Result<Arc<Service>, ApiError> {
+pub(crate) fn ready_service(state: &AppState) -> Result<Arc<Service>, ApiError> {
     let service = state
         .ready
         .get()
@@ -159,7 +159,7 @@ pub async fn classify(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Json<ClassifyResponse>, ApiError> {
-    let service = service(&state)?;
+    let service = ready_service(&state)?;
     let req = extract::classify_request(request).await?;
     Ok(Json(service.classify(req).await?.into()))
 }
@@ -176,7 +176,7 @@ pub async fn embed_image(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Json<ImageEmbedding>, ApiError> {
-    let service = service(&state)?;
+    let service = ready_service(&state)?;
     let bytes = extract::embed_image_request(request).await?;
     let embedding = service.embed_image(bytes).await?;
     Ok(Json(ImageEmbedding {
@@ -198,7 +198,7 @@ pub async fn embed_text(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Json<TextEmbedding>, ApiError> {
-    let service = service(&state)?;
+    let service = ready_service(&state)?;
     let text = extract::embed_text_request(request).await?;
     let model = service.model().name.clone();
     let dimension = service.model().embedding_dim;

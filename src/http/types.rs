@@ -133,7 +133,9 @@ impl ToSchema for ImageField {}
 
 /// An integer field that also takes a number with no fraction (`3.0`), as JSON Schema's
 /// `integer` does.
-fn integral_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+pub(crate) fn integral_u32<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u32>, D::Error> {
     use serde::de::Error;
     match Option::<f64>::deserialize(d)? {
         None => Ok(None),
@@ -141,7 +143,7 @@ fn integral_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D
             Ok(Some(v as u32))
         }
         Some(v) => Err(D::Error::custom(format!(
-            "top_k must be a whole number from 1 to {}, got {v}",
+            "expected a whole number from 0 to {}, got {v}",
             u32::MAX
         ))),
     }

@@ -62,6 +62,8 @@ pub struct ModelInfo {
     pub logit_scale: f32,
     /// A generated test model: scores are meaningless and every response says so.
     pub random_weights: bool,
+    /// The Immich CLIP model these embeddings are interchangeable with, if any.
+    pub immich_model: Option<String>,
 }
 
 /// One classify request, however it arrived (JSON, multipart, CLI).
@@ -207,6 +209,15 @@ impl Service {
     pub fn text_cache(&self) -> &TextCache {
         &self.cache
     }
+    /// CLIP tokens of `text` as the text encoder sees it (with its start and end tokens,
+    /// truncated to the context length).
+    pub fn count_tokens(&self, text: &str) -> Result<usize, ServiceError> {
+        self.tokenizer
+            .encode(text)
+            .map(|ids| ids.len())
+            .map_err(|e| ServiceError::Invalid(e.to_string()))
+    }
+
     /// The request limits in force.
     pub fn limits(&self) -> &LimitsConfig {
         &self.limits

@@ -68,6 +68,7 @@ pub fn model_info(config: &Config) -> ModelInfo {
         embedding_dim: manifest.embedding_dim,
         logit_scale: manifest.logit_scale,
         random_weights: manifest.random_weights,
+        immich_model: manifest.immich_model,
     }
 }
 
