@@ -171,6 +171,9 @@ def main(argv=None) -> int:
     ap.add_argument("--random-weights", action="store_true",
                     help="mark the manifest random_weights: true (test fixtures)")
     ap.add_argument("--source-note", default=None, help="extra free text appended to manifest 'source'")
+    ap.add_argument("--immich-model", default=None,
+                    help="the Immich CLIP model these embeddings equal, for manifest 'immich_model' "
+                         "(openai/clip-vit-base-patch32 is Immich's ViT-B-32__openai)")
     ap.add_argument("--seed", type=int, default=1234, help="seed for the self-check inputs")
     args = ap.parse_args(argv)
 
@@ -359,6 +362,7 @@ def main(argv=None) -> int:
         "context_length": context_length,
         "logit_scale": logit_scale,
         "random_weights": bool(args.random_weights),
+        **({"immich_model": args.immich_model} if args.immich_model else {}),
         "source": source,
     }
     with open(os.path.join(out_dir, "manifest.json"), "w", encoding="utf-8") as f:

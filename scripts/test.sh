@@ -3,8 +3,10 @@
 # 1. every test with the default features (CPU engine, HTTP API, CLI, doctor, systemd
 #    notify, parity with transformers on the committed fixtures);
 # 2. install.sh and the systemd unit (shellcheck, staged install, systemd-analyze);
-# 3. Schemathesis (pinned, installed into target/schemathesis-venv) against the live daemon,
-#    every check on (tests/schemathesis/run.sh);
+# 3. against the live daemon: Schemathesis, every check on (tests/schemathesis/run.sh); the
+#    official `openai` client (tests/openai/run.sh); the page in headless Chromium
+#    (tests/browser/run.sh, which installs Debian's chromium when missing); their Python
+#    tools are pinned and installed into venvs under target/;
 # 4. the Hailo-path tests against the HailoRT test double (tests/hailo_fake/).
 # Ends with one line "N passed, M failed" summing every runner's counts.
 set -euo pipefail
@@ -16,6 +18,8 @@ cargo test --locked --all-targets 2>&1 | tee -a "$log"
 # The binary the tests above built (default features) is the one install.sh stages.
 scripts/test-install.sh --binary target/debug/hailo-clip 2>&1 | tee -a "$log"
 tests/schemathesis/run.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
+tests/openai/run.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
+tests/browser/run.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
 cargo test --locked --features hailo-fake hailo 2>&1 | tee -a "$log"
 
 # cargo: "test result: ok. 25 passed; 0 failed; ..."; test-install.sh: "12 passed, 0 failed".
