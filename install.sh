@@ -790,6 +790,23 @@ install_text_assets() {
 
 # Runs the model through the CPU engine once: loading both encoders and embedding a
 # prompt proves the directory works before it is put in place.
+# ONNX Runtime for the CPU engine (cpu.engine: auto takes it; tract serves without it):
+# libonnxruntime.so from the onnxruntime wheel on PyPI, beside the binary in
+# PREFIX/lib/hailo-clip/, where the daemon looks. A machine without pip or network keeps tract.
+install_onnxruntime() {
+  local lib
+  if [ "$DRY_RUN" = 1 ]; then
+    would "fetch ONNX Runtime (scripts/fetch-onnxruntime.sh, pip) into $(R "$PREFIX/lib/hailo-clip")"
+    return 0
+  fi
+  if ! lib=$("$SCRIPT_DIR/scripts/fetch-onnxruntime.sh" 2>"$TMP/ort.log"); then
+    warn "ONNX Runtime could not be fetched with pip ($(tail -n 1 "$TMP/ort.log")): the CPU engine will be tract, about half as fast; rerun install.sh with network, or set cpu.onnxruntime_library"
+    return 0
+  fi
+  ensure_dir "$(R "$PREFIX/lib/hailo-clip")" 0755
+  install_file "$lib" "$(R "$PREFIX/lib/hailo-clip/$(basename "$lib")")" 0644
+}
+
 smoke_test_model() { # DIR
   local cfg=$TMP/cpu-only.yaml
   if [ "$BIN_RUNS" = 0 ]; then
@@ -1155,6 +1172,7 @@ fi
 if [ "$WANT_CPU" = 1 ]; then
   say "models: cpu into $MODELS_ROOT"
   install_cpu_model
+  install_onnxruntime
 fi
 
 enable_service

@@ -50,6 +50,30 @@ pub struct Config {
     pub hailo: HailoConfig,
     pub selftest: SelfTestConfig,
     pub immich: ImmichConfig,
+    pub cpu: CpuConfig,
+}
+
+/// Which engine runs the CPU backend's ONNX models.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuEngineChoice {
+    /// ONNX Runtime when its library loads, else tract (the log and /health say which).
+    #[default]
+    Auto,
+    /// ONNX Runtime; a start-up error when its library does not load.
+    Onnxruntime,
+    /// tract (pure Rust).
+    Tract,
+}
+
+/// The CPU backend's engine.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CpuConfig {
+    pub engine: CpuEngineChoice,
+    /// libonnxruntime.so to load; unset: ORT_DYLIB_PATH, then the usual places.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onnxruntime_library: Option<PathBuf>,
 }
 
 /// Immich's remote machine-learning API (`GET /ping`, `POST /predict`).

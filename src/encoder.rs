@@ -52,6 +52,12 @@ pub struct EncoderInfo {
     /// Why the encoder runs on this backend (set by the loader; empty when nobody chose).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// On the CPU: the engine, `onnxruntime` or `tract`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<&'static str>,
+    /// On ONNX Runtime: the library file and its version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine_library: Option<String>,
     /// For an encoder on a Hailo device: which device, HailoRT and HEF (flattened into
     /// the encoder's JSON object; absent for the CPU).
     #[serde(flatten)]

@@ -583,7 +583,8 @@ async fn bad_input_gets_the_right_4xx() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_is_503_with_retry_after_and_waiting_images_are_batched() {
     let mut config = tiny_config();
-    config.performance.max_queue_size = 2;
+    // Three requests at once: one in the encoder, two waiting; a fourth is refused.
+    config.performance.max_queue_size = 3;
     config.performance.max_batch_size = 4;
     let h = harness_with(config).await;
     h.image.close_gate();
@@ -601,8 +602,14 @@ async fn full_queue_is_503_with_retry_after_and_waiting_images_are_batched() {
         .map(|_| tokio::spawn(send_owned(h.app.clone(), req())))
         .collect();
     wait_until(|| h.service.queue().depth() == 2).await;
-    let (_, headers, body) = send(&h.app, req()).await;
+    // Refused at admission, before its body is read.
+    let (status, headers, body) = send(&h.app, req()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["error"]["code"], "queue_full");
+    assert_eq!(
+        body["error"]["message"],
+        "3 requests are already in progress (performance.max_queue_size); retry shortly"
+    );
     assert_eq!(headers.get(header::RETRY_AFTER).unwrap(), "1");
     let (_, _, health) = send(&h.app, Request::get("/health").body(Body::empty()).unwrap()).await;
     assert_eq!(health["queue_depth"], 2);
@@ -614,6 +621,41 @@ async fn full_queue_is_503_with_retry_after_and_waiting_images_are_batched() {
     }
     // warm-up (1), the held job (1), then the two waiting jobs in one inference (2).
     assert_eq!(*h.image.batches.lock().unwrap(), vec![1, 1, 2]);
+}
+
+/// Uncached prompts of concurrent requests share one text inference, and a prompt another
+/// request is already encoding is waited for, not encoded again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_prompts_are_batched_and_encoded_once() {
+    let h = harness().await;
+    h.text.close_gate();
+    let embed = |text: &'static str| {
+        tokio::spawn(send_owned(
+            h.app.clone(),
+            post_json("/v1/embed/text", &json!({ "text": text })),
+        ))
+    };
+    // "alpha" enters the encoder and is held there.
+    let alpha = embed("alpha");
+    wait_until(|| h.text.entered.load(Ordering::SeqCst) == 2).await;
+    let beta = embed("beta");
+    let gamma = embed("gamma");
+    wait_until(|| h.service.queue().depth() == 2).await;
+    // Another "beta": it waits for the first one's embedding instead of queueing a job.
+    let beta_again = embed("beta");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.service.queue().depth(), 2);
+    h.text.open_gate();
+    let mut answers = Vec::new();
+    for task in [alpha, beta, gamma, beta_again] {
+        let (status, _, body) = task.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        answers.push(body["embedding"].clone());
+    }
+    assert_eq!(answers[1], answers[3]);
+    assert_ne!(answers[1], answers[2]);
+    // warm-up (1), "alpha" (1), then "beta" and "gamma" in one inference (2).
+    assert_eq!(*h.text.batches.lock().unwrap(), vec![1, 1, 2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

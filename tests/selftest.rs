@@ -41,6 +41,8 @@ fn info() -> EncoderInfo {
         backend: "cpu",
         source: "test encoder".into(),
         reason: String::new(),
+        engine: None,
+        engine_library: None,
         hailo: None,
     }
 }

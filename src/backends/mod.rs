@@ -27,6 +27,8 @@ pub enum LoadError {
     #[error(transparent)]
     Cpu(#[from] cpu::CpuLoadError),
     #[error(transparent)]
+    OnnxRuntime(#[from] cpu::OnnxRuntimeUnavailable),
+    #[error(transparent)]
     Tokenizer(#[from] crate::tokenize::TokenizerError),
     #[error("backend: hailo was requested, but {0}")]
     HailoUnavailable(String),
@@ -182,8 +184,9 @@ type TextParts = (Arc<dyn TextEncoder>, ClipTokenizer, ModelInfo);
 fn cpu_text(config: &Config) -> Result<TextParts, LoadError> {
     let dir = ModelDir::open(&config.model.dir)?;
     let tokenizer = ClipTokenizer::from_file(&dir.tokenizer(), dir.manifest.context_length)?;
-    let text =
-        cpu::CpuTextEncoder::load(&dir, cpu::executor(config.performance.inference_threads))?;
+    let (engine, why) = cpu::Engine::choose(config)?;
+    tracing::info!("CPU engine for the text encoder: {why}");
+    let text = cpu::CpuTextEncoder::load(&dir, &engine)?;
     Ok((Arc::new(text), tokenizer, model_info(&dir)))
 }
 
@@ -202,9 +205,10 @@ fn load_cpu(config: &Config, reason: String) -> Result<Encoders, LoadError> {
     let dir = ModelDir::open(&config.model.dir)?;
     let manifest = &dir.manifest;
     let tokenizer = ClipTokenizer::from_file(&dir.tokenizer(), manifest.context_length)?;
-    let executor = cpu::executor(config.performance.inference_threads);
-    let image = cpu::CpuImageEncoder::load(&dir, executor.clone())?;
-    let text = cpu::CpuTextEncoder::load(&dir, executor)?;
+    let (engine, why) = cpu::Engine::choose(config)?;
+    let reason = format!("{reason}; {why}");
+    let image = cpu::CpuImageEncoder::load(&dir, &engine)?;
+    let text = cpu::CpuTextEncoder::load(&dir, &engine)?;
     Ok(Encoders {
         image: Arc::new(image),
         text: Arc::new(text),

@@ -100,7 +100,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Image(PreprocessError::Corrupt(_)) => {
                 ApiError::bad_request("invalid_image", message)
             }
-            ServiceError::QueueFull(_) => ApiError::unavailable("queue_full", message, 1),
+            ServiceError::QueueFull(_) | ServiceError::Overloaded(_) => {
+                ApiError::unavailable("queue_full", message, 1)
+            }
             ServiceError::DecodeMemoryBusy(_) => {
                 ApiError::unavailable("decode_memory_busy", message, 1)
             }

@@ -171,7 +171,7 @@ async fn read_form(request: Request) -> Result<Form, Response> {
         (status = 502, body = Detail), (status = 503, body = Detail), (status = 504, body = Detail),
     ))]
 pub async fn predict(State(state): State<AppState>, request: Request) -> Response {
-    let service = match super::routes::ready_service(&state) {
+    let (service, _admission) = match super::routes::admitted(&state) {
         Ok(s) => s,
         Err(e) => return e.into_immich(),
     };

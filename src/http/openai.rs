@@ -152,7 +152,7 @@ pub fn base64_f32(v: &[f32]) -> String {
         (status = 503, body = OpenAiError), (status = 504, body = OpenAiError),
     ))]
 pub async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
-    let service = match super::routes::ready_service(&state) {
+    let (service, _admission) = match super::routes::admitted(&state) {
         Ok(s) => s,
         Err(e) => return openai_error(e, None),
     };

@@ -122,6 +122,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// The ready service and this request's admission: taken before the body is read, so an
+/// overloaded daemon refuses at once (503 queue_full) instead of after decoding.
+pub(crate) fn admitted(
+    state: &AppState,
+) -> Result<(Arc<Service>, crate::service::Admission), ApiError> {
+    let service = ready_service(state)?;
+    let admission = service.admit()?;
+    Ok((service, admission))
+}
+
 /// The service, once loaded and warmed up, and unless its self-test says its answers are
 /// wrong (with `selftest.enforce: true`).
 pub(crate) fn ready_service(state: &AppState) -> Result<Arc<Service>, ApiError> {
@@ -159,7 +169,7 @@ pub async fn classify(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Json<ClassifyResponse>, ApiError> {
-    let service = ready_service(&state)?;
+    let (service, _admission) = admitted(&state)?;
     let req = extract::classify_request(request).await?;
     Ok(Json(service.classify(req).await?.into()))
 }
@@ -176,7 +186,7 @@ pub async fn embed_image(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Json<ImageEmbedding>, ApiError> {
-    let service = ready_service(&state)?;
+    let (service, _admission) = admitted(&state)?;
     let bytes = extract::embed_image_request(request).await?;
     let embedding = service.embed_image(bytes).await?;
     Ok(Json(ImageEmbedding {
@@ -198,7 +208,7 @@ pub async fn embed_text(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Json<TextEmbedding>, ApiError> {
-    let service = ready_service(&state)?;
+    let (service, _admission) = admitted(&state)?;
     let text = extract::embed_text_request(request).await?;
     let model = service.model().name.clone();
     let dimension = service.model().embedding_dim;

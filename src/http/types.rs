@@ -339,6 +339,14 @@ pub struct EncoderBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub reason: Option<String>,
+    /// On the CPU: `onnxruntime` or `tract`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, value_type = Option<String>)]
+    pub engine: Option<&'static str>,
+    /// On ONNX Runtime: the library file and its version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub engine_library: Option<String>,
     /// On a Hailo device: HailoRT's id of the device (its PCIe address on a Pi).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -360,6 +368,8 @@ impl From<&EncoderInfo> for EncoderBody {
             backend: info.backend,
             source: info.source.clone(),
             reason: (!info.reason.is_empty()).then(|| info.reason.clone()),
+            engine: info.engine,
+            engine_library: info.engine_library.clone(),
             device_id: hailo.map(|h| h.device_id.clone()),
             hailort_version: hailo.map(|h| h.hailort_version.clone()),
             hef: hailo.map(|h| h.hef.clone()),

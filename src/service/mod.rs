@@ -6,6 +6,7 @@
 //! path as the daemon.
 
 pub mod cache;
+pub mod inflight;
 pub mod queue;
 pub mod selftest;
 pub mod templates;
@@ -40,6 +41,8 @@ pub enum ServiceError {
     Image(#[from] PreprocessError),
     #[error("the work queue is full ({0} jobs waiting); retry shortly")]
     QueueFull(usize),
+    #[error("{0} requests are already in progress (performance.max_queue_size); retry shortly")]
+    Overloaded(usize),
     #[error("images being decoded hold the memory budget (limits.decode_memory_mb = {0} MiB); retry shortly")]
     DecodeMemoryBusy(u64),
     #[error("the accelerator is busy: {0}")]
@@ -115,9 +118,18 @@ impl ServiceHealth {
     }
 }
 
+/// A request's place in the service, taken before any of its work starts and held until it
+/// is answered.
+pub type Admission = tokio::sync::OwnedSemaphorePermit;
+
 pub struct Service {
     queue: WorkQueue,
-    tokenizer: ClipTokenizer,
+    /// Shared with the blocking threads that tokenize.
+    tokenizer: Arc<ClipTokenizer>,
+    /// Prompts being encoded now, so concurrent requests encode each once.
+    inflight: inflight::InFlight,
+    /// Requests in progress, at most `performance.max_queue_size`.
+    admission: Arc<Semaphore>,
     cache: TextCache,
     model: ModelInfo,
     image_size: u32,
@@ -171,7 +183,9 @@ impl Service {
                 perf.max_batch_size,
                 metrics.clone(),
             ),
-            tokenizer,
+            tokenizer: Arc::new(tokenizer),
+            inflight: inflight::InFlight::default(),
+            admission: Arc::new(Semaphore::new(perf.max_queue_size)),
             cache: TextCache::new(&model.name, config.text_cache.capacity),
             model,
             limits: config.limits.clone(),
@@ -186,6 +200,15 @@ impl Service {
             selftest: std::sync::Mutex::new(SelfTestOutcome::NotRun),
             metrics,
         })
+    }
+
+    /// A place for one request, or at once a 503 when `performance.max_queue_size`
+    /// requests are in progress: overload is refused before its body is read or decoded.
+    pub fn admit(&self) -> Result<Admission, ServiceError> {
+        self.admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ServiceError::Overloaded(self.queue.capacity()))
     }
 
     /// Records why each encoder runs where it runs (the loader's reasons), for /health.
@@ -414,37 +437,57 @@ impl Service {
         deadline: Instant,
     ) -> Result<Vec<Embedding>, ServiceError> {
         let mut found: Vec<Option<Embedding>> = texts.iter().map(|t| self.cache.get(t)).collect();
-        let mut missing: Vec<&str> = Vec::new();
-        let mut missing_index: HashMap<&str, usize> = HashMap::new();
+        let mut missing: Vec<String> = Vec::new();
         for (text, slot) in texts.iter().zip(&found) {
-            if slot.is_none() && !missing_index.contains_key(text.as_str()) {
-                missing_index.insert(text, missing.len());
-                missing.push(text);
+            if slot.is_none() && !missing.contains(text) {
+                missing.push(text.clone());
             }
         }
-        if !missing.is_empty() {
-            let ids = missing
-                .iter()
-                .map(|t| self.tokenizer.encode(t))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        if missing.is_empty() {
+            return Ok(found.into_iter().flatten().collect());
+        }
+        // Prompts another request is already encoding are waited for, not encoded again.
+        let (mut claim, waits) = self.inflight.claim(&missing);
+        let mut fresh: HashMap<String, Embedding> = HashMap::with_capacity(missing.len());
+        if !claim.texts.is_empty() {
+            let tokenizer = self.tokenizer.clone();
+            let list = claim.texts.clone();
+            let ids = tokio::task::spawn_blocking(move || {
+                list.iter()
+                    .map(|t| tokenizer.encode(t))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .map_err(|e| ServiceError::Inference(format!("tokenizing failed: {e}")))?
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
             let rows = self
                 .queue
                 .encode_texts(ids, deadline)
                 .await
                 .map_err(|e| self.job_error(e))?;
-            let mut fresh = Vec::with_capacity(missing.len());
-            for (text, row) in missing.iter().zip(rows.rows()) {
+            for (text, row) in claim.texts.clone().iter().zip(rows.rows()) {
                 let mut v = row.to_vec();
                 l2_normalize(&mut v).map_err(ServiceError::Inference)?;
                 let embedding: Embedding = Arc::from(v);
                 self.cache.put(text, embedding.clone());
-                fresh.push(embedding);
+                claim.publish(text, embedding.clone());
+                fresh.insert(text.clone(), embedding);
             }
-            for (text, slot) in texts.iter().zip(found.iter_mut()) {
-                if slot.is_none() {
-                    *slot = Some(fresh[missing_index[text.as_str()]].clone());
-                }
+        }
+        drop(claim);
+        for (text, slot) in waits {
+            let embedding = match inflight::wait(slot).await {
+                Some(e) => e,
+                // The request encoding it gave up: encode it here.
+                None => Box::pin(self.text_embeddings(std::slice::from_ref(&text), deadline))
+                    .await?
+                    .remove(0),
+            };
+            fresh.insert(text, embedding);
+        }
+        for (text, slot) in texts.iter().zip(found.iter_mut()) {
+            if slot.is_none() {
+                *slot = fresh.get(text).cloned();
             }
         }
         Ok(found

@@ -217,28 +217,49 @@ impl Drop for WorkQueue {
 impl Worker {
     fn run(self) {
         let _alive = AliveGuard(self.stats.clone());
-        let image_batch_limit = self.max_batch.min(self.image.max_batch()).max(1);
-        while let Ok(first) = self.receiver.recv() {
-            match first {
-                Job::Texts { .. } => self.run_texts(first),
-                Job::Image { .. } => {
-                    let mut batch = vec![first];
-                    let mut held_back = None;
-                    while batch.len() < image_batch_limit {
-                        match self.receiver.try_recv() {
-                            Ok(job @ Job::Image { .. }) => batch.push(job),
-                            Ok(other) => {
-                                held_back = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
+        let image_limit = self.max_batch.min(self.image.max_batch()).max(1);
+        let text_limit = self.max_batch.min(self.text.max_batch()).max(1);
+        // A job of the other kind met while gathering a batch runs next.
+        let mut next: Option<Job> = None;
+        loop {
+            let first = match next.take() {
+                Some(job) => job,
+                None => match self.receiver.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
+            };
+            // One job, then every job of the same kind already waiting, up to the batch
+            // limit: images from concurrent requests share an inference, and so do the
+            // uncached prompts of concurrent requests.
+            let images = matches!(first, Job::Image { .. });
+            let (limit, units): (usize, fn(&Job) -> usize) = if images {
+                (image_limit, |_| 1)
+            } else {
+                (text_limit, |job| match job {
+                    Job::Texts { token_ids, .. } => token_ids.len(),
+                    Job::Image { .. } => 1,
+                })
+            };
+            let mut size = units(&first);
+            let mut batch = vec![first];
+            while size < limit {
+                match self.receiver.try_recv() {
+                    Ok(job) if matches!(job, Job::Image { .. }) == images => {
+                        size += units(&job);
+                        batch.push(job);
                     }
-                    self.run_images(batch);
-                    if let Some(job) = held_back {
-                        self.run_texts(job);
+                    Ok(other) => {
+                        next = Some(other);
+                        break;
                     }
+                    Err(_) => break,
                 }
+            }
+            if images {
+                self.run_images(batch);
+            } else {
+                self.run_texts(batch);
             }
         }
     }
@@ -341,17 +362,28 @@ impl Worker {
         }
     }
 
-    fn run_texts(&self, job: Job) {
-        let Job::Texts {
-            token_ids,
-            deadline,
-            reply,
-        } = job
-        else {
-            return;
-        };
-        if deadline <= Instant::now() || reply.is_closed() {
-            let _ = reply.send(Err(JobError::Expired));
+    /// The texts of several jobs as one inference (in chunks of the batch limit), each job
+    /// answered with its own rows.
+    fn run_texts(&self, jobs: Vec<Job>) {
+        let now = Instant::now();
+        let mut token_ids: Vec<Vec<u32>> = Vec::new();
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if let Job::Texts {
+                token_ids: ids,
+                deadline,
+                reply,
+            } = job
+            {
+                if deadline <= now || reply.is_closed() {
+                    let _ = reply.send(Err(JobError::Expired));
+                } else {
+                    replies.push((token_ids.len()..token_ids.len() + ids.len(), reply));
+                    token_ids.extend(ids);
+                }
+            }
+        }
+        if replies.is_empty() {
             return;
         }
         let chunk = self.max_batch.min(self.text.max_batch()).max(1);
@@ -370,35 +402,35 @@ impl Worker {
                 .text_inference_us
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
             self.stats.text_batches.fetch_add(1, Ordering::Relaxed);
-            match result {
+            let failure = match result {
                 Ok(rows) if rows.dim() == (ids.len(), dim) => {
                     out.slice_mut(ndarray::s![i * chunk..i * chunk + ids.len(), ..])
                         .assign(&rows);
+                    continue;
                 }
-                Ok(rows) => {
-                    self.record(false);
-                    let _ = reply.send(Err(JobError::Encoder(
-                        EncoderErrorKind::Failed,
-                        format!(
-                            "text encoder returned shape {:?} for {} texts",
-                            rows.dim(),
-                            ids.len()
-                        ),
-                    )));
-                    return;
-                }
-                Err(e) => {
-                    self.record(false);
-                    let _ = reply.send(Err(e.into()));
-                    return;
-                }
+                Ok(rows) => JobError::Encoder(
+                    EncoderErrorKind::Failed,
+                    format!(
+                        "text encoder returned shape {:?} for {} texts",
+                        rows.dim(),
+                        ids.len()
+                    ),
+                ),
+                Err(e) => e.into(),
+            };
+            self.record(false);
+            for (_, reply) in replies {
+                let _ = reply.send(Err(failure.clone()));
             }
+            return;
         }
         self.record(true);
         self.stats
             .texts_encoded
             .fetch_add(token_ids.len() as u64, Ordering::Relaxed);
-        let _ = reply.send(Ok(out));
+        for (rows, reply) in replies {
+            let _ = reply.send(Ok(out.slice(ndarray::s![rows, ..]).to_owned()));
+        }
     }
 }
 

@@ -110,6 +110,8 @@ impl HailoDevice {
             backend: "hailo",
             source: hef.display().to_string(),
             reason: String::new(),
+            engine: None,
+            engine_library: None,
             hailo: Some(HailoInfo {
                 device_id: self.id().to_string(),
                 hailort_version: self.hailort_version.clone(),

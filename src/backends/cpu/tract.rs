@@ -1,4 +1,4 @@
-//! The CPU backend: the model directory's ONNX encoders run by tract (pure Rust).
+//! The tract engine for the CPU backend (pure Rust; builds from crates alone).
 //!
 //! Each encoder is optimized once at load with a symbolic batch dimension, so one plan
 //! serves every batch size. Matrix multiplication runs on a small thread pool owned by the
@@ -7,43 +7,30 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use image::RgbImage;
 use ndarray::{Array2, Ix2};
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::*;
 
-use crate::encoder::{EncoderError, EncoderInfo, ImageEncoder, TextEncoder};
-use crate::manifest::{Manifest, ModelDir};
-use crate::preprocess::{normalize_nchw, ResizeMode};
-use crate::tokenize::{pad, EOT_ID};
-
-/// Largest batch the CPU engine runs at once; bigger requests are split by the service.
-const CPU_MAX_BATCH: usize = 64;
-
-#[derive(Debug, thiserror::Error)]
-#[error("cannot load ONNX model {path}: {message}")]
-pub struct CpuLoadError {
-    pub path: PathBuf,
-    pub message: String,
-}
+use super::CpuLoadError;
+use crate::encoder::EncoderError;
 
 type Plan = Arc<TypedSimplePlan>;
 
 /// One ONNX encoder with a single input and a single output, batch dimension symbolic.
-struct OnnxEncoder {
+pub struct TractRunner {
     plan: Plan,
     path: PathBuf,
     executor: Executor,
 }
 
-impl OnnxEncoder {
-    fn load(
+impl TractRunner {
+    pub fn load(
         path: &Path,
         input_name: &str,
         output_name: &str,
         input_fact: impl Fn(&SymbolScope) -> InferenceFact,
         executor: Executor,
-    ) -> Result<OnnxEncoder, CpuLoadError> {
+    ) -> Result<TractRunner, CpuLoadError> {
         let err = |message: String| CpuLoadError {
             path: path.to_path_buf(),
             message,
@@ -93,23 +80,14 @@ impl OnnxEncoder {
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| err(format!("cannot build an inference plan: {e:#}")))?;
-        Ok(OnnxEncoder {
+        Ok(TractRunner {
             plan,
             path: path.to_path_buf(),
             executor,
         })
     }
 
-    fn info(&self) -> EncoderInfo {
-        EncoderInfo {
-            backend: "cpu",
-            reason: String::new(),
-            source: self.path.display().to_string(),
-            hailo: None,
-        }
-    }
-
-    fn run(&self, input: Tensor, expected_dim: usize) -> Result<Array2<f32>, EncoderError> {
+    pub fn run(&self, input: Tensor, expected_dim: usize) -> Result<Array2<f32>, EncoderError> {
         let batch = input.shape()[0];
         let outputs = multithread_tract_scope(self.executor.clone(), || {
             self.plan.run(tvec!(input.into_tvalue()))
@@ -141,107 +119,11 @@ impl OnnxEncoder {
     }
 }
 
-pub struct CpuImageEncoder {
-    onnx: OnnxEncoder,
-    manifest: Manifest,
-}
-
-pub struct CpuTextEncoder {
-    onnx: OnnxEncoder,
-    manifest: Manifest,
-}
-
 /// A thread pool for the CPU engine's matrix multiplications.
 pub fn executor(threads: usize) -> Executor {
     if threads <= 1 {
         Executor::SingleThread
     } else {
         Executor::multithread_with_name(threads, "hailo-clip-cpu")
-    }
-}
-
-impl CpuImageEncoder {
-    pub fn load(dir: &ModelDir, executor: Executor) -> Result<Self, CpuLoadError> {
-        let size = dir.manifest.image_size as usize;
-        let onnx = OnnxEncoder::load(
-            &dir.visual(),
-            "pixel_values",
-            "image_embeds",
-            |symbols| {
-                let n = symbols.sym("N");
-                f32::fact(&[n.to_dim(), 3.to_dim(), size.to_dim(), size.to_dim()]).into()
-            },
-            executor,
-        )?;
-        Ok(Self {
-            onnx,
-            manifest: dir.manifest.clone(),
-        })
-    }
-}
-
-impl CpuTextEncoder {
-    pub fn load(dir: &ModelDir, executor: Executor) -> Result<Self, CpuLoadError> {
-        let context = dir.manifest.context_length;
-        let onnx = OnnxEncoder::load(
-            &dir.textual(),
-            "input_ids",
-            "text_embeds",
-            |symbols| {
-                let n = symbols.sym("N");
-                i64::fact(&[n.to_dim(), context.to_dim()]).into()
-            },
-            executor,
-        )?;
-        Ok(Self {
-            onnx,
-            manifest: dir.manifest.clone(),
-        })
-    }
-}
-
-impl ImageEncoder for CpuImageEncoder {
-    fn input_size(&self) -> u32 {
-        self.manifest.image_size
-    }
-    fn resize_mode(&self) -> ResizeMode {
-        self.manifest.resize
-    }
-    fn embedding_dim(&self) -> usize {
-        self.manifest.embedding_dim
-    }
-    fn max_batch(&self) -> usize {
-        CPU_MAX_BATCH
-    }
-    fn info(&self) -> EncoderInfo {
-        self.onnx.info()
-    }
-    fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError> {
-        let pixels = normalize_nchw(images, self.manifest.image_mean, self.manifest.image_std);
-        self.onnx.run(pixels.into(), self.manifest.embedding_dim)
-    }
-}
-
-impl TextEncoder for CpuTextEncoder {
-    fn embedding_dim(&self) -> usize {
-        self.manifest.embedding_dim
-    }
-    fn max_batch(&self) -> usize {
-        CPU_MAX_BATCH
-    }
-    fn info(&self) -> EncoderInfo {
-        self.onnx.info()
-    }
-    fn encode_texts(&self, token_ids: &[Vec<u32>]) -> Result<Array2<f32>, EncoderError> {
-        let context = self.manifest.context_length;
-        // Padding with EOT as Hugging Face's CLIP tokenizer does; the causal mask keeps
-        // padding from touching the EOT row the pooler reads.
-        let mut ids = Array2::<i64>::zeros((token_ids.len(), context));
-        for (row, seq) in token_ids.iter().enumerate() {
-            for (col, id) in pad(seq, context, EOT_ID).into_iter().enumerate() {
-                ids[[row, col]] = i64::from(id);
-            }
-        }
-        self.onnx.run(ids.into(), self.manifest.embedding_dim)
     }
 }

@@ -1,0 +1,238 @@
+//! The ONNX Runtime engine for the CPU backend (crate `ort`, `load-dynamic`): the same
+//! model files as tract, run by a `libonnxruntime.so` found at start-up, never downloaded.
+//!
+//! Where the library comes from, first found wins: `cpu.onnxruntime_library`, the
+//! `ORT_DYLIB_PATH` environment variable, the cache `scripts/fetch-onnxruntime.sh` fills
+//! (`~/.cache/hailo-clip/onnxruntime/`), `<binary>/../lib/hailo-clip/` (install.sh), and the
+//! system library directories (Debian/Pi OS trixie's `libonnxruntime`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use ndarray::Array2;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::Tensor;
+
+use super::CpuLoadError;
+use crate::encoder::EncoderError;
+
+/// The loaded library: its file and version, for the log and /health.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Library {
+    pub path: PathBuf,
+    pub version: String,
+}
+
+/// Candidate library files, in the order they are tried.
+pub fn candidates(configured: Option<&Path>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(p) = configured {
+        out.push(p.to_path_buf());
+        return out;
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        out.push(PathBuf::from(p));
+        return out;
+    }
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(cache) = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+    {
+        dirs.push(cache.join("hailo-clip/onnxruntime"));
+    }
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        dirs.push(exe_dir.join("../lib/hailo-clip"));
+    }
+    for d in [
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/local/lib",
+        "/usr/lib",
+    ] {
+        dirs.push(PathBuf::from(d));
+    }
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut found: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+            })
+            .collect();
+        // The most specific name (libonnxruntime.so.1.32.0) is the real file.
+        found.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+        out.extend(found.into_iter().take(1));
+    }
+    out
+}
+
+/// The process's ONNX Runtime: the library and the environment every session lives in.
+struct Runtime {
+    library: Library,
+    environment: ort::environment::Environment,
+}
+
+static LOADED: OnceLock<Result<Runtime, String>> = OnceLock::new();
+
+/// Loads ONNX Runtime once per process; later calls get the first outcome.
+pub fn load(configured: Option<&Path>) -> Result<Library, String> {
+    runtime(configured).map(|r| r.library.clone())
+}
+
+fn runtime(configured: Option<&Path>) -> Result<&'static Runtime, String> {
+    LOADED
+        .get_or_init(|| {
+            let tried = candidates(configured);
+            if tried.is_empty() {
+                return Err(
+                    "no libonnxruntime.so found (set cpu.onnxruntime_library or ORT_DYLIB_PATH, or run scripts/fetch-onnxruntime.sh)"
+                        .to_string(),
+                );
+            }
+            let mut errors = Vec::new();
+            for path in tried {
+                match ort::init_from(&path) {
+                    Ok(builder) => {
+                        let environment = builder
+                            .with_name("hailo-clip")
+                            .build()
+                            .map_err(|e| format!("{}: {e}", path.display()))?;
+                        let version = build_version(ort::info()).unwrap_or_else(|| "unknown".into());
+                        return Ok(Runtime {
+                            library: Library { path, version },
+                            environment,
+                        });
+                    }
+                    Err(e) => errors.push(format!("{}: {e}", path.display())),
+                }
+            }
+            Err(errors.join("; "))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// "1.32.0" from ONNX Runtime's build string (`git-branch=rel-1.32.0, ...`).
+fn build_version(info: &str) -> Option<String> {
+    let start = info.find("rel-")? + 4;
+    let rest = &info[start..];
+    Some(rest.split([',', ' ']).next()?.to_string())
+}
+
+/// One ONNX encoder under ONNX Runtime. `Session::run` takes `&mut`, so runs are serialized
+/// per encoder (the service's workers already do one batch at a time).
+pub struct OrtRunner {
+    session: Mutex<Session>,
+    input: String,
+    output: String,
+    path: PathBuf,
+}
+
+impl OrtRunner {
+    pub fn load(
+        path: &Path,
+        input: &str,
+        output: &str,
+        threads: usize,
+    ) -> Result<OrtRunner, CpuLoadError> {
+        let err = |message: String| CpuLoadError {
+            path: path.to_path_buf(),
+            message,
+        };
+        let runtime = runtime(None).map_err(|e| err(format!("ONNX Runtime is not loaded: {e}")))?;
+        let session = Session::builder(&runtime.environment)
+            .and_then(|b| {
+                b.with_optimization_level(GraphOptimizationLevel::Level3)
+                    .map_err(Into::into)
+            })
+            .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
+            .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
+            .and_then(|mut b| b.commit_from_file(path))
+            .map_err(|e| err(format!("ONNX Runtime cannot load it: {e}")))?;
+        let inputs: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
+        if inputs != [input] {
+            return Err(err(format!(
+                "expected one input named {input:?}, found {inputs:?}"
+            )));
+        }
+        if !session.outputs().iter().any(|o| o.name() == output) {
+            let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+            return Err(err(format!(
+                "expected an output named {output:?}, found {outputs:?}"
+            )));
+        }
+        Ok(OrtRunner {
+            session: Mutex::new(session),
+            input: input.to_string(),
+            output: output.to_string(),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn fail(&self, what: &str, e: impl std::fmt::Display) -> EncoderError {
+        EncoderError::failed(format!("{}: {what}: {e}", self.path.display()))
+    }
+
+    pub fn run<T>(
+        &self,
+        shape: Vec<usize>,
+        data: Vec<T>,
+        expected_dim: usize,
+    ) -> Result<Array2<f32>, EncoderError>
+    where
+        T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static,
+    {
+        let batch = shape[0];
+        let tensor = Tensor::from_array((shape, data)).map_err(|e| self.fail("input tensor", e))?;
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let outputs = session
+            .run(ort::inputs![self.input.as_str() => tensor])
+            .map_err(|e| self.fail("inference failed", e))?;
+        let (shape, values) = outputs[self.output.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| self.fail("output is not f32", e))?;
+        let dims: Vec<i64> = shape.iter().copied().collect();
+        if dims != [batch as i64, expected_dim as i64] {
+            return Err(EncoderError::failed(format!(
+                "{}: output shape {dims:?}, expected [{batch}, {expected_dim}]",
+                self.path.display()
+            )));
+        }
+        Array2::from_shape_vec((batch, expected_dim), values.to_vec())
+            .map_err(|e| self.fail("output", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_from_the_build_string() {
+        assert_eq!(
+            build_version(
+                "ORT Build Info: git-branch=rel-1.32.0, git-commit-id=abc, build type=Release"
+            ),
+            Some("1.32.0".into())
+        );
+        assert_eq!(build_version("nothing"), None);
+    }
+
+    #[test]
+    fn a_configured_library_is_the_only_candidate() {
+        assert_eq!(
+            candidates(Some(Path::new("/x/libonnxruntime.so"))),
+            vec![PathBuf::from("/x/libonnxruntime.so")]
+        );
+    }
+}
