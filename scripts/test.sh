@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"; .ci/run calls it):
+# 0. the layers point one way (scripts/check-layers.sh);
 # 1. every test with the default features (CPU engine, HTTP API, CLI, doctor, systemd
 #    notify, parity with transformers on the committed fixtures);
 # 2. install.sh and the systemd unit (shellcheck, staged install, systemd-analyze);
@@ -14,6 +15,7 @@ cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
+scripts/check-layers.sh 2>&1 | tee -a "$log"
 cargo test --locked --all-targets 2>&1 | tee -a "$log"
 # The binary the tests above built (default features) is the one install.sh stages.
 scripts/test-install.sh --binary target/debug/hailo-clip 2>&1 | tee -a "$log"

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::preprocess::ResizeMode;
+use crate::template::Template;
 
 /// Where the daemon looks for its configuration when neither `--config` nor
 /// `HAILO_CLIP_CONFIG` is given.
@@ -246,13 +247,14 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ClassifyConfig {
     /// Template applied to each prompt when a request names none; `{}` is the prompt.
-    pub default_template: String,
+    pub default_template: Template,
 }
 
 impl Default for ClassifyConfig {
     fn default() -> Self {
         Self {
-            default_template: "a photo of a {}".to_string(),
+            default_template: Template::try_from("a photo of a {}".to_string())
+                .expect("the default template has one {}"),
         }
     }
 }
@@ -497,14 +499,6 @@ impl Config {
                 message: "must not be empty".into(),
             });
         }
-        if let Err(message) =
-            crate::service::templates::check_template(&self.classify.default_template)
-        {
-            return Err(ConfigError::Invalid {
-                key: "classify.default_template",
-                message,
-            });
-        }
         self.hailo.validate()?;
         if let Some(url) = &self.immich.upstream_url {
             if !(url.starts_with("http://") && url.len() > "http://".len()) {
@@ -529,12 +523,10 @@ impl Config {
                 message: format!("must be at least 0 and below 1, got {margin}"),
             });
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err()
-            || !matches!(
-                self.logging.level.as_str(),
-                "trace" | "debug" | "info" | "warn" | "error"
-            )
-        {
+        if !matches!(
+            self.logging.level.as_str(),
+            "trace" | "debug" | "info" | "warn" | "error"
+        ) {
             return Err(ConfigError::Invalid {
                 key: "logging.level",
                 message: format!(

@@ -42,6 +42,19 @@ impl EncoderError {
     }
 }
 
+/// What the model is: the facts a backend's loader reads from the model files (manifest,
+/// or the Hailo config), which the service reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub embedding_dim: usize,
+    pub logit_scale: f32,
+    /// A generated test model: scores are meaningless and every response says so.
+    pub random_weights: bool,
+    /// The Immich CLIP model these embeddings are interchangeable with, if any.
+    pub immich_model: Option<String>,
+}
+
 /// A description of a loaded encoder, for /health and logs.
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
 pub struct EncoderInfo {

@@ -16,4 +16,5 @@ pub mod metrics;
 pub mod preprocess;
 pub mod service;
 pub mod similarity;
+pub mod template;
 pub mod tokenize;

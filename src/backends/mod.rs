@@ -15,9 +15,8 @@ pub mod hailo;
 use std::sync::Arc;
 
 use crate::config::{BackendChoice, Config};
-use crate::encoder::{ImageEncoder, TextEncoder};
+use crate::encoder::{ImageEncoder, ModelInfo, TextEncoder};
 use crate::manifest::ModelDir;
-use crate::service::ModelInfo;
 use crate::tokenize::ClipTokenizer;
 
 #[derive(Debug, thiserror::Error)]

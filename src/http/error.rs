@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::types::{ErrorBody, ErrorDetail};
-use crate::preprocess::PreprocessError;
 use crate::service::ServiceError;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,17 +88,15 @@ impl From<ServiceError> for ApiError {
         let message = e.to_string();
         match e {
             ServiceError::Invalid(_) => ApiError::invalid(message),
-            ServiceError::Image(PreprocessError::UnsupportedFormat(_)) => ApiError::new(
+            ServiceError::UnsupportedImage(_) => ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_image_format",
                 message,
             ),
-            ServiceError::Image(PreprocessError::TooManyPixels { .. }) => {
+            ServiceError::ImageTooLarge(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "image_too_large", message)
             }
-            ServiceError::Image(PreprocessError::Corrupt(_)) => {
-                ApiError::bad_request("invalid_image", message)
-            }
+            ServiceError::UnreadableImage(_) => ApiError::bad_request("invalid_image", message),
             ServiceError::QueueFull(_) | ServiceError::Overloaded(_) => {
                 ApiError::unavailable("queue_full", message, 1)
             }

@@ -9,7 +9,8 @@ pub mod cache;
 pub mod inflight;
 pub mod queue;
 pub mod selftest;
-pub mod templates;
+/// Templates live below the service (the config holds one); re-exported where they are used.
+pub use crate::template as templates;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -22,6 +23,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::config::{Config, LimitsConfig, SelfTestConfig};
+pub use crate::encoder::ModelInfo;
 use crate::encoder::{EncoderErrorKind, EncoderInfo, ImageEncoder, TextEncoder};
 use crate::metrics::Metrics;
 use crate::preprocess::{decode_cost, decode_rgb, resize_square, PreprocessError};
@@ -37,8 +39,15 @@ pub enum ServiceError {
     /// The request is well-formed but asks for something invalid (422).
     #[error("{0}")]
     Invalid(String),
+    /// Not JPEG, PNG or WebP.
     #[error(transparent)]
-    Image(#[from] PreprocessError),
+    UnsupportedImage(PreprocessError),
+    /// More pixels than `limits.max_image_pixels`.
+    #[error(transparent)]
+    ImageTooLarge(PreprocessError),
+    /// Recognized but not decodable.
+    #[error(transparent)]
+    UnreadableImage(PreprocessError),
     #[error("the work queue is full ({0} jobs waiting); retry shortly")]
     QueueFull(usize),
     #[error("{0} requests are already in progress (performance.max_queue_size); retry shortly")]
@@ -57,16 +66,14 @@ pub enum ServiceError {
     Inference(String),
 }
 
-/// What the model is, as the service reports it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelInfo {
-    pub name: String,
-    pub embedding_dim: usize,
-    pub logit_scale: f32,
-    /// A generated test model: scores are meaningless and every response says so.
-    pub random_weights: bool,
-    /// The Immich CLIP model these embeddings are interchangeable with, if any.
-    pub immich_model: Option<String>,
+impl From<PreprocessError> for ServiceError {
+    fn from(e: PreprocessError) -> Self {
+        match e {
+            PreprocessError::UnsupportedFormat(_) => ServiceError::UnsupportedImage(e),
+            PreprocessError::TooManyPixels { .. } => ServiceError::ImageTooLarge(e),
+            PreprocessError::Corrupt(_) => ServiceError::UnreadableImage(e),
+        }
+    }
 }
 
 /// One classify request, however it arrived (JSON, multipart, CLI).
@@ -189,7 +196,7 @@ impl Service {
             cache: TextCache::new(&model.name, config.text_cache.capacity),
             model,
             limits: config.limits.clone(),
-            default_template: config.classify.default_template.clone(),
+            default_template: config.classify.default_template.as_str().to_string(),
             timeout: Duration::from_millis(perf.request_timeout_ms),
             decode_permits: Semaphore::new(decoders),
             decode_budget: Semaphore::new(

@@ -1,5 +1,6 @@
 //! Prompt templates: `"a photo of a {}"` turns the prompt `cat` into the text the encoder
 //! sees. A list of templates is prompt ensembling (their embeddings are averaged).
+//! [`Template`] is a template already checked, so a config holding one is valid by type.
 
 /// The placeholder a template must contain exactly once.
 pub const PLACEHOLDER: &str = "{}";
@@ -14,6 +15,31 @@ pub fn check_template(template: &str) -> Result<(), String> {
         n => Err(format!(
             "template {template:?} has {n} {{}} placeholders; use exactly one"
         )),
+    }
+}
+
+/// A template with exactly one `{}`; the config's `classify.default_template` is one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Template(String);
+
+impl TryFrom<String> for Template {
+    type Error = String;
+    fn try_from(text: String) -> Result<Template, String> {
+        check_template(&text)?;
+        Ok(Template(text))
+    }
+}
+
+impl From<Template> for String {
+    fn from(t: Template) -> String {
+        t.0
+    }
+}
+
+impl Template {
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 

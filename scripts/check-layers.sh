@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The layers point one way (README "Layout"): a module may use its own layer and the ones
+# below it, never one above. Prints each violation and "N passed, M failed" (one check per
+# source file); exits 1 on any violation.
+#   4  main, daemon, doctor          (the program: wires everything)
+#   3  http                          (axum: routes, wire types, protocol adapters)
+#   2  service                       (admission, queue, cache, self-test)
+#   1  backends                      (cpu: onnxruntime | tract; hailo)
+#   0  encoder, config, manifest, preprocess, tokenize, similarity, template, metrics
+set -euo pipefail
+cd "$(dirname "$0")/../src"
+rank() {
+  case "$1" in
+    main | daemon | doctor) echo 4 ;;
+    http) echo 3 ;;
+    service) echo 2 ;;
+    backends) echo 1 ;;
+    encoder | config | manifest | preprocess | tokenize | similarity | template | metrics | lib) echo 0 ;;
+    *) echo "unknown module $1" >&2; exit 2 ;;
+  esac
+}
+passed=0
+failed=0
+while IFS= read -r file; do
+  top=${file%%/*}
+  top=${top%.rs}
+  mine=$(rank "$top")
+  bad=""
+  # `crate::X` paths, and `hailo_clip::X` from main.rs.
+  for used in $(grep -oE '(crate|hailo_clip)::[a-z_]+' "$file" | sed -E 's/^(crate|hailo_clip):://' | sort -u); do
+    [ "$used" = "$top" ] && continue
+    if [ "$(rank "$used")" -gt "$mine" ]; then
+      bad="$bad $used"
+    fi
+  done
+  if [ -n "$bad" ]; then
+    echo "FAIL src/$file (layer $mine: $top) uses a layer above it:$bad"
+    failed=$((failed + 1))
+  else
+    passed=$((passed + 1))
+  fi
+done < <(find . -name '*.rs' | sed 's|^\./||' | sort)
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
