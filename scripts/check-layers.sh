@@ -27,12 +27,12 @@ while IFS= read -r file; do
   mine=$(rank "$top")
   bad=""
   # `crate::X` paths, and `hailo_clip::X` from main.rs.
-  for used in $(grep -oE '(crate|hailo_clip)::[a-z_]+' "$file" | sed -E 's/^(crate|hailo_clip):://' | sort -u); do
-    [ "$used" = "$top" ] && continue
+  while IFS= read -r used; do
+    [ -z "$used" ] || [ "$used" = "$top" ] && continue
     if [ "$(rank "$used")" -gt "$mine" ]; then
       bad="$bad $used"
     fi
-  done
+  done < <(grep -oE '(crate|hailo_clip)::[a-z_]+' "$file" | sed -E 's/^(crate|hailo_clip):://' | sort -u)
   if [ -n "$bad" ]; then
     echo "FAIL src/$file (layer $mine: $top) uses a layer above it:$bad"
     failed=$((failed + 1))

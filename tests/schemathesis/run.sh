@@ -15,29 +15,15 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 binary=$1
 examples=${2:-100}
-venv=${SCHEMATHESIS_VENV:-$here/../../target/schemathesis-venv}
-if [ ! -x "$venv/bin/schemathesis" ]; then
-  python3 -m venv "$venv" && "$venv/bin/pip" install -q -r "$here/requirements.txt" || {
-    echo "cannot install schemathesis (tests/schemathesis/requirements.txt)" >&2
-    exit 1
-  }
-fi
+# shellcheck source=tests/lib/live-daemon.sh
+. "$here/../lib/live-daemon.sh"
+venv_with "$here/requirements.txt" "${SCHEMATHESIS_VENV:-$repo/target/schemathesis-venv}"
+start_daemon "$binary"
 work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$binary" --model-dir "$here/../../assets/models/clip-tiny-random" serve --port "$port" >"$work/daemon.log" 2>&1 &
-daemon=$!
-trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$work"' EXIT
-# Python rather than curl: a fresh machine has Python, not necessarily curl.
-python3 - "$port" "$work/full.json" <<'PY' || { cat "$work/daemon.log"; exit 1; }
-import sys, time, urllib.request
-port, out = sys.argv[1], sys.argv[2]
-for _ in range(600):
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-        break
-    except OSError:
-        time.sleep(0.1)
-open(out, "wb").write(urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=5).read())
+trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$work" "$daemon_log"' EXIT
+python3 - "$port" "$work/full.json" <<'PY' || { cat "$daemon_log"; exit 1; }
+import sys, urllib.request
+open(sys.argv[2], "wb").write(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/openapi.json", timeout=5).read())
 PY
 python3 - "$work" <<'PY'
 import json, sys
@@ -65,9 +51,9 @@ count st "every operation but /v1/classify" "$work/full.json" --exclude-path /v1
 count st "/v1/classify, JSON" "$work/classify-json.json" --include-path /v1/classify
 count st "/v1/classify, multipart" "$work/classify-form.json" --include-path /v1/classify \
   --exclude-checks negative_data_rejection
-if grep -q "panicked" "$work/daemon.log"; then
+if grep -q "panicked" "$daemon_log"; then
   echo "the daemon panicked:" >&2
-  grep -B2 -A10 panicked "$work/daemon.log" >&2
+  grep -B2 -A10 panicked "$daemon_log" >&2
   failed=$((failed + 1))
 fi
 echo "$passed passed, $failed failed"

@@ -157,6 +157,9 @@ impl OrtRunner {
             })
             .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
             .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
+            // Idle ONNX Runtime threads would otherwise spin, taking the cores that decode
+            // and resize the next images (a Pi has four; this box two).
+            .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
             .and_then(|mut b| b.commit_from_file(path))
             .map_err(|e| err(format!("ONNX Runtime cannot load it: {e}")))?;
         let inputs: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
