@@ -107,7 +107,9 @@ fn runtime(configured: Option<&Path>) -> Result<&'static Runtime, String> {
                             .with_name("hailo-clip")
                             .build()
                             .map_err(|e| format!("{}: {e}", path.display()))?;
-                        let version = build_version(ort::info()).unwrap_or_else(|| "unknown".into());
+                        let version = build_version(ort::info())
+                            .or_else(|| file_version(&path))
+                            .unwrap_or_else(|| "unknown".into());
                         return Ok(Runtime {
                             library: Library { path, version },
                             environment,
@@ -127,6 +129,16 @@ fn build_version(info: &str) -> Option<String> {
     let start = info.find("rel-")? + 4;
     let rest = &info[start..];
     Some(rest.split([',', ' ']).next()?.to_string())
+}
+
+/// "1.32.0" from a versioned library file name (`libonnxruntime.so.1.32.0`).
+fn file_version(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let version = name.strip_prefix("libonnxruntime.so.")?;
+    version
+        .split('.')
+        .all(|part| part.parse::<u32>().is_ok())
+        .then(|| version.to_string())
 }
 
 /// One ONNX encoder under ONNX Runtime. `Session::run` takes `&mut`, so runs are serialized
@@ -229,6 +241,11 @@ mod tests {
             Some("1.32.0".into())
         );
         assert_eq!(build_version("nothing"), None);
+        assert_eq!(
+            file_version(Path::new("/x/libonnxruntime.so.1.32.0")),
+            Some("1.32.0".into())
+        );
+        assert_eq!(file_version(Path::new("/x/libonnxruntime.so")), None);
     }
 
     #[test]
