@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use hailo_clip::backends::cpu::{onnxruntime, tract, CpuImageEncoder, Engine};
+use hailo_clip::backends::cpu::{CpuImageEncoder, Engine};
 use hailo_clip::encoder::ImageEncoder;
 use hailo_clip::manifest::ModelDir;
 use hailo_clip::preprocess::{decode_rgb, resize_square};
@@ -155,18 +155,10 @@ fn main() -> anyhow::Result<()> {
     let square = resize_square(&decode_rgb(&photo, u64::MAX)?, m.image_size, m.resize)?;
 
     // 1. Raw engines.
-    let mut engines = Vec::new();
-    match onnxruntime::load(None) {
-        Ok(library) => engines.push((
-            "onnxruntime",
-            Engine::OnnxRuntime {
-                library,
-                threads: 2,
-            },
-        )),
-        Err(e) => println!("ONNX Runtime not available ({e}): tract only"),
+    let (engines, missing) = Engine::available(2);
+    if let Some(e) = missing {
+        println!("ONNX Runtime not available ({e}): tract only");
     }
-    engines.push(("tract", Engine::Tract(tract::executor(2))));
     let mut raw = std::collections::HashMap::new();
     for (name, engine) in &engines {
         let encoder = CpuImageEncoder::load(&dir, engine)?;

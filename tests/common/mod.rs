@@ -110,23 +110,13 @@ pub fn ready_state(service: Arc<Service>) -> AppState {
 /// HAILO_CLIP_REQUIRE_ONNXRUNTIME=1 (CI sets it) a missing ONNX Runtime fails the test
 /// instead of leaving it to tract alone.
 pub fn cpu_engines() -> Vec<(&'static str, hailo_clip::backends::cpu::Engine)> {
-    use hailo_clip::backends::cpu::{onnxruntime, tract, Engine};
-    let mut engines = vec![("tract", Engine::Tract(tract::executor(2)))];
-    match onnxruntime::load(None) {
-        Ok(library) => engines.push((
-            "onnxruntime",
-            Engine::OnnxRuntime {
-                library,
-                threads: 2,
-            },
-        )),
-        Err(e) => {
-            assert!(
-                std::env::var_os("HAILO_CLIP_REQUIRE_ONNXRUNTIME").is_none(),
-                "ONNX Runtime is required here but did not load: {e}"
-            );
-            println!("ONNX Runtime is not available ({e}): tract only");
-        }
+    let (engines, missing) = hailo_clip::backends::cpu::Engine::available(2);
+    if let Some(e) = missing {
+        assert!(
+            std::env::var_os("HAILO_CLIP_REQUIRE_ONNXRUNTIME").is_none(),
+            "ONNX Runtime is required here but did not load: {e}"
+        );
+        println!("ONNX Runtime is not available ({e}): tract only");
     }
     engines
 }

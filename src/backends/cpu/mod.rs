@@ -80,6 +80,22 @@ impl Engine {
         }
     }
 
+    /// Every engine this machine can run with `threads` threads, ONNX Runtime first when its
+    /// library loads (found as with `cpu.engine: auto`); otherwise why it did not.
+    pub fn available(threads: usize) -> (Vec<(&'static str, Engine)>, Option<String>) {
+        let tract = ("tract", Engine::Tract(tract::executor(threads)));
+        match onnxruntime::load(None) {
+            Ok(library) => (
+                vec![
+                    ("onnxruntime", Engine::OnnxRuntime { library, threads }),
+                    tract,
+                ],
+                None,
+            ),
+            Err(e) => (vec![tract], Some(e)),
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Engine::OnnxRuntime { .. } => "onnxruntime",
@@ -95,6 +111,7 @@ enum Runner {
 }
 
 /// Common to both encoders: the runner, the file, and the engine's description.
+/// `run` takes the encoder's input array in the engine's form.
 struct Loaded {
     runner: Runner,
     path: PathBuf,
@@ -103,6 +120,29 @@ struct Loaded {
 }
 
 impl Loaded {
+    fn run<T, D>(
+        &self,
+        input: ndarray::Array<T, D>,
+        dim: usize,
+    ) -> Result<Array2<f32>, EncoderError>
+    where
+        T: tract_onnx::prelude::Datum + ort::value::PrimitiveTensorElementType + std::fmt::Debug,
+        D: ndarray::Dimension,
+    {
+        match &self.runner {
+            Runner::Tract(r) => r.run(input.into(), dim),
+            Runner::OnnxRuntime(r) => {
+                let shape = input.shape().to_vec();
+                let data = input
+                    .as_standard_layout()
+                    .into_owned()
+                    .into_raw_vec_and_offset()
+                    .0;
+                r.run(shape, data, dim)
+            }
+        }
+    }
+
     fn info(&self) -> EncoderInfo {
         EncoderInfo {
             backend: "cpu",
@@ -218,15 +258,7 @@ impl ImageEncoder for CpuImageEncoder {
     }
     fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError> {
         let pixels = normalize_nchw(images, self.manifest.image_mean, self.manifest.image_std);
-        let dim = self.manifest.embedding_dim;
-        match &self.loaded.runner {
-            Runner::Tract(r) => r.run(pixels.into(), dim),
-            Runner::OnnxRuntime(r) => {
-                let shape = pixels.shape().to_vec();
-                let (data, _) = pixels.into_raw_vec_and_offset();
-                r.run(shape, data, dim)
-            }
-        }
+        self.loaded.run(pixels, self.manifest.embedding_dim)
     }
 }
 
@@ -250,14 +282,6 @@ impl TextEncoder for CpuTextEncoder {
                 ids[[row, col]] = i64::from(id);
             }
         }
-        let dim = self.manifest.embedding_dim;
-        match &self.loaded.runner {
-            Runner::Tract(r) => r.run(ids.into(), dim),
-            Runner::OnnxRuntime(r) => {
-                let shape = ids.shape().to_vec();
-                let (data, _) = ids.into_raw_vec_and_offset();
-                r.run(shape, data, dim)
-            }
-        }
+        self.loaded.run(ids, self.manifest.embedding_dim)
     }
 }
