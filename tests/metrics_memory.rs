@@ -46,11 +46,19 @@ fn three_million_samples_without_a_scrape_keep_memory_flat() {
     }
     let grown = rss_kib().saturating_sub(warm);
     let text = metrics.render();
+    let prefix = "hailo_clip_http_request_duration_seconds_count{route=\"/health\"} ";
+    let count: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no /health count in:\n{text}"));
+    // Every sample is counted except, at most, one per upkeep run: metrics-util's
+    // `AtomicBucket::clear_with` (src/storage/bucket.rs, 0.20) detaches the block a writer may
+    // be pushing into at that instant, and that one sample is dropped. Seen once in CI as
+    // 2,999,999. Upkeep runs every 50 ms here, so about 100 times in this test.
     assert!(
-        text.lines()
-            .any(|l| l
-                == "hailo_clip_http_request_duration_seconds_count{route=\"/health\"} 3000000"),
-        "{text}"
+        (3_000_000 - 1_000..=3_000_000).contains(&count),
+        "counted {count} of 3,000,000 samples:\n{text}"
     );
     // 2.5 million samples held unfolded would be about 40 MiB.
     assert!(
