@@ -186,12 +186,22 @@ def main(argv=None) -> int:
         print(f"export_onnx.py: error: {e}", file=sys.stderr)
         return 2
 
-    import numpy as np
-    import onnx
-    import onnxruntime as ort
-    import torch
-    import transformers
-    from transformers import CLIPModel, CLIPTokenizerFast
+    try:
+        import numpy as np
+        import onnx
+        import onnxruntime as ort
+        import torch
+        import transformers
+        from transformers import CLIPModel, CLIPTokenizerFast
+    except ImportError as e:
+        print(
+            f"export_onnx.py: error: {e}: exporting needs torch, transformers, onnx and onnxruntime in "
+            f"{sys.executable}: python3 -m venv /tmp/clip-export && /tmp/clip-export/bin/pip install "
+            "torch transformers onnx onnxruntime, then run with /tmp/clip-export/bin/python (install.sh: "
+            "PYTHON=/tmp/clip-export/bin/python), or export on another machine and use --model-archive",
+            file=sys.stderr,
+        )
+        return 2
 
     torch.set_grad_enabled(False)
     try:

@@ -22,7 +22,7 @@ scripts/test-install.sh --binary target/debug/hailo-clip 2>&1 | tee -a "$log"
 tests/schemathesis/run.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
 tests/openai/run.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
 tests/browser/run.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
-cargo test --locked --features hailo-fake hailo 2>&1 | tee -a "$log"
+cargo test --locked --features hailo-fake --test hailo 2>&1 | tee -a "$log"
 
 # cargo: "test result: ok. 25 passed; 0 failed; ..."; test-install.sh: "12 passed, 0 failed".
 awk '

@@ -25,13 +25,18 @@ pub const DEFAULT_HAILO_RESOURCES_DIR: &str = "/usr/local/hailo/resources";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {message}")]
-    Read { path: PathBuf, message: String },
-    #[error("config file {path}: key `{key}`: {message}")]
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: key `{key}`: {source}")]
     Parse {
         path: PathBuf,
         key: String,
-        message: String,
+        #[source]
+        source: serde_yaml_ng::Error,
     },
     #[error("config key `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
@@ -428,7 +433,7 @@ impl Config {
                 } else {
                     key
                 },
-                message: err.into_inner().to_string(),
+                source: err.into_inner(),
             }
         })?;
         config.validate()?;
@@ -436,9 +441,9 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source,
         })?;
         Self::from_yaml(&text, path)
     }

@@ -17,12 +17,30 @@ use tokio::sync::watch;
 
 use crate::backends;
 use crate::config::Config;
-use crate::encoder::RANDOM_WEIGHTS_WARNING;
+use crate::encoder::{Backend, RANDOM_WEIGHTS_WARNING};
 use crate::http::{self, AppState, Ready};
 use crate::service::Service;
 
 /// Loads the encoders and starts the service (workers running, not yet warmed up).
-pub async fn load_service(config: &Config) -> anyhow::Result<(Service, &'static str, String)> {
+/// An error and its causes on one line, as anyhow's `{:#}` shows them, without repeating
+/// a cause the message before it already says: the project's errors name their cause in
+/// their own message (so `{}` alone is clear) and also keep it as `source()`.
+pub fn report(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
+pub async fn load_service(config: &Config) -> anyhow::Result<(Service, Backend, String)> {
     let cfg = config.clone();
     let encoders = tokio::task::spawn_blocking(move || backends::load(&cfg))
         .await
@@ -37,8 +55,7 @@ pub async fn load_service(config: &Config) -> anyhow::Result<(Service, &'static 
         encoders.tokenizer,
         encoders.model,
         config,
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
+    )?;
     service.set_reasons(&encoders.reason, &encoders.text_reason);
     Ok((service, backend, reason))
 }
@@ -94,8 +111,7 @@ async fn watchdog(state: AppState, probe_addr: SocketAddr, interval: Duration) {
         let service = &ready.service;
         let health = service.health();
         let stats = service.queue().stats();
-        let done = stats.image_batches.load(Ordering::Relaxed)
-            + stats.text_batches.load(Ordering::Relaxed);
+        let done = stats.batches_done.load(Ordering::Relaxed);
         let moving = health.queue_depth == 0 || done != last_done;
         last_done = done;
         if health.workers_alive == health.workers && moving {
@@ -298,7 +314,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         // systemctl status shows the last STATUS: make it the reason the start failed.
         Some(e) => notify(&[
             NotifyState::Stopping,
-            NotifyState::Status(&format!("failed: {e:#}")),
+            NotifyState::Status(&format!("failed: {}", report(e))),
         ]),
         None => {
             notify(&[

@@ -49,19 +49,17 @@ fn pass(name: &'static str, detail: impl Into<String>) -> Check {
     }
 }
 fn warn(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
-    Check {
-        name,
-        outcome: Outcome::Warn,
-        detail: detail.into(),
-        fix: Some(fix.into()),
-    }
+    with_fix(Outcome::Warn, name, detail.into(), fix.into())
 }
 fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    with_fix(Outcome::Fail, name, detail.into(), fix.into())
+}
+fn with_fix(outcome: Outcome, name: &'static str, detail: String, fix: String) -> Check {
     Check {
         name,
-        outcome: Outcome::Fail,
-        detail: detail.into(),
-        fix: Some(fix.into()),
+        outcome,
+        detail,
+        fix: Some(fix),
     }
 }
 

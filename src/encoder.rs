@@ -26,7 +26,7 @@ pub enum EncoderErrorKind {
     Failed,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct EncoderError {
     pub kind: EncoderErrorKind,
@@ -55,11 +55,33 @@ pub struct ModelInfo {
     pub immich_model: Option<String>,
 }
 
+/// Where an encoder runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Cpu,
+    Hailo,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Hailo => "hailo",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A description of a loaded encoder, for /health and logs.
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
 pub struct EncoderInfo {
-    /// "cpu" or "hailo".
-    pub backend: &'static str,
+    pub backend: Backend,
     /// The file the encoder was loaded from.
     pub source: String,
     /// Why the encoder runs on this backend (set by the loader; empty when nobody chose).

@@ -68,7 +68,23 @@ enum Command {
         what: EmbedWhat,
     },
     /// Validate the config file and print the effective configuration
-    CheckConfig,
+    CheckConfig {
+        /// Print only this key's effective value (dotted, e.g. model.dir or server.port)
+        #[arg(long, value_name = "KEY")]
+        get: Option<String>,
+    },
+    /// Check a CPU model directory: its files and manifest, then load both encoders on
+    /// the CPU engine and run the warm-up and the self-test (exit 1 with the reason)
+    CheckModel {
+        dir: PathBuf,
+        /// Print only this manifest field (e.g. name, random_weights) after the file
+        /// checks, without loading the encoders
+        #[arg(long, value_name = "FIELD")]
+        get: Option<String>,
+    },
+    /// Check the Hailo text encoder's files (clip_tokenizer.json, token_embedding_lut.npy,
+    /// text_projection.npy) in DIR, flat or in hailo-apps' layout (exit 1 with the reason)
+    CheckTextAssets { dir: PathBuf },
     /// Run the known-answer self-test (photos in assets/selftest/ against fixed labels)
     /// through the configured backend; print a table; exit 1 when an answer is wrong
     Selftest,
@@ -175,6 +191,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // Needs no config: it only converts files.
     if let Command::ExportTextAssets { hf_dir, out } = &cli.command {
         return export_text_assets(hf_dir, out);
+    }
+    if let Command::CheckTextAssets { dir } = &cli.command {
+        let assets = hailo_clip::backends::hailo::assets::TextAssets::load(dir)?;
+        println!(
+            "text assets in {}: ok (token-embedding table {:?}, projection {:?})",
+            dir.display(),
+            assets.lut.shape(),
+            assets.projection.shape()
+        );
+        return Ok(());
     }
     // Reports a broken config as one of its checks instead of stopping at it.
     if let Command::Doctor { user } = &cli.command {
@@ -310,7 +336,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 )
             }
         }
-        Command::CheckConfig => {
+        Command::CheckConfig { get: Some(key) } => {
+            println!("{}", get_key(&config, &key, "config key")?);
+            Ok(())
+        }
+        Command::CheckConfig { get: None } => {
             match &source {
                 ConfigSource::File(p) => println!("# config {} is valid", p.display()),
                 ConfigSource::Defaults => println!(
@@ -321,10 +351,72 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", serde_yaml_ng::to_string(&config)?);
             Ok(())
         }
-        Command::ExportTextAssets { .. } | Command::Doctor { .. } => {
+        Command::CheckModel { dir, get } => check_model(config, &dir, get.as_deref()),
+        Command::ExportTextAssets { .. }
+        | Command::Doctor { .. }
+        | Command::CheckTextAssets { .. } => {
             unreachable!("handled before the config is loaded")
         }
     }
+}
+
+/// The value at dotted `key` in `value`'s serialized form: a scalar as plain text (what a
+/// shell script wants), anything else as YAML.
+fn get_key(value: &impl serde::Serialize, key: &str, what: &str) -> anyhow::Result<String> {
+    let mut node = serde_json::to_value(value)?;
+    for part in key.split('.') {
+        node = match node {
+            serde_json::Value::Object(mut map) => map.remove(part),
+            _ => None,
+        }
+        .ok_or_else(|| anyhow::anyhow!("no {what} {key}"))?;
+    }
+    Ok(match node {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::Bool(_) | serde_json::Value::Number(_) => node.to_string(),
+        other => serde_yaml_ng::to_string(&other)?.trim_end().to_string(),
+    })
+}
+
+/// `check-model`: what install.sh asks before it puts a model directory in place.
+fn check_model(mut config: Config, dir: &std::path::Path, get: Option<&str>) -> anyhow::Result<()> {
+    let model = hailo_clip::manifest::ModelDir::open(dir)?;
+    if let Some(field) = get {
+        println!("{}", get_key(&model.manifest, field, "manifest field")?);
+        return Ok(());
+    }
+    init_logging("warn");
+    config.backend = config::BackendChoice::Cpu;
+    config.model.dir = dir.to_path_buf();
+    let rt = runtime()?;
+    let service = rt.block_on(one_shot_service(&config))?;
+    let warmed = rt.block_on(service.warm_up());
+    let outcome = service.selftest();
+    service.shutdown();
+    warmed.map_err(|e| anyhow::anyhow!("{}: the warm-up inference failed: {e}", dir.display()))?;
+    let manifest = &model.manifest;
+    println!(
+        "model {} in {}: loads and runs ({} px images, {}-dim embeddings, {})",
+        manifest.name,
+        dir.display(),
+        manifest.image_size,
+        manifest.embedding_dim,
+        service.image_encoder().engine.unwrap_or("cpu")
+    );
+    if manifest.random_weights {
+        println!("random weights: its scores are meaningless (a test model)");
+    }
+    let enforced = config.selftest.enforce;
+    println!("self-test {}", outcome.summary(enforced));
+    if let (hailo_clip::service::selftest::SelfTestOutcome::Ran(report), true) =
+        (&outcome, enforced)
+    {
+        if !report.passed() {
+            anyhow::bail!("{}: {}", dir.display(), report.failure_detail());
+        }
+    }
+    Ok(())
 }
 
 /// Prints the self-test table; true unless it ran and failed.
@@ -413,7 +505,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", daemon::report(&e));
             ExitCode::FAILURE
         }
     }

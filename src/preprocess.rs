@@ -281,15 +281,21 @@ mod tests {
         assert_eq!(rgb.get_pixel(2, 0).0, [132, 137, 142]);
     }
 
+    /// A black `width`×`height` image with the columns `stripe` in `colour`.
+    fn striped(width: u32, height: u32, stripe: std::ops::Range<u32>, colour: [u8; 3]) -> RgbImage {
+        RgbImage::from_fn(width, height, |x, _| {
+            image::Rgb(if stripe.contains(&x) {
+                colour
+            } else {
+                [0, 0, 0]
+            })
+        })
+    }
+
     #[test]
     fn center_crop_keeps_the_middle() {
         // A wide image whose middle third is white: after the crop only white remains.
-        let mut image = RgbImage::from_pixel(300, 100, image::Rgb([0, 0, 0]));
-        for x in 100..200 {
-            for y in 0..100 {
-                image.put_pixel(x, y, image::Rgb([255, 255, 255]));
-            }
-        }
+        let image = striped(300, 100, 100..200, [255, 255, 255]);
         let out = resize_square(&image, 50, ResizeMode::ShortestEdgeCenterCrop).unwrap();
         assert_eq!(out.dimensions(), (50, 50));
         assert_eq!(out.get_pixel(25, 25).0, [255, 255, 255]);
@@ -301,12 +307,7 @@ mod tests {
     #[test]
     fn extreme_aspect_ratio_resizes_only_the_crop() {
         // 20000x10: a full shortest-edge resize would be 448000x224.
-        let mut image = RgbImage::from_pixel(20000, 10, image::Rgb([0, 0, 0]));
-        for x in 9998..10002 {
-            for y in 0..10 {
-                image.put_pixel(x, y, image::Rgb([200, 100, 50]));
-            }
-        }
+        let image = striped(20000, 10, 9998..10002, [200, 100, 50]);
         let out = resize_square(&image, 224, ResizeMode::ShortestEdgeCenterCrop).unwrap();
         assert_eq!(out.dimensions(), (224, 224));
         assert_eq!(out.get_pixel(112, 112).0, [200, 100, 50]);

@@ -3,21 +3,26 @@
 
 use ndarray::{Array1, ArrayView1, ArrayView2};
 
+/// An embedding that cannot be normalized: the encoder's output is unusable.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[error("embedding has norm {norm}; the encoder output is unusable")]
+pub struct UnusableEmbedding {
+    pub norm: f32,
+}
+
 /// Scales `v` to unit length. A zero or non-finite vector is an encoder failure, not
 /// something to hide, so it is reported instead of divided by.
-pub fn l2_normalize(v: &mut [f32]) -> Result<(), String> {
+pub fn l2_normalize(v: &mut [f32]) -> Result<(), UnusableEmbedding> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if !norm.is_finite() || norm <= f32::EPSILON {
-        return Err(format!(
-            "embedding has norm {norm}; the encoder output is unusable"
-        ));
+        return Err(UnusableEmbedding { norm });
     }
     v.iter_mut().for_each(|x| *x /= norm);
     Ok(())
 }
 
 /// Mean of unit vectors, renormalized: CLIP's prompt ensembling over templates.
-pub fn ensemble(vectors: &[&[f32]]) -> Result<Vec<f32>, String> {
+pub fn ensemble(vectors: &[&[f32]]) -> Result<Vec<f32>, UnusableEmbedding> {
     let dim = vectors.first().map_or(0, |v| v.len());
     let mut mean = vec![0.0f32; dim];
     for v in vectors {

@@ -11,15 +11,13 @@ use hailo_clip::config::{BackendChoice, Config};
 use hailo_clip::doctor::{self, Check, Environment, Outcome};
 
 struct FakeSystem {
-    root: PathBuf,
+    root: tempfile::TempDir,
 }
 
 impl FakeSystem {
     /// A Pi with a Hailo-10H, HailoRT 5.2.0, the service user in the device's group.
-    fn healthy(name: &str) -> FakeSystem {
-        let root = std::env::temp_dir().join(format!("hailo-doctor-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let fake = FakeSystem { root };
+    fn healthy() -> FakeSystem {
+        let fake = FakeSystem { root: scratch() };
         fake.write("dev/hailo0", "");
         std::fs::set_permissions(
             fake.path("dev/hailo0"),
@@ -47,7 +45,7 @@ impl FakeSystem {
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
+        self.root.path().join(rel)
     }
 
     fn write(&self, rel: &str, text: &str) {
@@ -58,7 +56,7 @@ impl FakeSystem {
 
     fn env(&self) -> Environment {
         Environment {
-            root: self.root.clone(),
+            root: self.root.path().to_path_buf(),
             service_user: "hailo-clip".into(),
             memory_max_bytes: 3 << 30,
             vcgencmd: None,
@@ -74,12 +72,6 @@ impl FakeSystem {
         );
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         p
-    }
-}
-
-impl Drop for FakeSystem {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
@@ -104,7 +96,7 @@ fn outcome(checks: &[Check], name: &str) -> Outcome {
 
 #[test]
 fn doctor_healthy_device_side_passes() {
-    let fake = FakeSystem::healthy("ok");
+    let fake = FakeSystem::healthy();
     let mut env = fake.env();
     env.vcgencmd = Some(fake.vcgencmd("0x0"));
     let c = config(BackendChoice::Hailo, &fake.path("resources"));
@@ -173,7 +165,7 @@ fn doctor_healthy_device_side_passes() {
 
 #[test]
 fn doctor_missing_device_depends_on_backend() {
-    let fake = FakeSystem::healthy("nodev");
+    let fake = FakeSystem::healthy();
     std::fs::remove_file(fake.path("dev/hailo0")).unwrap();
     std::fs::remove_file(fake.path("sys/module/hailo1x_pci/version")).unwrap();
     std::fs::remove_file(fake.path("usr/lib/libhailort.so.5.2.0")).unwrap();
@@ -210,7 +202,7 @@ fn doctor_missing_device_depends_on_backend() {
 
 #[test]
 fn doctor_group_access_driver_and_heat_problems() {
-    let fake = FakeSystem::healthy("bad");
+    let fake = FakeSystem::healthy();
     let gid = std::fs::metadata(fake.path("dev/hailo0")).unwrap().gid();
     fake.write(
         "etc/group",
@@ -277,7 +269,7 @@ fn doctor_group_access_driver_and_heat_problems() {
 
 #[test]
 fn doctor_throttling_memory_and_bad_config() {
-    let fake = FakeSystem::healthy("mem");
+    let fake = FakeSystem::healthy();
     let mut env = fake.env();
     env.vcgencmd = Some(fake.vcgencmd("0x50005"));
     fake.write("proc/meminfo", "MemAvailable:  300000 kB\n");
@@ -319,7 +311,7 @@ fn doctor_throttling_memory_and_bad_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_port_and_service_against_real_listeners() {
-    let fake = FakeSystem::healthy("svc");
+    let fake = FakeSystem::healthy();
     let c = config(BackendChoice::Cpu, &fake.path("r"));
     // Another program on the port.
     let squatter = std::net::TcpListener::bind((c.server.host, c.server.port)).unwrap();
@@ -374,7 +366,7 @@ async fn doctor_port_and_service_against_real_listeners() {
 /// with hailo.text_encoder: auto and no text HEF the text encoder runs on the CPU.
 #[test]
 fn doctor_h1x_node_patch_mismatch_and_text_encoder_on_the_cpu() {
-    let fake = FakeSystem::healthy("h1x");
+    let fake = FakeSystem::healthy();
     std::fs::rename(fake.path("dev/hailo0"), fake.path("dev/h1x-0")).unwrap();
     std::fs::remove_file(fake.path("proc/4242/fd/7")).unwrap();
     std::os::unix::fs::symlink("/dev/h1x-0", fake.path("proc/4242/fd/7")).unwrap();

@@ -2,17 +2,17 @@
 //! goldens of the tiny random CLIP fixture. Needs no Hailo library, so it runs in every
 //! build; the names contain `hailo` so `cargo test hailo` selects them.
 
-#[path = "hailo_fake/support.rs"]
-mod support;
+mod common;
 
 use std::process::Command;
 
+use common::hailo::{golden, text_assets};
+use common::{repo, scratch};
 use hailo_clip::backends::hailo::assets::{
     self, TextAssets, LUT_FILE, PROJECTION_FILE, TOKENIZER_FILE,
 };
 use ndarray::{Array2, Array3};
 use ndarray_npy::{read_npy, write_npy};
-use support::{golden, repo, scratch};
 
 fn hf_dir() -> std::path::PathBuf {
     repo().join("tests/fixtures/hf-clip-tiny-random")
@@ -128,7 +128,7 @@ fn hailo_export_names_what_is_missing() {
 
 #[test]
 fn hailo_text_assets_errors_name_the_file() {
-    let good = support::text_assets();
+    let good = text_assets();
     let copy = || {
         let dir = scratch();
         for file in [TOKENIZER_FILE, LUT_FILE, PROJECTION_FILE] {

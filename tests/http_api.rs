@@ -166,14 +166,6 @@ async fn expect_error(app: &Router, req: Request<Body>, status: u16, code: &str)
     body
 }
 
-fn unit(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -237,7 +229,7 @@ async fn classify_scores_are_softmax_of_scaled_cosines() {
         ),
     )
     .await;
-    let image = unit(&img["embedding"]);
+    let image = floats(&img["embedding"]);
     let texts: Vec<String> = prompts
         .iter()
         .map(|p| format!("a photo of a {p}"))
@@ -247,7 +239,7 @@ async fn classify_scores_are_softmax_of_scaled_cosines() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| dot(&unit(e), &image))
+        .map(|e| dot(&floats(e), &image))
         .collect();
     let scale = model_info(&tiny_config()).logit_scale;
     let exps: Vec<f32> = sims.iter().map(|s| (s * scale).exp()).collect();
@@ -361,7 +353,7 @@ async fn template_list_averages_prompt_embeddings() {
         ),
     )
     .await;
-    let image = unit(&img["embedding"]);
+    let image = floats(&img["embedding"]);
     for r in body["classifications"].as_array().unwrap() {
         let p = r["text"].as_str().unwrap();
         let texts: Vec<String> = templates.iter().map(|t| t.replace("{}", p)).collect();
@@ -370,7 +362,7 @@ async fn template_list_averages_prompt_embeddings() {
             .as_array()
             .unwrap()
             .iter()
-            .map(unit)
+            .map(floats)
             .collect();
         let mut mean: Vec<f32> = rows[0].iter().zip(&rows[1]).map(|(a, b)| a + b).collect();
         let norm = dot(&mean, &mean).sqrt();
@@ -393,7 +385,7 @@ async fn embeddings_are_unit_length_and_match_transformers() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["dimension"], 32);
     assert_eq!(body["model"], "clip-tiny-random");
-    let e = unit(&body["embedding"]);
+    let e = floats(&body["embedding"]);
     assert!((dot(&e, &e) - 1.0).abs() < 1e-5);
     let golden = golden_f32("image_embeds.npy");
     let g = golden.row(5).to_vec(); // rocket.jpg
@@ -405,7 +397,7 @@ async fn embeddings_are_unit_length_and_match_transformers() {
     )
     .await;
     assert_eq!(one["dimension"], 32);
-    let t = unit(&one["embedding"]);
+    let t = floats(&one["embedding"]);
     let g = golden_f32("text_embeds.npy").row(0).to_vec();
     let gn: Vec<f32> = g.iter().map(|x| x / dot(&g, &g).sqrt()).collect();
     assert!(t.iter().zip(&gn).all(|(a, b)| (a - b).abs() < 1e-4));

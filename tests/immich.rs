@@ -75,7 +75,7 @@ async fn app(upstream: Option<Upstream>) -> (Router, tempfile::TempDir) {
     }
     let _ = state.ready.set(Ready {
         service,
-        backend: "cpu",
+        backend: hailo_clip::encoder::Backend::Cpu,
         reason: "test".into(),
     });
     (router(state, config.limits.max_body_bytes), dir)
@@ -118,14 +118,6 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
     dot / (norm(a) * norm(b))
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
 }
 
 #[tokio::test]

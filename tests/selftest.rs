@@ -38,7 +38,7 @@ fn basis(i: usize) -> Vec<f32> {
 
 fn info() -> EncoderInfo {
     EncoderInfo {
-        backend: "cpu",
+        backend: hailo_clip::encoder::Backend::Cpu,
         source: "test encoder".into(),
         reason: String::new(),
         engine: None,

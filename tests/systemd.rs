@@ -4,34 +4,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::*;
-
-/// POSTs JSON over a raw socket and returns (status, body).
-fn post(port: u16, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (
-        status,
-        response.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
-    )
-}
 
 fn get_status(port: u16, path: &str) -> Option<u16> {
     http_get(port, path).map(|(status, _)| status)
@@ -120,7 +99,7 @@ fn sigterm_lets_in_flight_requests_finish() {
             let body = serde_json::json!({"image": image, "prompts": prompts, "template": "{}"})
                 .to_string();
             std::thread::spawn(move || {
-                let result = post(port, "/v1/classify", &body);
+                let result = http_post_json(port, "/v1/classify", &body);
                 (result, Instant::now())
             })
         })

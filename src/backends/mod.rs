@@ -15,7 +15,7 @@ pub mod hailo;
 use std::sync::Arc;
 
 use crate::config::{BackendChoice, Config};
-use crate::encoder::{ImageEncoder, ModelInfo, TextEncoder};
+use crate::encoder::{Backend, ImageEncoder, ModelInfo, TextEncoder};
 use crate::manifest::ModelDir;
 use crate::tokenize::ClipTokenizer;
 
@@ -47,8 +47,8 @@ pub struct Encoders {
     pub text: Arc<dyn TextEncoder>,
     pub tokenizer: ClipTokenizer,
     pub model: ModelInfo,
-    /// The backend serving images ("cpu" or "hailo"), for /health.
-    pub backend: &'static str,
+    /// The backend serving images, for /health.
+    pub backend: Backend,
     /// Why that backend was chosen, for the log and /health.
     pub reason: String,
     /// Why the text encoder runs where it runs.
@@ -169,7 +169,7 @@ fn load_hailo(
         text,
         tokenizer,
         model,
-        backend: "hailo",
+        backend: Backend::Hailo,
         reason,
         text_reason,
     })
@@ -213,7 +213,7 @@ fn load_cpu(config: &Config, reason: String) -> Result<Encoders, LoadError> {
         text: Arc::new(text),
         tokenizer,
         model: model_info(&dir),
-        backend: "cpu",
+        backend: Backend::Cpu,
         text_reason: reason.clone(),
         reason,
     })

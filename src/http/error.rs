@@ -111,7 +111,10 @@ impl From<ServiceError> for ApiError {
             ServiceError::DeviceTimeout(_) => {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "device_timeout", message)
             }
-            ServiceError::Inference(_) => ApiError::new(
+            ServiceError::Inference(_)
+            | ServiceError::UnusableEmbedding { .. }
+            | ServiceError::Task { .. }
+            | ServiceError::WarmUpTokenizer(_) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "inference_failed",
                 message,

@@ -1,13 +1,98 @@
-//! Request bodies: JSON (image as base64 or a data URI) or multipart/form-data (image as a
-//! file part), both turned into the service's request types. The body size limit is
-//! enforced by axum's `DefaultBodyLimit` underneath both.
+//! Extractors: [`Admitted`] (the ready service and this request's admission permit, from
+//! the request head) and the bodies, JSON (image as base64 or a data URI) or
+//! multipart/form-data (image as a file part), turned into the service's request types. The
+//! body size limit is enforced by axum's `DefaultBodyLimit` underneath both.
+//!
+//! A handler takes `Admitted` before its body extractor: axum runs extractors in argument
+//! order, so an overloaded daemon refuses (503 queue_full) before reading a byte of body.
+
+use std::sync::Arc;
 
 use super::error::ApiError;
 use super::types::{ClassifyJson, EmbedImageJson, EmbedTextJson, Texts};
-use crate::service::ClassifyRequest;
-use axum::extract::{FromRequest, Multipart, Request};
+use super::AppState;
+use crate::service::selftest::SelfTestOutcome;
+use crate::service::{Admission, ClassifyRequest, Service};
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
 use axum::Json;
+
+/// The service, once loaded and warmed up and unless its self-test says its answers are
+/// wrong (with `selftest.enforce: true`), and a queue permit held for the whole request.
+pub struct Admitted {
+    pub service: Arc<Service>,
+    _admission: Admission,
+}
+
+impl FromRequestParts<AppState> for Admitted {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let service = ready_service(state)?;
+        let admission = service.admit()?;
+        Ok(Admitted {
+            service,
+            _admission: admission,
+        })
+    }
+}
+
+/// The service, once it may answer (see [`Admitted`]), without taking a permit.
+pub(crate) fn ready_service(state: &AppState) -> Result<Arc<Service>, ApiError> {
+    let service = state
+        .ready
+        .get()
+        .map(|r| r.service.clone())
+        .ok_or_else(|| {
+            ApiError::unavailable(
+                "not_ready",
+                format!("the model is still loading ({})", state.phase()),
+                5,
+            )
+        })?;
+    if !service.health().answers_trusted {
+        let detail = match service.selftest() {
+            SelfTestOutcome::Ran(report) => report.failure_detail(),
+            other => format!("self-test {}", other.summary(true)),
+        };
+        return Err(ApiError::unavailable("selftest_failed", detail, 60));
+    }
+    Ok(service)
+}
+
+/// A /v1/classify body, JSON or multipart.
+pub struct ClassifyBody(pub ClassifyRequest);
+
+impl<S: Send + Sync> FromRequest<S> for ClassifyBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
+        classify_request(request).await.map(ClassifyBody)
+    }
+}
+
+/// The image of a /v1/embed/image body, JSON or multipart.
+pub struct ImageBody(pub Vec<u8>);
+
+impl<S: Send + Sync> FromRequest<S> for ImageBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
+        embed_image_request(request).await.map(ImageBody)
+    }
+}
+
+/// The texts of a /v1/embed/text body (JSON only).
+pub struct TextBody(pub Texts);
+
+impl<S: Send + Sync> FromRequest<S> for TextBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
+        embed_text_request(request).await.map(TextBody)
+    }
+}
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
@@ -117,7 +202,7 @@ fn parse_number<T: std::str::FromStr>(name: &str, text: &str) -> Result<T, ApiEr
 }
 
 /// A classify request from a JSON or multipart body.
-pub async fn classify_request(request: Request) -> Result<ClassifyRequest, ApiError> {
+async fn classify_request(request: Request) -> Result<ClassifyRequest, ApiError> {
     match body_kind(&request)? {
         BodyKind::Json => {
             let body: ClassifyJson = json(request).await?;
@@ -171,7 +256,7 @@ pub async fn classify_request(request: Request) -> Result<ClassifyRequest, ApiEr
 }
 
 /// The image of an embed/image request from a JSON or multipart body.
-pub async fn embed_image_request(request: Request) -> Result<Vec<u8>, ApiError> {
+async fn embed_image_request(request: Request) -> Result<Vec<u8>, ApiError> {
     match body_kind(&request)? {
         BodyKind::Json => {
             let body: EmbedImageJson = json(request).await?;
@@ -198,7 +283,7 @@ pub async fn embed_image_request(request: Request) -> Result<Vec<u8>, ApiError> 
 }
 
 /// The texts of an embed/text request, and whether a single string was sent.
-pub async fn embed_text_request(request: Request) -> Result<Texts, ApiError> {
+async fn embed_text_request(request: Request) -> Result<Texts, ApiError> {
     match body_kind(&request)? {
         BodyKind::Json => Ok(json::<EmbedTextJson>(request).await?.text),
         BodyKind::Multipart => Err(ApiError::unsupported_media(

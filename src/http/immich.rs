@@ -25,6 +25,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
+use super::extract::Admitted;
 use super::AppState;
 use crate::preprocess::image_dimensions;
 
@@ -164,15 +165,14 @@ async fn read_form(request: Request) -> Result<Form, Response> {
 /// `POST /predict`.
 #[utoipa::path(post, path = "/predict",
     request_body(content = PredictForm, content_type = "multipart/form-data"),
-    responses(
-        (status = 200, body = PredictResponse),
-        (status = 400, body = Detail), (status = 413, body = Detail), (status = 415, body = Detail),
-        (status = 422, body = Detail), (status = 500, body = Detail), (status = 501, body = Detail),
-        (status = 502, body = Detail), (status = 503, body = Detail), (status = 504, body = Detail),
-    ))]
-pub async fn predict(State(state): State<AppState>, request: Request) -> Response {
-    let (service, _admission) = match super::routes::admitted(&state) {
-        Ok(s) => s,
+    responses((status = 200, body = PredictResponse)))]
+pub async fn predict(
+    State(state): State<AppState>,
+    admitted: Result<Admitted, ApiError>,
+    request: Request,
+) -> Response {
+    let service = match admitted {
+        Ok(Admitted { service, .. }) => service,
         Err(e) => return e.into_immich(),
     };
     // Kept whole, to forward unchanged when the request is not CLIP's.

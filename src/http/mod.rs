@@ -33,7 +33,7 @@ const METHOD_LABELS: &[&str] = &["GET", "POST", "HEAD", "PUT", "DELETE", "OPTION
 /// A loaded, warmed-up service and how its backend was chosen.
 pub struct Ready {
     pub service: Arc<Service>,
-    pub backend: &'static str,
+    pub backend: crate::encoder::Backend,
     pub reason: String,
 }
 

@@ -17,7 +17,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::decode_image_field;
+use super::extract::{decode_image_field, Admitted};
 use super::AppState;
 
 /// An error in OpenAI's shape; `param` names the field at fault.
@@ -145,15 +145,10 @@ pub fn base64_f32(v: &[f32]) -> String {
 
 #[utoipa::path(post, path = "/v1/embeddings",
     request_body(content = EmbeddingsRequest, content_type = "application/json"),
-    responses(
-        (status = 200, body = EmbeddingsResponse),
-        (status = 400, body = OpenAiError), (status = 404, body = OpenAiError), (status = 413, body = OpenAiError),
-        (status = 415, body = OpenAiError), (status = 422, body = OpenAiError), (status = 500, body = OpenAiError),
-        (status = 503, body = OpenAiError), (status = 504, body = OpenAiError),
-    ))]
-pub async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
-    let (service, _admission) = match super::routes::admitted(&state) {
-        Ok(s) => s,
+    responses((status = 200, body = EmbeddingsResponse)))]
+pub async fn embeddings(admitted: Result<Admitted, ApiError>, request: Request) -> Response {
+    let service = match admitted {
+        Ok(Admitted { service, .. }) => service,
         Err(e) => return openai_error(e, None),
     };
     let body: EmbeddingsRequest = match super::extract::json(request).await {
@@ -288,7 +283,7 @@ pub struct ModelList {
 #[utoipa::path(get, path = "/v1/models", responses(
     (status = 200, body = ModelList), (status = 503, body = OpenAiError)))]
 pub async fn models(State(state): State<AppState>) -> Response {
-    let service = match super::routes::ready_service(&state) {
+    let service = match super::extract::ready_service(&state) {
         Ok(s) => s,
         Err(e) => return openai_error(e, None),
     };

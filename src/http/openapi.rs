@@ -73,12 +73,65 @@ use super::{immich, openai, page, routes};
 )]
 pub struct ApiDoc;
 
+/// The error answers of the work routes, and the body each protocol sends them in: our
+/// `ErrorBody`, Immich's `{"detail"}`, OpenAI's error object. Added to the document here,
+/// once, rather than repeated in each handler's annotation.
+const ERROR_RESPONSES: &[(&str, &str, &[u16])] = &[
+    (
+        "/v1/classify",
+        "ErrorBody",
+        &[400, 413, 415, 422, 500, 503, 504],
+    ),
+    (
+        "/v1/embed/image",
+        "ErrorBody",
+        &[400, 413, 415, 422, 500, 503, 504],
+    ),
+    (
+        "/v1/embed/text",
+        "ErrorBody",
+        &[400, 413, 415, 422, 500, 503, 504],
+    ),
+    (
+        "/predict",
+        "Detail",
+        &[400, 413, 415, 422, 500, 501, 502, 503, 504],
+    ),
+    (
+        "/v1/embeddings",
+        "OpenAiError",
+        &[400, 404, 413, 415, 422, 500, 503, 504],
+    ),
+];
+
+fn add_error_responses(doc: &mut serde_json::Value) {
+    for (path, schema, statuses) in ERROR_RESPONSES {
+        let responses = doc["paths"][path]["post"]["responses"]
+            .as_object_mut()
+            .unwrap_or_else(|| panic!("the document has no POST {path}"));
+        for status in *statuses {
+            let reason = axum::http::StatusCode::from_u16(*status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("");
+            responses.insert(
+                status.to_string(),
+                serde_json::json!({
+                    "description": reason,
+                    "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
+                }),
+            );
+        }
+    }
+}
+
 /// The document with the limits in force (`limits.*` in the config) in place of the
 /// defaults the types were written with.
 /// `served` is the model's name and dimension once loaded: the only values of `model` and
 /// `dimensions` that /v1/embeddings takes.
 pub fn document(limits: &LimitsConfig, served: Option<(&str, usize)>) -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    add_error_responses(&mut doc);
     let schemas = "/components/schemas";
     for (pointer, value) in [
         ("Prompt/maxLength", limits.max_prompt_chars),

@@ -1,22 +1,19 @@
 //! Route handlers: /health, /v1/classify, /v1/embed/image, /v1/embed/text.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::error::ApiError;
-use super::extract;
+use super::extract::{Admitted, ClassifyBody, ImageBody, TextBody};
 use super::types::{
     ClassifyForm, ClassifyJson, ClassifyResponse, EmbedImageForm, EmbedImageJson, EmbedTextJson,
-    EncoderBody, ErrorBody, Health, ImageEmbedding, TextEmbedding, Texts,
+    EncoderBody, Health, ImageEmbedding, TextEmbedding, Texts,
 };
 use super::AppState;
 use crate::encoder::RANDOM_WEIGHTS_WARNING;
 use crate::service::selftest::SelfTestOutcome;
-use crate::service::Service;
 
 #[utoipa::path(get, path = "/health", responses(
     (status = 200, description = "ready", body = Health),
@@ -82,7 +79,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
         service: "hailo-clip",
         model_loaded: h.warmed_up,
         model: Some(service.model().name.clone()),
-        backend: Some(ready.backend),
+        backend: Some(ready.backend.into()),
         backend_reason: Some(ready.reason.clone()),
         image_encoder: Some(EncoderBody::from(service.image_encoder())),
         text_encoder: Some(EncoderBody::from(service.text_encoder())),
@@ -122,72 +119,24 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The ready service and this request's admission: taken before the body is read, so an
-/// overloaded daemon refuses at once (503 queue_full) instead of after decoding.
-pub(crate) fn admitted(
-    state: &AppState,
-) -> Result<(Arc<Service>, crate::service::Admission), ApiError> {
-    let service = ready_service(state)?;
-    let admission = service.admit()?;
-    Ok((service, admission))
-}
-
-/// The service, once loaded and warmed up, and unless its self-test says its answers are
-/// wrong (with `selftest.enforce: true`).
-pub(crate) fn ready_service(state: &AppState) -> Result<Arc<Service>, ApiError> {
-    let service = state
-        .ready
-        .get()
-        .map(|r| r.service.clone())
-        .ok_or_else(|| {
-            ApiError::unavailable(
-                "not_ready",
-                format!("the model is still loading ({})", state.phase()),
-                5,
-            )
-        })?;
-    if !service.health().answers_trusted {
-        let detail = match service.selftest() {
-            SelfTestOutcome::Ran(report) => report.failure_detail(),
-            other => format!("self-test {}", other.summary(true)),
-        };
-        return Err(ApiError::unavailable("selftest_failed", detail, 60));
-    }
-    Ok(service)
-}
-
 #[utoipa::path(post, path = "/v1/classify",
     request_body(content((ClassifyJson = "application/json"), (ClassifyForm = "multipart/form-data")),
         description = "JSON, or multipart with fields image (file), prompts (repeated), top_k, threshold, template (repeated)"),
-    responses(
-        (status = 200, body = ClassifyResponse),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
-        (status = 504, body = ErrorBody),
-    ))]
+    responses((status = 200, body = ClassifyResponse)))]
 pub async fn classify(
-    State(state): State<AppState>,
-    request: Request,
+    Admitted { service, .. }: Admitted,
+    ClassifyBody(request): ClassifyBody,
 ) -> Result<Json<ClassifyResponse>, ApiError> {
-    let (service, _admission) = admitted(&state)?;
-    let req = extract::classify_request(request).await?;
-    Ok(Json(service.classify(req).await?.into()))
+    Ok(Json(service.classify(request).await?.into()))
 }
 
 #[utoipa::path(post, path = "/v1/embed/image",
     request_body(content((EmbedImageJson = "application/json"), (EmbedImageForm = "multipart/form-data"))),
-    responses(
-        (status = 200, body = ImageEmbedding),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
-        (status = 504, body = ErrorBody),
-    ))]
+    responses((status = 200, body = ImageEmbedding)))]
 pub async fn embed_image(
-    State(state): State<AppState>,
-    request: Request,
+    Admitted { service, .. }: Admitted,
+    ImageBody(bytes): ImageBody,
 ) -> Result<Json<ImageEmbedding>, ApiError> {
-    let (service, _admission) = admitted(&state)?;
-    let bytes = extract::embed_image_request(request).await?;
     let embedding = service.embed_image(bytes).await?;
     Ok(Json(ImageEmbedding {
         dimension: embedding.len(),
@@ -198,18 +147,11 @@ pub async fn embed_image(
 
 #[utoipa::path(post, path = "/v1/embed/text",
     request_body(content = EmbedTextJson, content_type = "application/json"),
-    responses(
-        (status = 200, body = TextEmbedding),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
-        (status = 504, body = ErrorBody),
-    ))]
+    responses((status = 200, body = TextEmbedding)))]
 pub async fn embed_text(
-    State(state): State<AppState>,
-    request: Request,
+    Admitted { service, .. }: Admitted,
+    TextBody(text): TextBody,
 ) -> Result<Json<TextEmbedding>, ApiError> {
-    let (service, _admission) = admitted(&state)?;
-    let text = extract::embed_text_request(request).await?;
     let model = service.model().name.clone();
     let dimension = service.model().embedding_dim;
     Ok(Json(match text {

@@ -10,7 +10,7 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema,
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::encoder::EncoderInfo;
+use crate::encoder::{Backend, EncoderInfo};
 use crate::service::{Classification, ClassifyResult};
 
 /// A string schema with the given rules (utoipa's derive takes no lengths on newtypes).
@@ -327,12 +327,27 @@ pub enum TextEmbedding {
     },
 }
 
+/// Where an encoder (or the service's images) runs.
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendName {
+    Cpu,
+    Hailo,
+}
+
+impl From<Backend> for BackendName {
+    fn from(backend: Backend) -> Self {
+        match backend {
+            Backend::Cpu => BackendName::Cpu,
+            Backend::Hailo => BackendName::Hailo,
+        }
+    }
+}
+
 /// Where an encoder runs, for /health.
 #[derive(Serialize, ToSchema)]
 pub struct EncoderBody {
-    /// cpu | hailo
-    #[schema(value_type = String, example = "cpu")]
-    pub backend: &'static str,
+    pub backend: BackendName,
     /// The file the encoder was loaded from.
     pub source: String,
     /// Why it runs there.
@@ -365,7 +380,7 @@ impl From<&EncoderInfo> for EncoderBody {
     fn from(info: &EncoderInfo) -> Self {
         let hailo = info.hailo.as_ref();
         EncoderBody {
-            backend: info.backend,
+            backend: info.backend.into(),
             source: info.source.clone(),
             reason: (!info.reason.is_empty()).then(|| info.reason.clone()),
             engine: info.engine,
@@ -386,8 +401,7 @@ pub struct Health {
     pub service: &'static str,
     pub model_loaded: bool,
     pub model: Option<String>,
-    #[schema(value_type = Option<String>)]
-    pub backend: Option<&'static str>,
+    pub backend: Option<BackendName>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub backend_reason: Option<String>,

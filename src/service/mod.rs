@@ -24,10 +24,12 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Config, LimitsConfig, SelfTestConfig};
 pub use crate::encoder::ModelInfo;
-use crate::encoder::{EncoderErrorKind, EncoderInfo, ImageEncoder, TextEncoder};
+use crate::encoder::{
+    Backend, EncoderError, EncoderErrorKind, EncoderInfo, ImageEncoder, TextEncoder,
+};
 use crate::metrics::Metrics;
 use crate::preprocess::{decode_cost, decode_rgb, resize_square, PreprocessError};
-use crate::similarity::{cosine, ensemble, l2_normalize, softmax_scaled};
+use crate::similarity::{cosine, ensemble, l2_normalize, softmax_scaled, UnusableEmbedding};
 use crate::tokenize::ClipTokenizer;
 use cache::{Embedding, TextCache};
 use queue::{JobError, WorkQueue};
@@ -55,15 +57,44 @@ pub enum ServiceError {
     #[error("images being decoded hold the memory budget (limits.decode_memory_mb = {0} MiB); retry shortly")]
     DecodeMemoryBusy(u64),
     #[error("the accelerator is busy: {0}")]
-    Busy(String),
+    Busy(#[source] EncoderError),
     #[error("the request did not finish within {0} ms")]
     Timeout(u64),
     #[error("the accelerator did not answer in time: {0}")]
-    DeviceTimeout(String),
+    DeviceTimeout(#[source] EncoderError),
     #[error("the service is shutting down")]
     ShuttingDown,
     #[error("inference failed: {0}")]
-    Inference(String),
+    Inference(#[source] EncoderError),
+    /// The encoder answered, but with a vector that cannot be normalized.
+    #[error("inference failed: {what}: {source}")]
+    UnusableEmbedding {
+        what: &'static str,
+        #[source]
+        source: UnusableEmbedding,
+    },
+    /// A blocking task (decoding, tokenizing) panicked or was cancelled.
+    #[error("{what} failed: {source}")]
+    Task {
+        what: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// The warm-up prompt did not tokenize: the tokenizer files are broken.
+    #[error("the warm-up prompt cannot be tokenized: {0}")]
+    WarmUpTokenizer(#[source] crate::tokenize::TokenizerError),
+}
+
+/// Why [`Service::start`] refused its encoders.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("image encoder ({image}) gives {image_dim}-dim embeddings but text encoder ({text}) gives {text_dim}")]
+    DimensionMismatch {
+        image: String,
+        image_dim: usize,
+        text: String,
+        text_dim: usize,
+    },
 }
 
 impl From<PreprocessError> for ServiceError {
@@ -164,15 +195,14 @@ impl Service {
         tokenizer: ClipTokenizer,
         model: ModelInfo,
         config: &Config,
-    ) -> Result<Service, String> {
+    ) -> Result<Service, StartError> {
         if image.embedding_dim() != text.embedding_dim() {
-            return Err(format!(
-                "image encoder ({}) gives {}-dim embeddings but text encoder ({}) gives {}",
-                image.info().source,
-                image.embedding_dim(),
-                text.info().source,
-                text.embedding_dim()
-            ));
+            return Err(StartError::DimensionMismatch {
+                image: image.info().source,
+                image_dim: image.embedding_dim(),
+                text: text.info().source,
+                text_dim: text.embedding_dim(),
+            });
         }
         let perf = &config.performance;
         let decoders = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -182,14 +212,7 @@ impl Service {
             resize_mode: image.resize_mode(),
             image_info: image.info(),
             text_info: text.info(),
-            queue: WorkQueue::start(
-                image,
-                text,
-                perf.worker_threads,
-                perf.max_queue_size,
-                perf.max_batch_size,
-                metrics.clone(),
-            ),
+            queue: WorkQueue::start(image, text, perf, metrics.clone()),
             tokenizer: Arc::new(tokenizer),
             inflight: inflight::InFlight::default(),
             admission: Arc::new(Semaphore::new(perf.max_queue_size)),
@@ -345,25 +368,19 @@ impl Service {
             self.image_size,
             image::Rgb([128, 128, 128]),
         );
-        let mut embedding = self
-            .queue
-            .encode_image(image, deadline)
-            .await
-            .map_err(|e| self.job_error(e))?;
-        l2_normalize(&mut embedding)
-            .map_err(|e| ServiceError::Inference(format!("warm-up image: {e}")))?;
+        self.unit_image_embedding(image, deadline, "warm-up image")
+            .await?;
         let ids = self
             .tokenizer
             .encode("a photo of a cat")
-            .map_err(|e| ServiceError::Inference(e.to_string()))?;
+            .map_err(ServiceError::WarmUpTokenizer)?;
         let rows = self
             .queue
             .encode_texts(vec![ids], deadline)
             .await
             .map_err(|e| self.job_error(e))?;
         let mut text = rows.row(0).to_vec();
-        l2_normalize(&mut text)
-            .map_err(|e| ServiceError::Inference(format!("warm-up text: {e}")))?;
+        l2_normalize(&mut text).map_err(unusable("warm-up text"))?;
         self.warmed_up.store(true, Ordering::SeqCst);
         Ok(())
     }
@@ -418,7 +435,10 @@ impl Service {
             Ok(resize_square(&rgb, size, mode)?)
         })
         .await
-        .map_err(|e| ServiceError::Inference(format!("image preparation failed: {e}")))?
+        .map_err(|source| ServiceError::Task {
+            what: "image preparation",
+            source,
+        })?
     }
 
     async fn image_embedding(
@@ -427,12 +447,23 @@ impl Service {
         deadline: Instant,
     ) -> Result<Vec<f32>, ServiceError> {
         let image = self.prepare_image(bytes, deadline).await?;
+        self.unit_image_embedding(image, deadline, "image embedding")
+            .await
+    }
+
+    /// The unit embedding of a prepared image; `what` names it in an error.
+    async fn unit_image_embedding(
+        &self,
+        image: RgbImage,
+        deadline: Instant,
+        what: &'static str,
+    ) -> Result<Vec<f32>, ServiceError> {
         let mut embedding = self
             .queue
             .encode_image(image, deadline)
             .await
             .map_err(|e| self.job_error(e))?;
-        l2_normalize(&mut embedding).map_err(ServiceError::Inference)?;
+        l2_normalize(&mut embedding).map_err(unusable(what))?;
         Ok(embedding)
     }
 
@@ -465,7 +496,10 @@ impl Service {
                     .collect::<Result<Vec<_>, _>>()
             })
             .await
-            .map_err(|e| ServiceError::Inference(format!("tokenizing failed: {e}")))?
+            .map_err(|source| ServiceError::Task {
+                what: "tokenizing",
+                source,
+            })?
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
             let rows = self
                 .queue
@@ -474,7 +508,7 @@ impl Service {
                 .map_err(|e| self.job_error(e))?;
             for (text, row) in claim.texts.clone().iter().zip(rows.rows()) {
                 let mut v = row.to_vec();
-                l2_normalize(&mut v).map_err(ServiceError::Inference)?;
+                l2_normalize(&mut v).map_err(unusable("text embedding"))?;
                 let embedding: Embedding = Arc::from(v);
                 self.cache.put(text, embedding.clone());
                 claim.publish(text, embedding.clone());
@@ -587,7 +621,7 @@ impl Service {
             let v = if refs.len() == 1 {
                 refs[0].to_vec()
             } else {
-                ensemble(&refs).map_err(ServiceError::Inference)?
+                ensemble(&refs).map_err(unusable("prompt ensemble"))?
             };
             matrix.row_mut(i).assign(&Array1::from(v));
         }
@@ -661,7 +695,7 @@ impl Service {
     }
 
     /// The engine's metrics in Prometheus text format, with the gauges read now.
-    pub fn render_metrics(&self, backend: &str) -> String {
+    pub fn render_metrics(&self, backend: Backend) -> String {
         let health = self.health();
         let (hits, misses) = self.cache.stats();
         self.metrics.record(|| {
@@ -676,9 +710,9 @@ impl Service {
                 "hailo_clip_info",
                 "version" => env!("CARGO_PKG_VERSION"),
                 "model" => self.model.name.clone(),
-                "backend" => backend.to_string(),
-                "image_encoder" => self.image_info.backend,
-                "text_encoder" => self.text_info.backend,
+                "backend" => backend.as_str(),
+                "image_encoder" => self.image_info.backend.as_str(),
+                "text_encoder" => self.text_info.backend.as_str(),
                 "random_weights" => self.model.random_weights.to_string()
             )
             .set(1.0);
@@ -698,9 +732,16 @@ impl Service {
             JobError::QueueFull(n) => ServiceError::QueueFull(n),
             JobError::Expired => ServiceError::Timeout(self.timeout_ms()),
             JobError::Closed => ServiceError::ShuttingDown,
-            JobError::Encoder(EncoderErrorKind::Busy, m) => ServiceError::Busy(m),
-            JobError::Encoder(EncoderErrorKind::Timeout, m) => ServiceError::DeviceTimeout(m),
-            JobError::Encoder(EncoderErrorKind::Failed, m) => ServiceError::Inference(m),
+            JobError::Encoder(e) => match e.kind {
+                EncoderErrorKind::Busy => ServiceError::Busy(e),
+                EncoderErrorKind::Timeout => ServiceError::DeviceTimeout(e),
+                EncoderErrorKind::Failed => ServiceError::Inference(e),
+            },
         }
     }
+}
+
+/// Maps an embedding that cannot be normalized to the error naming which one it was.
+fn unusable(what: &'static str) -> impl Fn(UnusableEmbedding) -> ServiceError {
+    move |source| ServiceError::UnusableEmbedding { what, source }
 }

@@ -17,6 +17,7 @@ use image::RgbImage;
 use ndarray::Array2;
 use tokio::sync::oneshot;
 
+use crate::config::PerformanceConfig;
 use crate::encoder::{EncoderError, EncoderErrorKind, ImageEncoder, TextEncoder};
 use crate::metrics::Metrics;
 
@@ -29,45 +30,61 @@ pub enum JobError {
     Expired,
     #[error("the service is shutting down")]
     Closed,
-    #[error("{1}")]
-    Encoder(EncoderErrorKind, String),
-}
-
-impl From<EncoderError> for JobError {
-    fn from(e: EncoderError) -> Self {
-        JobError::Encoder(e.kind, e.message)
-    }
+    #[error(transparent)]
+    Encoder(#[from] EncoderError),
 }
 
 type Reply<T> = oneshot::Sender<Result<T, JobError>>;
 
-enum Job {
-    Image {
-        image: RgbImage,
-        deadline: Instant,
-        reply: Reply<Vec<f32>>,
-    },
-    Texts {
-        token_ids: Vec<Vec<u32>>,
-        deadline: Instant,
-        reply: Reply<Array2<f32>>,
-    },
+/// One request's input, the time its answer is no use after, and where the answer goes.
+struct Request<I, O> {
+    input: I,
+    deadline: Instant,
+    reply: Reply<O>,
 }
 
-/// Counters the health endpoint and metrics read.
+impl<I, O> Request<I, O> {
+    /// The input and the reply, unless the deadline passed or the caller gave up, in which
+    /// case the job is answered `Expired` here.
+    fn live(self, now: Instant) -> Option<(I, Reply<O>)> {
+        if self.deadline <= now || self.reply.is_closed() {
+            let _ = self.reply.send(Err(JobError::Expired));
+            return None;
+        }
+        Some((self.input, self.reply))
+    }
+}
+
+enum Job {
+    Image(Request<RgbImage, Vec<f32>>),
+    /// Token ids, one sequence a text.
+    Texts(Request<Vec<Vec<u32>>, Array2<f32>>),
+}
+
+impl Job {
+    fn into_image(self) -> Option<Request<RgbImage, Vec<f32>>> {
+        match self {
+            Job::Image(request) => Some(request),
+            Job::Texts(_) => None,
+        }
+    }
+    fn into_texts(self) -> Option<Request<Vec<Vec<u32>>, Array2<f32>>> {
+        match self {
+            Job::Texts(request) => Some(request),
+            Job::Image(_) => None,
+        }
+    }
+}
+
+/// What /health and the watchdog read from the workers. Counts and durations per encoder
+/// are metrics (`observe`), not kept twice here.
 #[derive(Debug, Default)]
 pub struct QueueStats {
     pub workers_alive: AtomicUsize,
     /// False after an inference failed, true again after one succeeds.
     pub last_inference_ok: AtomicBool,
-    /// True once any inference has succeeded.
-    pub any_inference_ok: AtomicBool,
-    pub image_batches: AtomicU64,
-    pub images_encoded: AtomicU64,
-    pub text_batches: AtomicU64,
-    pub texts_encoded: AtomicU64,
-    pub image_inference_us: AtomicU64,
-    pub text_inference_us: AtomicU64,
+    /// Inference calls finished, either way: the watchdog's sign of progress.
+    pub batches_done: AtomicU64,
 }
 
 pub struct WorkQueue {
@@ -97,14 +114,19 @@ impl Drop for AliveGuard {
 }
 
 impl WorkQueue {
+    /// `performance.worker_threads` workers over a queue of `max_queue_size` jobs, taking
+    /// up to `max_batch_size` images at once.
     pub fn start(
         image: Arc<dyn ImageEncoder>,
         text: Arc<dyn TextEncoder>,
-        workers: usize,
-        capacity: usize,
-        max_batch: usize,
+        performance: &PerformanceConfig,
         metrics: Arc<Metrics>,
     ) -> WorkQueue {
+        let (workers, capacity, max_batch) = (
+            performance.worker_threads,
+            performance.max_queue_size,
+            performance.max_batch_size,
+        );
         let (sender, receiver) = crossbeam_channel::bounded(capacity);
         let stats = Arc::new(QueueStats::default());
         let worker = Worker {
@@ -169,13 +191,7 @@ impl WorkQueue {
         image: RgbImage,
         deadline: Instant,
     ) -> Result<Vec<f32>, JobError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Job::Image {
-            image,
-            deadline,
-            reply,
-        })?;
-        rx.await.unwrap_or(Err(JobError::Closed))
+        self.run(image, deadline, Job::Image).await
     }
 
     pub async fn encode_texts(
@@ -183,13 +199,23 @@ impl WorkQueue {
         token_ids: Vec<Vec<u32>>,
         deadline: Instant,
     ) -> Result<Array2<f32>, JobError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Job::Texts {
-            token_ids,
+        self.run(token_ids, deadline, Job::Texts).await
+    }
+
+    /// Queues `input` as the job `kind` makes of it and waits for the answer.
+    async fn run<I, O>(
+        &self,
+        input: I,
+        deadline: Instant,
+        kind: fn(Request<I, O>) -> Job,
+    ) -> Result<O, JobError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(kind(Request {
+            input,
             deadline,
             reply,
-        })?;
-        rx.await.unwrap_or(Err(JobError::Closed))
+        }))?;
+        answer.await.unwrap_or(Err(JobError::Closed))
     }
 
     /// Stops taking jobs, lets the workers finish what is queued, and joins them, so the
@@ -232,20 +258,20 @@ impl Worker {
             // One job, then every job of the same kind already waiting, up to the batch
             // limit: images from concurrent requests share an inference, and so do the
             // uncached prompts of concurrent requests.
-            let images = matches!(first, Job::Image { .. });
+            let images = matches!(first, Job::Image(_));
             let (limit, units): (usize, fn(&Job) -> usize) = if images {
                 (image_limit, |_| 1)
             } else {
                 (text_limit, |job| match job {
-                    Job::Texts { token_ids, .. } => token_ids.len(),
-                    Job::Image { .. } => 1,
+                    Job::Texts(texts) => texts.input.len(),
+                    Job::Image(_) => 1,
                 })
             };
             let mut size = units(&first);
             let mut batch = vec![first];
             while size < limit {
                 match self.receiver.try_recv() {
-                    Ok(job) if matches!(job, Job::Image { .. }) == images => {
+                    Ok(job) if matches!(job, Job::Image(_)) == images => {
                         size += units(&job);
                         batch.push(job);
                     }
@@ -266,9 +292,6 @@ impl Worker {
 
     fn record(&self, ok: bool) {
         self.stats.last_inference_ok.store(ok, Ordering::SeqCst);
-        if ok {
-            self.stats.any_inference_ok.store(true, Ordering::SeqCst);
-        }
     }
 
     /// One inference call: its batch size, duration and outcome, per encoder.
@@ -299,18 +322,9 @@ impl Worker {
         let mut images = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
-            if let Job::Image {
-                image,
-                deadline,
-                reply,
-            } = job
-            {
-                if deadline <= now || reply.is_closed() {
-                    let _ = reply.send(Err(JobError::Expired));
-                } else {
-                    images.push(image);
-                    replies.push(reply);
-                }
+            if let Some((image, reply)) = job.into_image().and_then(|r| r.live(now)) {
+                images.push(image);
+                replies.push(reply);
             }
         }
         if images.is_empty() {
@@ -324,30 +338,21 @@ impl Worker {
             started,
             result.as_ref().err().map(|e| e.kind),
         );
-        self.stats
-            .image_inference_us
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        self.stats.image_batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.batches_done.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(rows) if rows.nrows() == replies.len() => {
                 self.record(true);
-                self.stats
-                    .images_encoded
-                    .fetch_add(replies.len() as u64, Ordering::Relaxed);
                 for (reply, row) in replies.into_iter().zip(rows.rows()) {
                     let _ = reply.send(Ok(row.to_vec()));
                 }
             }
             Ok(rows) => {
                 self.record(false);
-                let err = JobError::Encoder(
-                    EncoderErrorKind::Failed,
-                    format!(
-                        "image encoder returned {} rows for {} images",
-                        rows.nrows(),
-                        replies.len()
-                    ),
-                );
+                let err = JobError::Encoder(EncoderError::failed(format!(
+                    "image encoder returned {} rows for {} images",
+                    rows.nrows(),
+                    replies.len()
+                )));
                 replies.into_iter().for_each(|r| {
                     let _ = r.send(Err(err.clone()));
                 });
@@ -369,18 +374,9 @@ impl Worker {
         let mut token_ids: Vec<Vec<u32>> = Vec::new();
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
-            if let Job::Texts {
-                token_ids: ids,
-                deadline,
-                reply,
-            } = job
-            {
-                if deadline <= now || reply.is_closed() {
-                    let _ = reply.send(Err(JobError::Expired));
-                } else {
-                    replies.push((token_ids.len()..token_ids.len() + ids.len(), reply));
-                    token_ids.extend(ids);
-                }
+            if let Some((ids, reply)) = job.into_texts().and_then(|r| r.live(now)) {
+                replies.push((token_ids.len()..token_ids.len() + ids.len(), reply));
+                token_ids.extend(ids);
             }
         }
         if replies.is_empty() {
@@ -398,24 +394,18 @@ impl Worker {
                 started,
                 result.as_ref().err().map(|e| e.kind),
             );
-            self.stats
-                .text_inference_us
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            self.stats.text_batches.fetch_add(1, Ordering::Relaxed);
+            self.stats.batches_done.fetch_add(1, Ordering::Relaxed);
             let failure = match result {
                 Ok(rows) if rows.dim() == (ids.len(), dim) => {
                     out.slice_mut(ndarray::s![i * chunk..i * chunk + ids.len(), ..])
                         .assign(&rows);
                     continue;
                 }
-                Ok(rows) => JobError::Encoder(
-                    EncoderErrorKind::Failed,
-                    format!(
-                        "text encoder returned shape {:?} for {} texts",
-                        rows.dim(),
-                        ids.len()
-                    ),
-                ),
+                Ok(rows) => JobError::Encoder(EncoderError::failed(format!(
+                    "text encoder returned shape {:?} for {} texts",
+                    rows.dim(),
+                    ids.len()
+                ))),
                 Err(e) => e.into(),
             };
             self.record(false);
@@ -425,9 +415,6 @@ impl Worker {
             return;
         }
         self.record(true);
-        self.stats
-            .texts_encoded
-            .fetch_add(token_ids.len() as u64, Ordering::Relaxed);
         for (rows, reply) in replies {
             let _ = reply.send(Ok(out.slice(ndarray::s![rows, ..]).to_owned()));
         }

@@ -1,9 +1,13 @@
-//! Helpers shared by the integration tests: fixture paths, golden arrays, and a service
-//! built on the bundled tiny model.
+//! The integration tests' one toolbox: fixture paths, golden arrays, a service built on
+//! the bundled tiny model, scratch directories (tempfile), HTTP to a live daemon (ureq),
+//! the `hailo-clip` binary as a child process, and in [`hailo`] the HailoRT test double's
+//! fakes. Each test binary uses a different subset.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+pub mod hailo;
+
+use std::io::Read;
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -37,6 +41,14 @@ pub fn golden_f32(name: &str) -> Array2<f32> {
 pub fn golden_json(name: &str) -> serde_json::Value {
     let path = fixture(&format!("golden/{name}"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// A JSON array of numbers (an embedding in a response) as floats.
+pub fn floats(value: &serde_json::Value) -> Vec<f32> {
+    let numbers = value
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {value}"));
+    numbers.iter().map(|x| x.as_f64().unwrap() as f32).collect()
 }
 
 pub fn cosine(a: ArrayView1<f32>, b: ArrayView1<f32>) -> f32 {
@@ -99,7 +111,7 @@ pub fn ready_state(service: Arc<Service>) -> AppState {
     let state = AppState::new();
     let _ = state.ready.set(Ready {
         service,
-        backend: "cpu",
+        backend: hailo_clip::encoder::Backend::Cpu,
         reason: "test".into(),
     });
     state
@@ -129,20 +141,50 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A minimal HTTP GET over a raw socket; returns (status, body).
+/// A fresh directory, removed when dropped.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("hailo-clip-test-")
+        .tempdir()
+        .unwrap()
+}
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn status_and_body(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Option<(u16, String)> {
+    let mut response = response.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.body_mut().read_to_string().ok()?))
+}
+
+/// GET `path` from the daemon on `port`: (status, body), or None when it does not answer
+/// within 5 s.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    status_and_body(
+        agent(Duration::from_secs(5))
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .call(),
     )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    Some((status, body))
+}
+
+/// POST a JSON `body` to `path`: (status, body). Waits up to 60 s (a request in flight
+/// during a shutdown takes its time).
+pub fn http_post_json(port: u16, path: &str, body: &str) -> (u16, String) {
+    status_and_body(
+        agent(Duration::from_secs(60))
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .header("content-type", "application/json")
+            .send(body),
+    )
+    .unwrap_or_else(|| panic!("POST {path} got no response"))
 }
 
 /// The `hailo-clip` binary, isolated from any config, model dir or log filter of the

@@ -19,7 +19,7 @@ use image::RgbImage;
 use ndarray::Array2;
 
 use crate::config::{Config, CpuEngineChoice};
-use crate::encoder::{EncoderError, EncoderInfo, ImageEncoder, TextEncoder};
+use crate::encoder::{Backend, EncoderError, EncoderInfo, ImageEncoder, TextEncoder};
 use crate::manifest::{Manifest, ModelDir};
 use crate::preprocess::{normalize_nchw, ResizeMode};
 use crate::tokenize::{pad, EOT_ID};
@@ -28,10 +28,47 @@ use crate::tokenize::{pad, EOT_ID};
 const CPU_MAX_BATCH: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot load ONNX model {path}: {message}")]
+#[error("cannot load ONNX model {path}: {problem}")]
 pub struct CpuLoadError {
     pub path: PathBuf,
-    pub message: String,
+    #[source]
+    pub problem: CpuLoadProblem,
+}
+
+/// What is wrong with an ONNX model file, or with the engine that was to run it.
+#[derive(Debug, thiserror::Error)]
+pub enum CpuLoadProblem {
+    #[error("ONNX Runtime is not loaded: {0}")]
+    RuntimeNotLoaded(String),
+    #[error("ONNX Runtime cannot load it: {0}")]
+    OnnxRuntime(#[source] ort::Error),
+    /// tract's error (tract reports through `anyhow`; the message shows its causes too).
+    #[error("not a readable ONNX model: {}", with_causes(.0.as_ref()))]
+    Tract(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot build an inference plan: {}", with_causes(.0.as_ref()))]
+    TractPlan(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("expected one input named {expected:?}, found {found:?}")]
+    Inputs {
+        expected: String,
+        found: Vec<String>,
+    },
+    #[error("expected an output named {expected:?}, found {found:?}")]
+    Outputs {
+        expected: String,
+        found: Vec<String>,
+    },
+}
+
+/// `error: cause: cause…`, as `anyhow`'s `{:#}` shows it.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 /// `cpu.engine: onnxruntime` and its library did not load.
@@ -145,7 +182,7 @@ impl Loaded {
 
     fn info(&self) -> EncoderInfo {
         EncoderInfo {
-            backend: "cpu",
+            backend: Backend::Cpu,
             source: self.path.display().to_string(),
             reason: String::new(),
             engine: Some(self.engine),

@@ -14,7 +14,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
 
-use super::CpuLoadError;
+use super::{CpuLoadError, CpuLoadProblem};
 use crate::encoder::EncoderError;
 
 /// The loaded library: its file and version, for the log and /health.
@@ -157,11 +157,11 @@ impl OrtRunner {
         output: &str,
         threads: usize,
     ) -> Result<OrtRunner, CpuLoadError> {
-        let err = |message: String| CpuLoadError {
+        let err = |problem: CpuLoadProblem| CpuLoadError {
             path: path.to_path_buf(),
-            message,
+            problem,
         };
-        let runtime = runtime(None).map_err(|e| err(format!("ONNX Runtime is not loaded: {e}")))?;
+        let runtime = runtime(None).map_err(|e| err(CpuLoadProblem::RuntimeNotLoaded(e)))?;
         let session = Session::builder(&runtime.environment)
             .and_then(|b| {
                 b.with_optimization_level(GraphOptimizationLevel::Level3)
@@ -173,18 +173,19 @@ impl OrtRunner {
             // and resize the next images (a Pi has four; this box two).
             .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
             .and_then(|mut b| b.commit_from_file(path))
-            .map_err(|e| err(format!("ONNX Runtime cannot load it: {e}")))?;
-        let inputs: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
+            .map_err(|e| err(CpuLoadProblem::OnnxRuntime(e)))?;
+        let inputs: Vec<String> = session.inputs().iter().map(|o| o.name().into()).collect();
         if inputs != [input] {
-            return Err(err(format!(
-                "expected one input named {input:?}, found {inputs:?}"
-            )));
+            return Err(err(CpuLoadProblem::Inputs {
+                expected: input.into(),
+                found: inputs,
+            }));
         }
         if !session.outputs().iter().any(|o| o.name() == output) {
-            let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-            return Err(err(format!(
-                "expected an output named {output:?}, found {outputs:?}"
-            )));
+            return Err(err(CpuLoadProblem::Outputs {
+                expected: output.into(),
+                found: session.outputs().iter().map(|o| o.name().into()).collect(),
+            }));
         }
         Ok(OrtRunner {
             session: Mutex::new(session),

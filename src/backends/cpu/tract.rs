@@ -11,7 +11,7 @@ use ndarray::{Array2, Ix2};
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::*;
 
-use super::CpuLoadError;
+use super::{CpuLoadError, CpuLoadProblem};
 use crate::encoder::EncoderError;
 
 type Plan = Arc<TypedSimplePlan>;
@@ -31,29 +31,22 @@ impl TractRunner {
         input_fact: impl Fn(&SymbolScope) -> InferenceFact,
         executor: Executor,
     ) -> Result<TractRunner, CpuLoadError> {
-        let err = |message: String| CpuLoadError {
+        let err = |problem: CpuLoadProblem| CpuLoadError {
             path: path.to_path_buf(),
-            message,
+            problem,
         };
-        let mut model = tract_onnx::onnx()
-            .model_for_path(path)
-            .map_err(|e| err(format!("not a readable ONNX model: {e:#}")))?;
-        let inputs = model
-            .input_outlets()
-            .map_err(|e| err(e.to_string()))?
-            .to_vec();
-        let outputs = model
-            .output_outlets()
-            .map_err(|e| err(e.to_string()))?
-            .to_vec();
+        let tract = |e: tract_onnx::prelude::TractError| err(CpuLoadProblem::Tract(e.into()));
+        let mut model = tract_onnx::onnx().model_for_path(path).map_err(tract)?;
+        let inputs = model.input_outlets().map_err(tract)?.to_vec();
+        let outputs = model.output_outlets().map_err(tract)?.to_vec();
         if inputs.len() != 1 || model.node(inputs[0].node).name != input_name {
-            let names: Vec<_> = inputs
-                .iter()
-                .map(|o| model.node(o.node).name.clone())
-                .collect();
-            return Err(err(format!(
-                "expected one input named {input_name:?}, found {names:?}"
-            )));
+            return Err(err(CpuLoadProblem::Inputs {
+                expected: input_name.into(),
+                found: inputs
+                    .iter()
+                    .map(|o| model.node(o.node).name.clone())
+                    .collect(),
+            }));
         }
         let output_names: Vec<String> = outputs
             .iter()
@@ -65,21 +58,20 @@ impl TractRunner {
             })
             .collect();
         let Some(index) = output_names.iter().position(|n| n == output_name) else {
-            return Err(err(format!(
-                "expected an output named {output_name:?}, found {output_names:?}"
-            )));
+            return Err(err(CpuLoadProblem::Outputs {
+                expected: output_name.into(),
+                found: output_names,
+            }));
         };
         model
             .select_output_outlets(&[outputs[index]])
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(tract)?;
         let fact = input_fact(&model.symbols);
-        model
-            .set_input_fact(0, fact)
-            .map_err(|e| err(e.to_string()))?;
+        model.set_input_fact(0, fact).map_err(tract)?;
         let plan = model
             .into_optimized()
             .and_then(|m| m.into_runnable())
-            .map_err(|e| err(format!("cannot build an inference plan: {e:#}")))?;
+            .map_err(|e| err(CpuLoadProblem::TractPlan(e.into())))?;
         Ok(TractRunner {
             plan,
             path: path.to_path_buf(),

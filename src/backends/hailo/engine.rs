@@ -23,7 +23,7 @@ use super::ffi::{self, Direction, ElementType, HailoError, HailoErrorKind, Model
 use super::layout;
 use crate::config::HailoConfig;
 use crate::encoder::{
-    EncoderError, EncoderErrorKind, EncoderInfo, HailoInfo, ImageEncoder, TextEncoder,
+    Backend, EncoderError, EncoderErrorKind, EncoderInfo, HailoInfo, ImageEncoder, TextEncoder,
 };
 use crate::preprocess::ResizeMode;
 use crate::tokenize::{eot_position, pad, ClipTokenizer};
@@ -107,7 +107,7 @@ impl HailoDevice {
 
     pub(crate) fn info(&self, hef: &Path) -> EncoderInfo {
         EncoderInfo {
-            backend: "hailo",
+            backend: Backend::Hailo,
             source: hef.display().to_string(),
             reason: String::new(),
             engine: None,

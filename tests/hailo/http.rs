@@ -2,11 +2,6 @@
 //! hailo-fake hailo`): /health names the backend, device, HailoRT version and HEFs; a busy
 //! device gives 503 device_busy with Retry-After and /health follows it back to ok; the
 //! embeddings served are the exact Hailo-path ones, L2-normalized.
-#![cfg(feature = "hailo-fake")]
-
-#[path = "hailo_fake/support.rs"]
-mod support;
-
 use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,10 +14,11 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use crate::common::hailo::*;
+use crate::common::{floats, scratch};
 use hailo_clip::config::Config;
 use hailo_clip::daemon::load_service;
 use hailo_clip::http::{router, AppState, Ready};
-use support::*;
 
 /// The daemon's own start-up path (load, warm up, ready) and its router.
 async fn app(config: &Config) -> Router {
@@ -67,15 +63,6 @@ fn png(image: &image::RgbImage) -> String {
     let mut out = Cursor::new(Vec::new());
     image.write_to(&mut out, image::ImageFormat::Png).unwrap();
     base64::engine::general_purpose::STANDARD.encode(out.into_inner())
-}
-
-fn floats(value: &Value) -> Vec<f32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect()
 }
 
 fn setup(dir: &Path, control: &Path) -> Config {

@@ -1,18 +1,14 @@
 //! The Hailo backend end to end through `backends::load`, on the HailoRT test double
-//! (`cargo test --features hailo-fake hailo`): exact embeddings through the text path (LUT,
+//! (`cargo test --features hailo-fake --test hailo`): exact embeddings through the text path (LUT,
 //! padding with 0, EOT row, projection, uint16 dequantization) and the image path (uint8
 //! NHWC, uint8 dequantization, f32 for per-channel quantization), batching, start-up
 //! errors, busy and timeout faults and recovery, and text on the CPU beside images on Hailo.
-#![cfg(feature = "hailo-fake")]
-
-#[path = "hailo_fake/support.rs"]
-mod support;
-
+use crate::common::hailo::*;
+use crate::common::scratch;
 use hailo_clip::backends::{self, Encoders};
 use hailo_clip::config::{BackendChoice, Config, DevicePath, TextEncoderChoice};
-use hailo_clip::encoder::EncoderErrorKind;
+use hailo_clip::encoder::{Backend, EncoderErrorKind};
 use hailo_clip::tokenize::EOT_ID;
-use support::*;
 
 fn load(config: &Config) -> Encoders {
     backends::load(config).unwrap_or_else(|e| panic!("load failed: {e}"))
@@ -26,7 +22,7 @@ fn load_err(config: &Config) -> String {
 }
 
 /// A scratch dir with both fake HEFs and a config for them.
-fn setup(image_output: &str, image_extra: &str, text_extra: &str) -> (Scratch, Config) {
+fn setup(image_output: &str, image_extra: &str, text_extra: &str) -> (tempfile::TempDir, Config) {
     let dir = scratch();
     image_hef(dir.path(), image_output, image_extra);
     text_hef(dir.path(), text_extra);
@@ -38,7 +34,7 @@ fn setup(image_output: &str, image_extra: &str, text_extra: &str) -> (Scratch, C
 fn hailo_text_embedding_is_exact_through_lut_eot_row_and_projection() {
     let (_dir, config) = setup(IMAGE_OUT_UINT8, "", "");
     let encoders = load(&config);
-    assert_eq!(encoders.backend, "hailo");
+    assert_eq!(encoders.backend, Backend::Hailo);
     assert_eq!(encoders.model.name, "clip-vit-base-patch32");
     assert_eq!(encoders.model.logit_scale, 100.0);
     // Ids from the golden rows: BOS, "a"-ish ids, EOT; a 77-long sequence ends in EOT at 76,
@@ -216,10 +212,10 @@ fn hailo_text_on_cpu_beside_images_on_hailo() {
     let (_dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
     config.hailo.text_encoder = TextEncoderChoice::Cpu;
     let encoders = load(&config);
-    assert_eq!(encoders.backend, "hailo");
+    assert_eq!(encoders.backend, Backend::Hailo);
     assert_eq!(encoders.text_reason, "hailo.text_encoder: cpu");
-    assert_eq!(encoders.image.info().backend, "hailo");
-    assert_eq!(encoders.text.info().backend, "cpu");
+    assert_eq!(encoders.image.info().backend, Backend::Hailo);
+    assert_eq!(encoders.text.info().backend, Backend::Cpu);
     assert!(encoders.text.info().source.ends_with("textual.onnx"));
     assert_eq!(encoders.model.name, "clip-tiny-random");
     // The CPU text encoder gives transformers' embeddings (parity is tested elsewhere).
@@ -244,7 +240,7 @@ fn hailo_without_a_device_node_is_a_start_up_error_and_auto_takes_the_cpu() {
     );
     config.backend = BackendChoice::Auto;
     let encoders = load(&config);
-    assert_eq!(encoders.backend, "cpu");
+    assert_eq!(encoders.backend, Backend::Cpu);
     assert!(
         encoders.reason.contains("Hailo is not usable")
             && encoders.reason.contains("/nonexistent/hailo0"),
@@ -258,7 +254,7 @@ fn hailo_auto_picks_the_device_when_it_is_usable() {
     let (_dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
     config.backend = BackendChoice::Auto;
     let encoders = load(&config);
-    assert_eq!(encoders.backend, "hailo");
+    assert_eq!(encoders.backend, Backend::Hailo);
     assert!(
         encoders.reason.contains("fake-hailo10h:0") && encoders.reason.contains("HailoRT 5.2.0"),
         "{}",
@@ -281,7 +277,7 @@ fn hailo_busy_or_unknown_device_at_start_up() {
 
     config.backend = BackendChoice::Auto;
     let encoders = load(&config);
-    assert_eq!(encoders.backend, "cpu");
+    assert_eq!(encoders.backend, Backend::Cpu);
     assert!(encoders.reason.contains("busy"), "{}", encoders.reason);
 
     config.backend = BackendChoice::Hailo;
@@ -306,61 +302,43 @@ fn hailo_busy_or_unknown_device_at_start_up() {
 
 #[test]
 fn hailo_bad_hefs_are_start_up_errors_naming_the_file() {
-    let (dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
-    // Explicit: the text HEF's errors are start-up errors, not a move to the CPU.
-    config.hailo.text_encoder = TextEncoderChoice::Hailo;
-    let image = dir.path().join("image.hef");
-
-    std::fs::write(&image, b"\x00\x01 not a HEF").unwrap();
-    let err = load_err(&config);
-    assert!(
-        err.contains(&image.display().to_string()) && err.contains("HAILO_INVALID_HEF"),
-        "{err}"
-    );
-
-    std::fs::write(
-        &image,
-        "hailo-clip-fake-hef 1\ntransform image_channel_means\ninput x 16 16 3 int4 nhwc\n",
-    )
-    .unwrap();
-    let err = load_err(&config);
-    assert!(
-        err.contains(&image.display().to_string()) && err.contains("HAILO_HEF_FILE_CORRUPTED"),
-        "{err}"
-    );
-
-    std::fs::remove_file(&image).unwrap();
-    let err = load_err(&config);
-    assert!(
-        err.contains(&image.display().to_string()) && err.contains("does not exist"),
-        "{err}"
-    );
-
-    // An image input that is not a square RGB image.
-    std::fs::write(
-        &image,
-        "hailo-clip-fake-hef 1\ntransform image_channel_means\ninput x 16 8 3 uint8 nhwc\noutput y 1 1 32 uint8 nc\n",
-    )
-    .unwrap();
-    let err = load_err(&config);
-    assert!(
-        err.contains(&image.display().to_string()) && err.contains("square RGB"),
-        "{err}"
-    );
-
-    // A text HEF whose width does not match the token-embedding table (32).
-    image_hef(dir.path(), IMAGE_OUT_UINT8, "");
-    let text = dir.path().join("text.hef");
-    std::fs::write(
-        &text,
-        "hailo-clip-fake-hef 1\ntransform text_rows\ninput t 1 77 16 float32 nhwc\noutput s 1 77 16 float32 nhwc\n",
-    )
-    .unwrap();
-    let err = load_err(&config);
-    assert!(
-        err.contains(&text.display().to_string()) && err.contains("77 token embeddings of 32"),
-        "{err}"
-    );
+    // (which HEF, its content or None for no file, what the error must say)
+    let cases: &[(&str, Option<&str>, &str)] = &[
+        ("image.hef", Some("\x00\x01 not a HEF"), "HAILO_INVALID_HEF"),
+        (
+            "image.hef",
+            Some("hailo-clip-fake-hef 1\ntransform image_channel_means\ninput x 16 16 3 int4 nhwc\n"),
+            "HAILO_HEF_FILE_CORRUPTED",
+        ),
+        ("image.hef", None, "does not exist"),
+        // An image input that is not a square RGB image.
+        (
+            "image.hef",
+            Some("hailo-clip-fake-hef 1\ntransform image_channel_means\ninput x 16 8 3 uint8 nhwc\noutput y 1 1 32 uint8 nc\n"),
+            "square RGB",
+        ),
+        // A text HEF whose width does not match the token-embedding table (32).
+        (
+            "text.hef",
+            Some("hailo-clip-fake-hef 1\ntransform text_rows\ninput t 1 77 16 float32 nhwc\noutput s 1 77 16 float32 nhwc\n"),
+            "77 token embeddings of 32",
+        ),
+    ];
+    for (file, content, expected) in cases {
+        let (dir, mut config) = setup(IMAGE_OUT_UINT8, "", "");
+        // Explicit: the text HEF's errors are start-up errors, not a move to the CPU.
+        config.hailo.text_encoder = TextEncoderChoice::Hailo;
+        let path = dir.path().join(file);
+        match content {
+            Some(text) => std::fs::write(&path, text).unwrap(),
+            None => std::fs::remove_file(&path).unwrap(),
+        }
+        let err = load_err(&config);
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains(expected),
+            "{file} {content:?}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -401,7 +379,7 @@ fn hailo_health_info_names_device_runtime_and_hef() {
     let (_dir, config) = setup(IMAGE_OUT_UINT8, "", "");
     let encoders = load(&config);
     let info = encoders.image.info();
-    assert_eq!(info.backend, "hailo");
+    assert_eq!(info.backend, Backend::Hailo);
     let hailo = info.hailo.unwrap();
     assert_eq!(
         (
@@ -426,9 +404,9 @@ fn hailo_text_auto_without_a_text_hef_runs_text_on_the_cpu_and_explicit_hailo_is
         "the default"
     );
     let encoders = load(&config);
-    assert_eq!(encoders.backend, "hailo");
-    assert_eq!(encoders.image.info().backend, "hailo");
-    assert_eq!(encoders.text.info().backend, "cpu");
+    assert_eq!(encoders.backend, Backend::Hailo);
+    assert_eq!(encoders.image.info().backend, Backend::Hailo);
+    assert_eq!(encoders.text.info().backend, Backend::Cpu);
     assert!(
         encoders
             .text_reason
@@ -467,7 +445,7 @@ fn hailo_text_auto_without_a_text_hef_runs_text_on_the_cpu_and_explicit_hailo_is
     // The text HEF back: the device serves the text again, with the Hailo model facts.
     text_hef(dir.path(), "");
     let encoders = load(&config);
-    assert_eq!(encoders.text.info().backend, "hailo");
+    assert_eq!(encoders.text.info().backend, Backend::Hailo);
     assert_eq!(
         encoders.text_reason,
         "hailo.text_encoder: auto and the text HEF and its files loaded"
@@ -545,7 +523,7 @@ fn hailo_driver_library_version_mismatch_is_a_clear_start_up_error() {
     // backend: auto says the same as its reason for serving from the CPU.
     config.backend = BackendChoice::Auto;
     let encoders = load(&config);
-    assert_eq!(encoders.backend, "cpu");
+    assert_eq!(encoders.backend, Backend::Cpu);
     assert!(
         encoders.reason.contains("HAILO_INVALID_DRIVER_VERSION"),
         "{}",

@@ -1,54 +1,26 @@
-//! Shared helpers of the Hailo-path tests (tests/hailo_*.rs): scratch directories, fake
-//! HEF files for the HailoRT test double (format in tests/hailo_fake/fake_hailort.cpp),
-//! configs pointing at them, and the expected outputs computed independently of the
-//! backend from the double's documented transforms and the transformers goldens.
-#![allow(dead_code)] // each test file uses a different subset
+//! The Hailo-path tests' helpers: fake devices and HEF files for the HailoRT test double
+//! (format in tests/hailo_fake/fake_hailort.cpp), configs pointing at them, the Hailo text
+//! assets exported from the tiny checkpoint, and the expected outputs computed independently
+//! of the backend from the double's documented transforms and the transformers goldens.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use hailo_clip::config::{BackendChoice, Config, DevicePath};
 use image::RgbImage;
 use ndarray::{Array1, Array2};
 use ndarray_npy::read_npy;
+use tempfile::NamedTempFile;
 
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use super::repo;
 
+/// A golden file written by scripts/make_goldens.py.
 pub fn golden(name: &str) -> PathBuf {
     repo().join("tests/fixtures/golden").join(name)
 }
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh directory under cargo's target tmp dir, removed when dropped.
-pub struct Scratch(PathBuf);
-
-impl Scratch {
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub fn scratch() -> Scratch {
-    let n = NEXT.fetch_add(1, Ordering::SeqCst);
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hailo-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    Scratch(dir)
-}
-
 /// The text assets exported once per test binary from the tiny random HF CLIP fixture
-/// (vocabulary 49408, hidden 32, embedding 32).
+/// (vocabulary 49408, hidden 32, embedding 32), kept in cargo's target tmp dir.
 pub fn text_assets() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -64,30 +36,27 @@ pub fn text_assets() -> &'static Path {
 
 /// A fake device for the test double: a file whose content is the device's state ("ok" or
 /// the HailoRT status creating a VDevice returns), named by its device id. HailoRT device
-/// ids hold at most 31 characters, hence a short path in /tmp. Removed when dropped.
-pub struct DeviceFile(PathBuf);
+/// ids hold at most 31 characters, hence a short name in /tmp. Removed when dropped.
+pub struct DeviceFile(NamedTempFile);
 
 impl DeviceFile {
     pub fn new(state: &str) -> DeviceFile {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let file = DeviceFile(PathBuf::from(format!("/tmp/hcf{}-{n}", std::process::id())));
-        file.set(state);
-        file
+        let file = tempfile::Builder::new()
+            .prefix("hcf")
+            .tempfile_in("/tmp")
+            .unwrap();
+        let device = DeviceFile(file);
+        device.set(state);
+        device
     }
 
     pub fn set(&self, state: &str) {
-        std::fs::write(&self.0, state).unwrap();
+        std::fs::write(self.0.path(), state).unwrap();
     }
 
     /// The value for `hailo.device_id`.
     pub fn id(&self) -> String {
-        self.0.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for DeviceFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        self.0.path().to_string_lossy().into_owned()
     }
 }
 

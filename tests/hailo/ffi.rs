@@ -2,17 +2,13 @@
 //! stream descriptions, format changes, buffer checks, handle lifetimes, and a run that
 //! times out while the device still writes into its buffers. Run under valgrind or
 //! AddressSanitizer to check the memory side (see docs/HAILO.md).
-#![cfg(feature = "hailo-fake")]
-
-#[path = "hailo_fake/support.rs"]
-mod support;
-
 use std::time::Duration;
 
+use crate::common::hailo::*;
+use crate::common::scratch;
 use hailo_clip::backends::hailo::ffi::{
     self, Device, Direction, ElementOrder, ElementType, HailoErrorKind,
 };
-use support::*;
 
 const LONG: Duration = Duration::from_secs(5);
 

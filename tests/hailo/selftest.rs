@@ -7,20 +7,16 @@
 //! text states of the labels (H, through an identity projection), then solves for P so that
 //! each expected label's embedding is the dual vector of its photo (e_p · t_q = δ_pq) and
 //! the distractor points away from every photo.
-#![cfg(feature = "hailo-fake")]
-
-#[path = "hailo_fake/support.rs"]
-mod support;
-
 use std::path::Path;
 
+use crate::common::hailo::*;
+use crate::common::scratch;
 use hailo_clip::backends::{self, Encoders};
 use hailo_clip::config::{Config, TextEncoderChoice};
 use hailo_clip::preprocess::{decode_rgb, resize_square};
 use hailo_clip::service::selftest::{SelfTestOutcome, SelfTestSet};
 use hailo_clip::service::Service;
 use ndarray::Array2;
-use support::*;
 
 /// Solves A X = B (A n×n) by Gaussian elimination with partial pivoting.
 fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
