@@ -21,8 +21,12 @@ pub enum ModelDirError {
     MissingDir(PathBuf),
     #[error("model file {path} is missing: {hint}")]
     MissingFile { path: PathBuf, hint: &'static str },
-    #[error("cannot read {path}: {message}")]
-    Unreadable { path: PathBuf, message: String },
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -107,9 +111,9 @@ impl ModelDir {
 
 impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest, ModelDirError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ModelDirError::Unreadable {
+        let text = std::fs::read_to_string(path).map_err(|source| ModelDirError::Unreadable {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source,
         })?;
         let manifest: Manifest =
             serde_json::from_str(&text).map_err(|e| ModelDirError::Invalid {

@@ -146,7 +146,7 @@ pub fn config(dir: &Path) -> Config {
     c.hailo.batch_size = 4;
     c.hailo.timeout_ms = 5_000;
     // The double's encoders are not CLIP, so their answers fail the known-answer self-test;
-    // tests of other things serve anyway. hailo_selftest.rs tests the self-test itself.
+    // tests of other things serve anyway. tests/hailo/selftest.rs tests the self-test itself.
     c.selftest.enforce = false;
     c
 }
