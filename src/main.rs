@@ -1,5 +1,7 @@
-//! The `hailo-clip` command: `serve` runs the daemon; `classify`, `embed` and
-//! `check-config` run one job through the same service path and exit;
+//! The `hailo-clip` command: `serve` runs the daemon; `classify`, `embed` and `selftest`
+//! run one job through the same service path and exit; `check-config`, `check-model` and
+//! `check-text-assets` answer what install.sh asks about a config and model files, with the
+//! loaders the daemon uses; `doctor` runs the troubleshooting checklist;
 //! `export-text-assets` writes the Hailo text path's files from a Hugging Face checkpoint.
 
 use std::io::{IsTerminal, Write};
