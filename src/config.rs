@@ -182,6 +182,9 @@ pub struct PerformanceConfig {
     pub inference_threads: usize,
     /// Most images a worker puts into one inference.
     pub max_batch_size: usize,
+    /// How long a worker holding a part batch of images waits for the images other admitted
+    /// requests are still decoding. Never spent when no other image is on its way.
+    pub batch_wait_ms: u64,
     /// Jobs that may wait in the queue; past that, requests get 503 + Retry-After.
     pub max_queue_size: usize,
     /// Deadline for one request, from arrival to answer; past it, 504.
@@ -194,6 +197,7 @@ impl Default for PerformanceConfig {
             worker_threads: 1,
             inference_threads: 2,
             max_batch_size: 8,
+            batch_wait_ms: 20,
             max_queue_size: 32,
             request_timeout_ms: 30_000,
         }
@@ -468,6 +472,12 @@ impl Config {
         )?;
         at_least("performance.max_batch_size", p.max_batch_size as u64, 1)?;
         at_least("performance.max_queue_size", p.max_queue_size as u64, 1)?;
+        if p.batch_wait_ms > 1_000 {
+            return Err(ConfigError::Invalid {
+                key: "performance.batch_wait_ms",
+                message: format!("must be at most 1000, got {}", p.batch_wait_ms),
+            });
+        }
         at_least("performance.request_timeout_ms", p.request_timeout_ms, 1)?;
         let l = &self.limits;
         at_least("limits.max_body_bytes", l.max_body_bytes as u64, 1024)?;
@@ -669,6 +679,13 @@ mod tests {
         assert_eq!(
             err,
             "config key `performance.max_batch_size`: must be at least 1, got 0"
+        );
+        let err = parse("performance:\n  batch_wait_ms: 1001\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "config key `performance.batch_wait_ms`: must be at most 1000, got 1001"
         );
         let err = parse("logging:\n  level: loud\n").unwrap_err().to_string();
         assert!(err.contains("logging.level"), "{err}");

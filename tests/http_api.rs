@@ -615,6 +615,74 @@ async fn full_queue_is_503_with_retry_after_and_waiting_images_are_batched() {
     assert_eq!(*h.image.batches.lock().unwrap(), vec![1, 1, 2]);
 }
 
+/// A worker holding a part batch waits (up to `performance.batch_wait_ms`) for an image
+/// another admitted request is still decoding, or until the batch is as large as the last
+/// one; a lone request has nothing on its way and is answered without waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_batch_waits_for_images_on_their_way_and_a_lone_one_does_not() {
+    let mut config = tiny_config();
+    config.performance.batch_wait_ms = 1_000;
+    let h = harness_with(config).await;
+    let req = || {
+        post_json(
+            "/v1/embed/image",
+            &json!({"image": image_b64("chelsea.png")}),
+        )
+    };
+    let started = std::time::Instant::now();
+    let (status, _, _) = send(&h.app, req()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "a lone request waited {:?}",
+        started.elapsed()
+    );
+
+    // Another request's image is being decoded: counted as on its way.
+    let on_its_way = h.service.queue().image_incoming();
+    let first = tokio::spawn(send_owned(h.app.clone(), req()));
+    // Long after the first image reached the worker, which would have run it alone.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let size = h.image.input_size();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let second = image::RgbImage::from_pixel(size, size, image::Rgb([90, 120, 30]));
+    let embedding = h
+        .service
+        .queue()
+        .encode_image(second, deadline, on_its_way)
+        .await
+        .unwrap();
+    assert_eq!(embedding.len(), 32);
+    assert_eq!(first.await.unwrap().0, StatusCode::OK);
+    // warm-up (1), the lone request (1), then both in one inference (2).
+    assert_eq!(*h.image.batches.lock().unwrap(), vec![1, 1, 2]);
+
+    // The last batch held 2: a lone image now waits for a second one, as it does when the
+    // clients of the last batch send their next images a moment after their answers.
+    let third = tokio::spawn(send_owned(h.app.clone(), req()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fourth = image::RgbImage::from_pixel(size, size, image::Rgb([10, 200, 70]));
+    let queue = h.service.queue();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    queue
+        .encode_image(fourth, deadline, queue.image_incoming())
+        .await
+        .unwrap();
+    assert_eq!(third.await.unwrap().0, StatusCode::OK);
+    assert_eq!(*h.image.batches.lock().unwrap(), vec![1, 1, 2, 2]);
+    // Nobody else comes: the next lone request waits out batch_wait_ms once, runs alone,
+    // and the one after it no longer waits.
+    assert_eq!(send(&h.app, req()).await.0, StatusCode::OK);
+    let started = std::time::Instant::now();
+    assert_eq!(send(&h.app, req()).await.0, StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "a lone request waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(*h.image.batches.lock().unwrap(), vec![1, 1, 2, 2, 1, 1]);
+}
+
 /// Uncached prompts of concurrent requests share one text inference, and a prompt another
 /// request is already encoding is waited for, not encoded again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

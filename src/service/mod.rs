@@ -368,7 +368,8 @@ impl Service {
             self.image_size,
             image::Rgb([128, 128, 128]),
         );
-        self.unit_image_embedding(image, deadline, "warm-up image")
+        let incoming = self.queue.image_incoming();
+        self.unit_image_embedding(image, deadline, incoming, "warm-up image")
             .await?;
         let ids = self
             .tokenizer
@@ -446,8 +447,11 @@ impl Service {
         bytes: Vec<u8>,
         deadline: Instant,
     ) -> Result<Vec<f32>, ServiceError> {
+        // Counted while it is decoded, so that a worker gathering a batch waits for it
+        // (performance.batch_wait_ms).
+        let incoming = self.queue.image_incoming();
         let image = self.prepare_image(bytes, deadline).await?;
-        self.unit_image_embedding(image, deadline, "image embedding")
+        self.unit_image_embedding(image, deadline, incoming, "image embedding")
             .await
     }
 
@@ -456,11 +460,12 @@ impl Service {
         &self,
         image: RgbImage,
         deadline: Instant,
+        incoming: queue::IncomingImage,
         what: &'static str,
     ) -> Result<Vec<f32>, ServiceError> {
         let mut embedding = self
             .queue
-            .encode_image(image, deadline)
+            .encode_image(image, deadline, incoming)
             .await
             .map_err(|e| self.job_error(e))?;
         l2_normalize(&mut embedding).map_err(unusable(what))?;

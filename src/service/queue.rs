@@ -10,9 +10,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use image::RgbImage;
 use ndarray::Array2;
 use tokio::sync::oneshot;
@@ -93,6 +93,8 @@ pub struct WorkQueue {
     stats: Arc<QueueStats>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     worker_count: usize,
+    /// Images of admitted requests still being decoded (see [`IncomingImage`]).
+    incoming_images: Arc<AtomicUsize>,
 }
 
 #[derive(Clone)]
@@ -101,8 +103,23 @@ struct Worker {
     image: Arc<dyn ImageEncoder>,
     text: Arc<dyn TextEncoder>,
     max_batch: usize,
+    /// `performance.batch_wait_ms`.
+    batch_wait: Duration,
+    incoming_images: Arc<AtomicUsize>,
     stats: Arc<QueueStats>,
     metrics: Arc<Metrics>,
+}
+
+/// How often a worker waiting for images on their way checks whether any still are.
+const BATCH_POLL: Duration = Duration::from_millis(1);
+
+/// An image on its way to the queue: see [`WorkQueue::image_incoming`].
+pub struct IncomingImage(Arc<AtomicUsize>);
+
+impl Drop for IncomingImage {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Decrements the live-worker count however the worker thread ends.
@@ -129,11 +146,14 @@ impl WorkQueue {
         );
         let (sender, receiver) = crossbeam_channel::bounded(capacity);
         let stats = Arc::new(QueueStats::default());
+        let incoming_images = Arc::new(AtomicUsize::new(0));
         let worker = Worker {
             receiver,
             image,
             text,
             max_batch,
+            batch_wait: Duration::from_millis(performance.batch_wait_ms),
+            incoming_images: incoming_images.clone(),
             stats: stats.clone(),
             metrics,
         };
@@ -153,6 +173,7 @@ impl WorkQueue {
             stats,
             workers: Mutex::new(handles),
             worker_count: workers,
+            incoming_images,
         }
     }
 
@@ -186,12 +207,23 @@ impl WorkQueue {
         })
     }
 
+    /// Counts an image whose request was admitted and which is still being decoded, until
+    /// the returned guard is given to [`encode_image`](Self::encode_image) or dropped.
+    pub fn image_incoming(&self) -> IncomingImage {
+        self.incoming_images.fetch_add(1, Ordering::SeqCst);
+        IncomingImage(self.incoming_images.clone())
+    }
+
     pub async fn encode_image(
         &self,
         image: RgbImage,
         deadline: Instant,
+        incoming: IncomingImage,
     ) -> Result<Vec<f32>, JobError> {
-        self.run(image, deadline, Job::Image).await
+        let answer = self.queue(image, deadline, Job::Image)?;
+        // Queued: a worker gathering a batch now finds it, so it is no longer on its way.
+        drop(incoming);
+        answer.await.unwrap_or(Err(JobError::Closed))
     }
 
     pub async fn encode_texts(
@@ -199,23 +231,24 @@ impl WorkQueue {
         token_ids: Vec<Vec<u32>>,
         deadline: Instant,
     ) -> Result<Array2<f32>, JobError> {
-        self.run(token_ids, deadline, Job::Texts).await
+        let answer = self.queue(token_ids, deadline, Job::Texts)?;
+        answer.await.unwrap_or(Err(JobError::Closed))
     }
 
-    /// Queues `input` as the job `kind` makes of it and waits for the answer.
-    async fn run<I, O>(
+    /// Queues `input` as the job `kind` makes of it; the receiver gets the answer.
+    fn queue<I, O>(
         &self,
         input: I,
         deadline: Instant,
         kind: fn(Request<I, O>) -> Job,
-    ) -> Result<O, JobError> {
+    ) -> Result<oneshot::Receiver<Result<O, JobError>>, JobError> {
         let (reply, answer) = oneshot::channel();
         self.submit(kind(Request {
             input,
             deadline,
             reply,
         }))?;
-        answer.await.unwrap_or(Err(JobError::Closed))
+        Ok(answer)
     }
 
     /// Stops taking jobs, lets the workers finish what is queued, and joins them, so the
@@ -247,6 +280,9 @@ impl Worker {
         let text_limit = self.max_batch.min(self.text.max_batch()).max(1);
         // A job of the other kind met while gathering a batch runs next.
         let mut next: Option<Job> = None;
+        // Images in the last image batch: how many clients are sending at once. When those
+        // answers go out, the clients' next images arrive a few milliseconds later.
+        let mut last_image_batch = 1;
         loop {
             let first = match next.take() {
                 Some(job) => job,
@@ -269,25 +305,46 @@ impl Worker {
             };
             let mut size = units(&first);
             let mut batch = vec![first];
+            // A part batch of images waits a little (performance.batch_wait_ms) while images
+            // of admitted requests are still being decoded, or until it is as large as the
+            // last one: one inference of 8 images costs far less than 8 of one. A lone
+            // client has nothing on its way and a last batch of 1, so it never waits.
+            let wait_until = Instant::now() + self.batch_wait;
+            let expected = last_image_batch.min(limit);
             while size < limit {
-                match self.receiver.try_recv() {
-                    Ok(job) if matches!(job, Job::Image(_)) == images => {
-                        size += units(&job);
-                        batch.push(job);
-                    }
-                    Ok(other) => {
-                        next = Some(other);
-                        break;
+                let job = match self.receiver.try_recv() {
+                    Ok(job) => job,
+                    Err(TryRecvError::Empty)
+                        if images
+                            && Instant::now() < wait_until
+                            && (size < expected || self.images_on_their_way()) =>
+                    {
+                        match self.receiver.recv_timeout(BATCH_POLL) {
+                            Ok(job) => job,
+                            Err(_) => continue,
+                        }
                     }
                     Err(_) => break,
+                };
+                if matches!(job, Job::Image(_)) == images {
+                    size += units(&job);
+                    batch.push(job);
+                } else {
+                    next = Some(job);
+                    break;
                 }
             }
             if images {
+                last_image_batch = batch.len();
                 self.run_images(batch);
             } else {
                 self.run_texts(batch);
             }
         }
+    }
+
+    fn images_on_their_way(&self) -> bool {
+        self.incoming_images.load(Ordering::SeqCst) > 0
     }
 
     fn record(&self, ok: bool) {
