@@ -7,7 +7,7 @@ use crate::common::hailo::*;
 use crate::common::scratch;
 use hailo_clip::backends::{self, Encoders};
 use hailo_clip::config::{BackendChoice, Config, DevicePath, TextEncoderChoice};
-use hailo_clip::encoder::{Backend, EncoderErrorKind};
+use hailo_clip::encoder::{Backend, EncoderError, EncoderErrorKind};
 use hailo_clip::tokenize::EOT_ID;
 
 fn load(config: &Config) -> Encoders {
@@ -132,25 +132,35 @@ fn hailo_batches_up_to_the_batch_size() {
     assert_eq!(load(&config).image.max_batch(), 3);
 }
 
-#[test]
-fn hailo_busy_run_is_a_busy_error_and_the_next_run_recovers() {
+/// Both fake HEFs, the image HEF's runs steered by a control file holding `fault`; the
+/// scratch dir, the control file and a config for them.
+fn faulty_image_hef(fault: &str) -> (tempfile::TempDir, std::path::PathBuf, Config) {
     let dir = scratch();
     let control = dir.path().join("control");
-    std::fs::write(&control, "status HAILO_DEVICE_IN_USE").unwrap();
+    std::fs::write(&control, fault).unwrap();
     image_hef(
         dir.path(),
         IMAGE_OUT_UINT8,
         &format!("control {}\n", control.display()),
     );
     text_hef(dir.path(), "");
-    let mut config = config(dir.path());
+    let config = config(dir.path());
+    (dir, control, config)
+}
+
+/// One image through the image encoder.
+fn encode_one(encoders: &Encoders, image: &image::RgbImage) -> Result<Vec<f32>, EncoderError> {
+    let rows = encoders.image.encode_images(std::slice::from_ref(image))?;
+    Ok(rows.row(0).to_vec())
+}
+
+#[test]
+fn hailo_busy_run_is_a_busy_error_and_the_next_run_recovers() {
+    let (_dir, control, mut config) = faulty_image_hef("status HAILO_DEVICE_IN_USE");
     config.hailo.text_encoder = TextEncoderChoice::Hailo;
     let encoders = load(&config);
     let image = test_image(4);
-    let err = encoders
-        .image
-        .encode_images(std::slice::from_ref(&image))
-        .unwrap_err();
+    let err = encode_one(&encoders, &image).unwrap_err();
     assert_eq!(err.kind, EncoderErrorKind::Busy, "{}", err.message);
     assert!(
         err.message.contains("HAILO_DEVICE_IN_USE") && err.message.contains("image.hef"),
@@ -159,36 +169,20 @@ fn hailo_busy_run_is_a_busy_error_and_the_next_run_recovers() {
     );
     // HailoRT shut the pipeline down; the next run configures a new one.
     std::fs::write(&control, "ok").unwrap();
-    let rows = encoders
-        .image
-        .encode_images(std::slice::from_ref(&image))
-        .unwrap();
     assert_eq!(
-        rows.row(0).to_vec(),
+        encode_one(&encoders, &image).unwrap(),
         expected_image(&image, Some(IMAGE_QUANT))
     );
 }
 
 #[test]
 fn hailo_slow_device_is_a_timeout_and_later_runs_are_unaffected() {
-    let dir = scratch();
-    let control = dir.path().join("control");
-    std::fs::write(&control, "delay 1500").unwrap();
-    image_hef(
-        dir.path(),
-        IMAGE_OUT_UINT8,
-        &format!("control {}\n", control.display()),
-    );
-    text_hef(dir.path(), "");
-    let mut config = config(dir.path());
+    let (_dir, control, mut config) = faulty_image_hef("delay 1500");
     config.hailo.timeout_ms = 100;
     let encoders = load(&config);
     let (first, second) = (test_image(5), test_image(6));
     let started = std::time::Instant::now();
-    let err = encoders
-        .image
-        .encode_images(std::slice::from_ref(&first))
-        .unwrap_err();
+    let err = encode_one(&encoders, &first).unwrap_err();
     assert!(
         started.elapsed() < std::time::Duration::from_millis(1000),
         "the timeout did not cut the wait short"
@@ -197,12 +191,8 @@ fn hailo_slow_device_is_a_timeout_and_later_runs_are_unaffected() {
     assert!(err.message.contains("HAILO_TIMEOUT"), "{}", err.message);
     // The timed-out run still owns its buffers; a new run gets its own result.
     std::fs::write(&control, "ok").unwrap();
-    let rows = encoders
-        .image
-        .encode_images(std::slice::from_ref(&second))
-        .unwrap();
     assert_eq!(
-        rows.row(0).to_vec(),
+        encode_one(&encoders, &second).unwrap(),
         expected_image(&second, Some(IMAGE_QUANT))
     );
 }
