@@ -607,8 +607,13 @@ install_cpu_model() {
   # No source: the configured model must already be there.
   configured=$(config_get model.dir)
   configured=${configured:-$MODELS_ROOT/clip-vit-base-patch32}
-  if [ -n "$NEW_BIN" ] && ask check-model "$(R "$configured")" --get name >/dev/null; then unchanged "$(R "$configured") (CPU model)"; return 0; fi
-  model_failure "no CPU model: ${ASK_ERROR:-$configured not checked}"
+  if [ -z "$NEW_BIN" ] || [ "$BIN_RUNS" = 0 ]; then
+    if [ "$DRY_RUN" = 1 ]; then would "check the CPU model in $(R "$configured")"; return 0; fi
+    model_failure "cannot check the CPU model in $configured: the binary does not run on this machine; check it on the target (hailo-clip check-model)"
+    return 0
+  fi
+  if ask check-model "$(R "$configured")" --get name >/dev/null; then unchanged "$(R "$configured") (CPU model)"; return 0; fi
+  model_failure "no CPU model: $ASK_ERROR"
   printf '%s\n' "  No package registry ships CLIP weights: export the model once from a Hugging Face checkpoint and" \
     "  install it with --hf-dir DIR (exports here; needs torch), --model-archive FILE or --model-url URL" \
     "  (docs/INSTALL.md, 'CPU model'), or copy the exported directory to $configured by hand." >&2
