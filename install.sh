@@ -300,6 +300,7 @@ prepare_binary() {
     local build_cmd="cargo build --release --locked${features[*]:+ ${features[*]}}"
     say "building: $build_cmd ($([ "$want_hailo" = 1 ] && echo "with the Hailo backend" || echo "CPU engine only"))"
     if [ "$DRY_RUN" = 1 ]; then would "build $target/release/hailo-clip with: $build_cmd"; return 0; fi
+    "$SCRIPT_DIR/scripts/build-deps.sh" || die "the build needs CMake (and NASM on x86_64): apt install cmake nasm"
     (cd "$SCRIPT_DIR" && "${as_user[@]}" env "PATH=$(dirname "$cargo"):$PATH" "$cargo" build --release --locked "${features[@]}") ||
       die "the build failed (see above); fix it or pass --binary PATH"
     NEW_BIN=$target/release/hailo-clip

@@ -20,5 +20,6 @@ fi
 # ONNX Runtime for the CPU engine, from PyPI into ~/.cache (cpu.engine: auto finds it there);
 # without it tract serves.
 scripts/fetch-onnxruntime.sh >/dev/null || echo "run-dev: ONNX Runtime could not be fetched: the CPU engine will be tract" >&2
+scripts/build-deps.sh
 cargo build --release --locked
 exec target/release/hailo-clip --config config/hailo-clip.yaml --model-dir "$model" serve "$@"

@@ -189,6 +189,9 @@ pub struct PerformanceConfig {
     pub max_queue_size: usize,
     /// Deadline for one request, from arrival to answer; past it, 504.
     pub request_timeout_ms: u64,
+    /// Decode a JPEG larger than the encoder needs at a DCT scale (1/2, 1/4, 1/8) that keeps
+    /// its shorter side at or above the encoder's input, then resize it as any other image.
+    pub jpeg_scaled_decode: bool,
 }
 
 impl Default for PerformanceConfig {
@@ -200,6 +203,7 @@ impl Default for PerformanceConfig {
             batch_wait_ms: 20,
             max_queue_size: 32,
             request_timeout_ms: 30_000,
+            jpeg_scaled_decode: true,
         }
     }
 }
@@ -356,6 +360,57 @@ impl std::fmt::Display for DevicePath {
     }
 }
 
+/// Jobs each Hailo encoder keeps submitted at once: `auto` takes HailoRT's async queue
+/// size for the model (`ConfiguredInferModel::get_async_queue_size`), a number is used as
+/// given; both at most [`MAX_JOBS_IN_FLIGHT`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "JobsInFlightValue", into = "JobsInFlightValue")]
+pub enum JobsInFlight {
+    #[default]
+    Auto,
+    Count(usize),
+}
+
+/// Most jobs a Hailo encoder keeps in flight (each holds a batch of page buffers).
+pub const MAX_JOBS_IN_FLIGHT: usize = 16;
+
+impl JobsInFlight {
+    /// What the shim takes: 0 for auto.
+    pub fn requested(self) -> usize {
+        match self {
+            JobsInFlight::Auto => 0,
+            JobsInFlight::Count(n) => n,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum JobsInFlightValue {
+    Count(usize),
+    Word(String),
+}
+
+impl TryFrom<JobsInFlightValue> for JobsInFlight {
+    type Error = String;
+    fn try_from(value: JobsInFlightValue) -> Result<Self, String> {
+        match value {
+            JobsInFlightValue::Count(n) => Ok(JobsInFlight::Count(n)),
+            JobsInFlightValue::Word(w) if w == "auto" => Ok(JobsInFlight::Auto),
+            JobsInFlightValue::Word(w) => Err(format!("expected auto or a number, got {w:?}")),
+        }
+    }
+}
+
+impl From<JobsInFlight> for JobsInFlightValue {
+    fn from(jobs: JobsInFlight) -> Self {
+        match jobs {
+            JobsInFlight::Auto => JobsInFlightValue::Word("auto".into()),
+            JobsInFlight::Count(n) => JobsInFlightValue::Count(n),
+        }
+    }
+}
+
 /// The Hailo backend: where its files are and how the device is used. Read when `backend`
 /// is `hailo`, or `auto` with a usable device.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -373,6 +428,9 @@ pub struct HailoConfig {
     pub resize: ResizeMode,
     /// Most frames per inference (HailoRT's batch size for both HEFs).
     pub batch_size: u16,
+    /// Jobs each encoder keeps submitted to the device at once, so that the device works
+    /// on one while the host prepares the next.
+    pub jobs_in_flight: JobsInFlight,
     /// Time limit for one inference on the device.
     pub timeout_ms: u64,
     /// Device node whose presence is checked before HailoRT is asked (`auto`: see [`DevicePath`]).
@@ -399,6 +457,7 @@ impl Default for HailoConfig {
             text_encoder: TextEncoderChoice::Auto,
             resize: ResizeMode::ShortestEdgeCenterCrop,
             batch_size: 8,
+            jobs_in_flight: JobsInFlight::Auto,
             timeout_ms: 10_000,
             device_path: DevicePath::Auto,
             device_id: None,
@@ -567,6 +626,14 @@ impl HailoConfig {
         }
         if self.timeout_ms == 0 {
             return invalid("hailo.timeout_ms", "must be at least 1, got 0");
+        }
+        if let JobsInFlight::Count(n) = self.jobs_in_flight {
+            if n == 0 || n > MAX_JOBS_IN_FLIGHT {
+                return Err(ConfigError::Invalid {
+                    key: "hailo.jobs_in_flight",
+                    message: format!("must be auto or 1 to {MAX_JOBS_IN_FLIGHT}, got {n}"),
+                });
+            }
         }
         for (key, path) in [
             ("hailo.resources_dir", &self.resources_dir),

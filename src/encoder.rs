@@ -118,6 +118,11 @@ pub trait ImageEncoder: Send + Sync {
     /// Largest batch the engine takes in one call (the service splits larger ones).
     fn max_batch(&self) -> usize;
     fn info(&self) -> EncoderInfo;
+    /// Calls that may usefully run at once: an engine that keeps several jobs on a device
+    /// says how many, and the service runs at least that many workers.
+    fn jobs_in_flight(&self) -> usize {
+        1
+    }
     /// One embedding row per image, in order. Images are `input_size` squares.
     fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError>;
 }
@@ -126,6 +131,10 @@ pub trait TextEncoder: Send + Sync {
     fn embedding_dim(&self) -> usize;
     fn max_batch(&self) -> usize;
     fn info(&self) -> EncoderInfo;
+    /// As [`ImageEncoder::jobs_in_flight`].
+    fn jobs_in_flight(&self) -> usize {
+        1
+    }
     /// One embedding row per text. Ids are unpadded, BOS…EOT, at most the context length.
     fn encode_texts(&self, token_ids: &[Vec<u32>]) -> Result<Array2<f32>, EncoderError>;
 }

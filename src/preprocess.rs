@@ -5,6 +5,11 @@
 //! The steps mirror Hugging Face's `CLIPImageProcessor` (PIL path): shortest side to the
 //! model size with antialiased bicubic, then a center crop, then `(x/255 - mean) / std`.
 //! The Hailo encoder takes the uint8 RGB crop as it is (its normalization lives in the HEF).
+//!
+//! A JPEG much larger than the encoder's input (Immich's 1440-px previews) is decoded by
+//! libjpeg-turbo at a DCT scale (1/2, 1/4, 1/8) that keeps its shorter side at or above the
+//! input size, then resized as any other image ([`prepare_square`]): the inverse DCT of the
+//! smaller blocks and the smaller colour conversion are most of a full decode's cost.
 
 use std::io::Cursor;
 
@@ -22,6 +27,29 @@ pub enum ResizeMode {
     ShortestEdgeCenterCrop,
     /// Both sides to the input size, ignoring aspect ratio (what hailo-apps does).
     Stretch,
+    /// As Immich's machine-learning service prepares an image for CLIP: the JPEG decoded
+    /// whole (no DCT scaling) and the shorter side resized to the input size with Python's
+    /// float arithmetic `int(long / short * size)`, then the centre crop
+    /// (immich `machine-learning/immich_ml/models/transforms.py`, `resize_pil`, `crop_pil`).
+    Immich,
+}
+
+impl ResizeMode {
+    /// Whether a large JPEG may be decoded at a DCT scale before resizing. Immich decodes its
+    /// previews whole, so the mode that follows it does too.
+    fn allows_scaled_decode(self) -> bool {
+        !matches!(self, ResizeMode::Immich)
+    }
+}
+
+/// How an encoded image becomes the encoder's square input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SquareInput {
+    /// Side of the square.
+    pub size: u32,
+    pub mode: ResizeMode,
+    /// `performance.jpeg_scaled_decode`: decode a large JPEG at a DCT scale.
+    pub jpeg_scaled_decode: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -91,18 +119,109 @@ fn header(bytes: &[u8], max_pixels: u64) -> Result<impl ImageDecoder + use<'_>, 
 /// Decodes an encoded image into upright RGB, refusing oversized images from the header
 /// alone, before any pixel memory is allocated.
 pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, PreprocessError> {
+    decode_rgb_at_least(bytes, max_pixels, None)
+}
+
+/// Like [`decode_rgb`], but a JPEG whose shorter side is at least twice `min_short_side`
+/// comes out smaller: decoded at the largest DCT scale that keeps the shorter side at or
+/// above `min_short_side`. A JPEG libjpeg-turbo cannot turn into RGB (CMYK, YCCK) or refuses
+/// (a truncated file it would warn about) is decoded whole as without it.
+pub fn decode_rgb_at_least(
+    bytes: &[u8],
+    max_pixels: u64,
+    min_short_side: Option<u32>,
+) -> Result<RgbImage, PreprocessError> {
     let mut decoder = header(bytes, max_pixels)?;
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image =
-        DynamicImage::from_decoder(decoder).map_err(|e| PreprocessError::Corrupt(e.to_string()))?;
+    let scaled = match min_short_side {
+        Some(min) if image::guess_format(bytes).ok() == Some(ImageFormat::Jpeg) => {
+            scaled_jpeg(bytes, decoder.dimensions(), min)
+        }
+        _ => None,
+    };
+    let mut image = match scaled {
+        Some(rgb) => DynamicImage::ImageRgb8(rgb),
+        None => DynamicImage::from_decoder(decoder)
+            .map_err(|e| PreprocessError::Corrupt(e.to_string()))?,
+    };
     image.apply_orientation(orientation);
     Ok(if image.color().has_alpha() {
         composite_on_white(&image.to_rgba8())
     } else {
         image.to_rgb8()
     })
+}
+
+/// The largest DCT scale (denominator 8, 4 or 2) at which a `width`×`height` JPEG keeps its
+/// shorter side at or above `min_short_side`; 1 when none does. libjpeg rounds scaled
+/// sides up.
+pub fn jpeg_scale_denominator(width: u32, height: u32, min_short_side: u32) -> u32 {
+    let short = width.min(height);
+    [8, 4, 2]
+        .into_iter()
+        .find(|&d| short.div_ceil(d) >= min_short_side.max(1))
+        .unwrap_or(1)
+}
+
+/// A JPEG decoded by libjpeg-turbo at the scale [`jpeg_scale_denominator`] picks, or None
+/// when no scale applies or libjpeg-turbo cannot or will not decode it to RGB (the caller
+/// then decodes it whole). `dimensions` are the header's, already checked against the
+/// pixel limit.
+fn scaled_jpeg(bytes: &[u8], dimensions: (u32, u32), min_short_side: u32) -> Option<RgbImage> {
+    let denominator = jpeg_scale_denominator(dimensions.0, dimensions.1, min_short_side);
+    if denominator == 1 {
+        return None;
+    }
+    let mut decompressor = turbojpeg::Decompressor::new().ok()?;
+    let header = decompressor.read_header(bytes).ok()?;
+    if (header.width, header.height) != (dimensions.0 as usize, dimensions.1 as usize)
+        || header.is_lossless
+        || !matches!(
+            header.colorspace,
+            turbojpeg::Colorspace::YCbCr | turbojpeg::Colorspace::Gray | turbojpeg::Colorspace::RGB
+        )
+    {
+        return None;
+    }
+    let factor = turbojpeg::ScalingFactor::new(1, denominator as usize);
+    decompressor.set_scaling_factor(factor).ok()?;
+    let scaled = header.scaled(factor);
+    let mut out = turbojpeg::Image {
+        pixels: vec![0u8; scaled.width * scaled.height * 3],
+        width: scaled.width,
+        pitch: scaled.width * 3,
+        height: scaled.height,
+        format: turbojpeg::PixelFormat::RGB,
+    };
+    // An error here (corrupt data, or a warning such as a premature end, which TurboJPEG
+    // reports as an error) leaves the file to the lenient whole-image decoder.
+    decompressor.decompress(bytes, out.as_deref_mut()).ok()?;
+    RgbImage::from_raw(scaled.width as u32, scaled.height as u32, out.pixels)
+}
+
+/// How much larger than the encoder's input a DCT-scaled JPEG stays on its shorter side.
+/// Measured on 1440-px previews (tests/preview_parity.rs) with the bundled model: decoded to
+/// 720 px (margin 2) every embedding stays within cosine 0.999 of transformers' on the full
+/// decode; decoded to 360 px (margin 1) one falls to 0.987. The scaled IDCT averages blocks
+/// like a box filter, and the bicubic resize after it must still have room to low-pass.
+pub const JPEG_SCALE_MARGIN: u32 = 2;
+
+impl SquareInput {
+    /// Decodes an encoded image for this input: a JPEG at least twice
+    /// [`JPEG_SCALE_MARGIN`] times the input on its shorter side at a DCT scale, when
+    /// `jpeg_scaled_decode` is on and the resize mode allows it.
+    pub fn decode(&self, bytes: &[u8], max_pixels: u64) -> Result<RgbImage, PreprocessError> {
+        let min_short_side = (self.jpeg_scaled_decode && self.mode.allows_scaled_decode())
+            .then_some(self.size * JPEG_SCALE_MARGIN);
+        decode_rgb_at_least(bytes, max_pixels, min_short_side)
+    }
+
+    /// Brings a decoded image to the square input.
+    pub fn resize(&self, rgb: &RgbImage) -> Result<RgbImage, PreprocessError> {
+        resize_square(rgb, self.size, self.mode)
+    }
 }
 
 /// Flattens transparency onto white, as Hugging Face's `convert_to_rgb` does (PIL
@@ -137,6 +256,19 @@ pub fn shortest_edge_size(width: u32, height: u32, target: u32) -> (u32, u32) {
     }
 }
 
+/// The size after resizing the shorter side to `target` as Immich does, in Python's float
+/// arithmetic: `int((long / short) * target)` (immich `transforms.py`, `resize_pil`).
+pub fn immich_size(width: u32, height: u32, target: u32) -> (u32, u32) {
+    let long = |long: u32, short: u32| {
+        ((f64::from(long) / f64::from(short) * f64::from(target)) as u32).max(target)
+    };
+    if width < height {
+        (target, long(height, width))
+    } else {
+        (long(width, height), target)
+    }
+}
+
 /// Longest intermediate side resized in full before cropping. Past it (a panorama or a
 /// strip), only the source region under the crop is resized, so a 1×40M-pixel image cannot
 /// make a gigabyte intermediate.
@@ -152,22 +284,22 @@ pub fn resize_square(
     let (w, h) = match mode {
         ResizeMode::ShortestEdgeCenterCrop => shortest_edge_size(src_w, src_h, size),
         ResizeMode::Stretch => (size, size),
+        ResizeMode::Immich => immich_size(src_w, src_h, size),
     };
+    // Center crop with floor offsets, as Hugging Face's `center_crop` does; Immich's
+    // `int(w / 2 - size / 2)` is the same number for every w >= size.
+    let (left, top) = ((w - size) / 2, (h - size) / 2);
     if w.max(h) > MAX_INTERMEDIATE_SIDE {
         // The crop box in source coordinates: the same scale factor, the middle part.
         let scale = f64::from(src_w.min(src_h)) / f64::from(size);
         let (crop_w, crop_h) = (f64::from(size) * scale, f64::from(size) * scale);
-        let left = f64::from((w - size) / 2) * scale;
-        let top = f64::from((h - size) / 2) * scale;
+        let (left, top) = (f64::from(left) * scale, f64::from(top) * scale);
         return resize_rgb(image, size, size, Some((left, top, crop_w, crop_h)));
     }
     let resized = resize_rgb(image, w, h, None)?;
     if (w, h) == (size, size) {
         return Ok(resized);
     }
-    // Center crop with floor offsets, as Hugging Face's `center_crop` does.
-    let left = (w - size) / 2;
-    let top = (h - size) / 2;
     Ok(image::imageops::crop_imm(&resized, left, top, size, size).to_image())
 }
 

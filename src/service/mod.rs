@@ -28,7 +28,7 @@ use crate::encoder::{
     Backend, EncoderError, EncoderErrorKind, EncoderInfo, ImageEncoder, TextEncoder,
 };
 use crate::metrics::Metrics;
-use crate::preprocess::{decode_cost, decode_rgb, resize_square, PreprocessError};
+use crate::preprocess::{decode_cost, PreprocessError, SquareInput};
 use crate::similarity::{cosine, ensemble, l2_normalize, softmax_scaled, UnusableEmbedding};
 use crate::tokenize::ClipTokenizer;
 use cache::{Embedding, TextCache};
@@ -170,8 +170,8 @@ pub struct Service {
     admission: Arc<Semaphore>,
     cache: TextCache,
     model: ModelInfo,
-    image_size: u32,
-    resize_mode: crate::preprocess::ResizeMode,
+    /// How an image becomes the image encoder's input.
+    square_input: SquareInput,
     image_info: EncoderInfo,
     text_info: EncoderInfo,
     limits: LimitsConfig,
@@ -208,8 +208,11 @@ impl Service {
         let decoders = std::thread::available_parallelism().map_or(2, |n| n.get());
         let metrics = Arc::new(Metrics::new());
         Ok(Service {
-            image_size: image.input_size(),
-            resize_mode: image.resize_mode(),
+            square_input: SquareInput {
+                size: image.input_size(),
+                mode: image.resize_mode(),
+                jpeg_scaled_decode: perf.jpeg_scaled_decode,
+            },
             image_info: image.info(),
             text_info: text.info(),
             queue: WorkQueue::start(image, text, perf, metrics.clone()),
@@ -364,8 +367,8 @@ impl Service {
         let deadline = Instant::now() + self.timeout.max(Duration::from_secs(60));
         // A mid-grey square: a valid input whose embedding must be finite and non-zero.
         let image = RgbImage::from_pixel(
-            self.image_size,
-            self.image_size,
+            self.square_input.size,
+            self.square_input.size,
             image::Rgb([128, 128, 128]),
         );
         let incoming = self.queue.image_incoming();
@@ -430,16 +433,25 @@ impl Service {
             .acquire()
             .await
             .map_err(|_| ServiceError::ShuttingDown)?;
-        let (size, mode) = (self.image_size, self.resize_mode);
-        tokio::task::spawn_blocking(move || {
-            let rgb = decode_rgb(&bytes, max_pixels)?;
-            Ok(resize_square(&rgb, size, mode)?)
+        let input = self.square_input;
+        let (square, decode, resize) = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let rgb = input.decode(&bytes, max_pixels)?;
+            let decoded = Instant::now();
+            let square = input.resize(&rgb)?;
+            Ok::<_, ServiceError>((square, decoded - started, decoded.elapsed()))
         })
         .await
         .map_err(|source| ServiceError::Task {
             what: "image preparation",
             source,
-        })?
+        })??;
+        // Host work per image, which bounds how fast a device can be fed (scripts/bench-hailo.sh).
+        self.metrics.record(|| {
+            metrics::histogram!("hailo_clip_image_decode_seconds").record(decode.as_secs_f64());
+            metrics::histogram!("hailo_clip_image_resize_seconds").record(resize.as_secs_f64());
+        });
+        Ok(square)
     }
 
     async fn image_embedding(

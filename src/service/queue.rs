@@ -131,16 +131,22 @@ impl Drop for AliveGuard {
 }
 
 impl WorkQueue {
-    /// `performance.worker_threads` workers over a queue of `max_queue_size` jobs, taking
-    /// up to `max_batch_size` images at once.
+    /// `performance.worker_threads` workers (at least as many as an encoder keeps jobs in
+    /// flight) over a queue of `max_queue_size` jobs, taking up to `max_batch_size` images
+    /// at once.
     pub fn start(
         image: Arc<dyn ImageEncoder>,
         text: Arc<dyn TextEncoder>,
         performance: &PerformanceConfig,
         metrics: Arc<Metrics>,
     ) -> WorkQueue {
+        // An encoder that keeps several jobs on a device gets a worker for each, so that
+        // as many batches are submitted at once.
         let (workers, capacity, max_batch) = (
-            performance.worker_threads,
+            performance
+                .worker_threads
+                .max(image.jobs_in_flight())
+                .max(text.jobs_in_flight()),
             performance.max_queue_size,
             performance.max_batch_size,
         );

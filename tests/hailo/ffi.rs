@@ -45,7 +45,7 @@ fn hailo_ffi_describes_streams_and_converts_formats() {
     assert_eq!(model.inputs()[0].element, ElementType::Float32);
     assert_eq!(model.inputs()[0].frame_size, 77 * 32 * 4);
     assert_eq!(model.max_frames(), 0);
-    assert_eq!(model.configure(3).unwrap(), 3);
+    assert_eq!(model.configure(3, 0).unwrap(), 3);
     let err = model
         .set_format(Direction::Input, 0, ElementType::Uint8, false)
         .unwrap_err();
@@ -78,7 +78,7 @@ fn hailo_ffi_checks_buffers_and_frame_counts() {
         err.message
     );
 
-    model.configure(2).unwrap();
+    model.configure(2, 0).unwrap();
     for frames in [0, 3] {
         let err = model
             .run(frames, &[&input], &mut [&mut output], LONG)
@@ -114,7 +114,7 @@ fn hailo_ffi_models_outlive_their_device_handle() {
     let device = Device::open("SHARED", None).unwrap();
     let mut model = device.load_model(&hef).unwrap();
     drop(device);
-    model.configure(1).unwrap();
+    model.configure(1, 0).unwrap();
     let frame_in = model.inputs()[0].frame_size;
     let mut output = vec![0u8; model.outputs()[0].frame_size];
     model
@@ -134,7 +134,7 @@ fn hailo_ffi_timed_out_run_keeps_its_buffers_until_the_device_is_done() {
     );
     let device = Device::open("SHARED", None).unwrap();
     let mut model = device.load_model(&hef).unwrap();
-    model.configure(2).unwrap();
+    model.configure(2, 0).unwrap();
     let frame_in = model.inputs()[0].frame_size;
     let frame_out = model.outputs()[0].frame_size;
     {

@@ -9,4 +9,5 @@ mod common;
 mod backend;
 mod ffi;
 mod http;
+mod pipeline;
 mod selftest;

@@ -9,9 +9,20 @@
 //   transform image_channel_means | text_rows | text_causal_mean
 //   input  NAME H W F TYPE ORDER [ZP SCALE]...  TYPE uint8|uint16|float32, ORDER nhwc|nc|nhw|nchw
 //   output NAME H W F TYPE ORDER [ZP SCALE]...  (no ZP SCALE pair means zp 0, scale 1)
-//   queue_size N                                optional: async queue size (default: batch size)
+//   queue_size N                                optional: async queue size in frames (default:
+//                                               batch size); wait_for_async_ready waits for room
 //   control PATH                                optional: fault file read on every run_async
-//   log PATH                                    optional: run_async appends "frames=N" lines
+//   log PATH                                    optional: one line per run_async,
+//       "frames=N in_flight=J mapped=M" (J: this model's jobs submitted and not completed,
+//       this one included; M: input and output buffers inside a dma_map'ed range), and one
+//       per completion, "done frames=N", with " input-changed" when an input buffer no
+//       longer holds what it held at run_async (its owner reused it before the callback)
+//   device_rate FPS LATENCY_MS                  optional: pace the model like a device. Frames
+//       complete in submission order, one every 1/FPS seconds while the device has work,
+//       and none sooner than LATENCY_MS after its job was submitted (a pipeline's fill); a
+//       job completes with its last frame. Every model with the directive shares the one
+//       device (in this process), as HailoRT's scheduler interleaves them. Without it, a
+//       job completes at once (or after the control file's delay), in parallel with others.
 // Exactly one input and one output.
 //
 // Transforms, computed in double on the input elements as numbers (uint8/uint16 values as
@@ -29,6 +40,7 @@
 //   device: when the VDevice is created with a device id, the id is a path to a file
 //     holding "ok" or the name of the status creation returns (HAILO_DEVICE_IN_USE, ...);
 //     a missing file is HAILO_INVALID_ARGUMENT, as HailoRT says of an unknown id.
+//     "ok no-dma-map" opens a device whose dma_map returns HAILO_NOT_IMPLEMENTED.
 //     Without a device id the fake device "fake-hailo10h:0" is always there.
 //     multi_process_service = true is refused (on Hailo-10H it must stay false).
 //   run: the control file holds "ok", "delay MS" (completion comes MS later; shutdown
@@ -39,6 +51,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
@@ -152,7 +165,72 @@ struct ModelSpec {
     size_t queue_size = 0;
     std::string control;
     std::string log;
+    double device_fps = 0.0;  // 0: not paced
+    double device_latency_ms = 0.0;
 };
+
+using Clock = std::chrono::steady_clock;
+
+// The one device every paced model shares: when its last frame completes, and the order
+// in which jobs complete.
+struct DeviceClock {
+    std::mutex mutex;
+    std::condition_variable turn;
+    Clock::time_point last_frame{};
+    uint64_t next_job = 0;
+    uint64_t completed_jobs = 0;
+};
+
+DeviceClock &device_clock()
+{
+    static DeviceClock clock;
+    return clock;
+}
+
+// Address ranges dma_map'ed on any fake device.
+struct DmaMaps {
+    std::mutex mutex;
+    std::vector<std::pair<const uint8_t *, size_t>> ranges;
+
+    bool covers(const MemoryView &view)
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        for (const auto &range : ranges) {
+            if (view.data() >= range.first && view.data() + view.size() <= range.first + range.second) {
+                return true;
+            }
+        }
+        return false;
+    }
+};
+
+DmaMaps &dma_maps()
+{
+    static DmaMaps maps;
+    return maps;
+}
+
+void append_log(const std::string &path, const std::string &line)
+{
+    static std::mutex mutex;
+    std::lock_guard<std::mutex> lock(mutex);
+    std::ofstream log(path, std::ios::app);
+    log << line << "\n";
+}
+
+// FNV-1a over every 61st byte and the last: enough to tell one image or text frame from
+// another, cheap enough not to load the host in a benchmark.
+uint64_t checksum(const MemoryView &view)
+{
+    uint64_t hash = 1469598103934665603ULL;
+    for (size_t i = 0; i < view.size(); i += 61) {
+        hash = (hash ^ view.data()[i]) * 1099511628211ULL;
+    }
+    if (view.size() > 0) {
+        hash = (hash ^ view.data()[view.size() - 1]) * 1099511628211ULL;
+    }
+    return hash;
+}
 
 struct BufferSlot {
     MemoryView view;
@@ -175,7 +253,8 @@ struct Pipeline {
 
     std::mutex mutex;
     std::condition_variable changed;
-    size_t pending = 0;
+    size_t pending = 0;  // frames
+    size_t jobs_in_flight = 0;
     bool stopped = false;
 
     struct Worker {
@@ -311,12 +390,42 @@ Expected<std::shared_ptr<VDevice>> VDevice::create_shared(const hailo_vdevice_pa
         if (!read_first_line(device_id, &state)) {
             return make_unexpected(HAILO_INVALID_ARGUMENT);
         }
+        if (state == "ok no-dma-map") {
+            return std::shared_ptr<VDevice>(new VDevice(device_id, false));
+        }
         if (state != "ok") {
             hailo_status status;
             return make_unexpected(status_from_name(state, &status) ? status : HAILO_INVALID_ARGUMENT);
         }
     }
-    return std::shared_ptr<VDevice>(new VDevice(device_id));
+    return std::shared_ptr<VDevice>(new VDevice(device_id, true));
+}
+
+hailo_status VDevice::dma_map(void *address, size_t size, hailo_dma_buffer_direction_t)
+{
+    if (!m_dma_mappable) {
+        return HAILO_NOT_IMPLEMENTED;
+    }
+    if (address == nullptr || size == 0) {
+        return HAILO_INVALID_ARGUMENT;
+    }
+    auto &maps = fake::dma_maps();
+    std::lock_guard<std::mutex> lock(maps.mutex);
+    maps.ranges.emplace_back(static_cast<const uint8_t *>(address), size);
+    return HAILO_SUCCESS;
+}
+
+hailo_status VDevice::dma_unmap(void *address, size_t size, hailo_dma_buffer_direction_t)
+{
+    auto &maps = fake::dma_maps();
+    std::lock_guard<std::mutex> lock(maps.mutex);
+    const auto it = std::find(maps.ranges.begin(), maps.ranges.end(),
+        std::make_pair(static_cast<const uint8_t *>(address), size));
+    if (it == maps.ranges.end()) {
+        return HAILO_NOT_FOUND;
+    }
+    maps.ranges.erase(it);
+    return HAILO_SUCCESS;
 }
 
 Expected<std::vector<std::string>> VDevice::get_physical_devices_ids() const
@@ -402,6 +511,11 @@ Expected<std::shared_ptr<fake::ModelSpec>> parse_hef(const std::string &path)
             words >> spec->control;
         } else if (key == "log") {
             words >> spec->log;
+        } else if (key == "device_rate") {
+            if (!(words >> spec->device_fps >> spec->device_latency_ms) || spec->device_fps <= 0.0 ||
+                spec->device_latency_ms < 0.0) {
+                return make_unexpected(HAILO_HEF_FILE_CORRUPTED);
+            }
         } else {
             return make_unexpected(HAILO_HEF_FILE_CORRUPTED);
         }
@@ -644,41 +758,89 @@ Expected<AsyncInferJob> ConfiguredInferModel::run_async(const std::vector<Bindin
             return make_unexpected(HAILO_INVALID_OPERATION);
         }
     }
-    if (!p.spec->log.empty()) {
-        std::ofstream log(p.spec->log, std::ios::app);
-        log << "frames=" << bindings.size() << "\n";
+    struct Frame {
+        MemoryView input;
+        MemoryView output;
+        uint64_t input_sum;
+    };
+    std::vector<Frame> frames;
+    size_t mapped = 0;
+    for (const auto &binding : bindings) {
+        const auto input = binding.m_inputs.at(p.input.name).m_slot->view;
+        const auto output = binding.m_outputs.at(p.output.name).m_slot->view;
+        mapped += size_t(fake::dma_maps().covers(input)) + size_t(fake::dma_maps().covers(output));
+        frames.push_back(Frame{input, output, fake::checksum(input)});
+    }
+
+    // When the job completes: after the control file's delay, and for a paced model when
+    // the device has run its frames (see device_rate above).
+    const auto submitted = fake::Clock::now();
+    auto done_at = submitted + std::chrono::milliseconds(delay_ms);
+    const bool paced = p.spec->device_fps > 0.0;
+    uint64_t turn = 0;
+    if (paced) {
+        auto &clock = fake::device_clock();
+        std::lock_guard<std::mutex> lock(clock.mutex);
+        const auto period = std::chrono::duration_cast<fake::Clock::duration>(
+            std::chrono::duration<double>(1.0 / p.spec->device_fps));
+        const auto fill = submitted + std::chrono::duration_cast<fake::Clock::duration>(
+            std::chrono::duration<double, std::milli>(p.spec->device_latency_ms));
+        for (size_t f = 0; f < frames.size(); f++) {
+            clock.last_frame = std::max(clock.last_frame + period, fill);
+        }
+        done_at = std::max(done_at, clock.last_frame);
+        turn = clock.next_job++;
     }
 
     auto job = std::make_shared<fake::JobState>();
     auto finished = std::make_shared<std::atomic<bool>>(false);
-    std::vector<std::pair<MemoryView, MemoryView>> frames;
-    for (const auto &binding : bindings) {
-        frames.emplace_back(binding.m_inputs.at(p.input.name).m_slot->view,
-            binding.m_outputs.at(p.output.name).m_slot->view);
-    }
     std::lock_guard<std::mutex> lock(p.mutex);
     p.reap_finished();
     p.pending += frames.size();
+    p.jobs_in_flight++;
+    if (!p.spec->log.empty()) {
+        fake::append_log(p.spec->log, "frames=" + std::to_string(bindings.size()) + " in_flight=" +
+            std::to_string(p.jobs_in_flight) + " mapped=" + std::to_string(mapped));
+    }
     auto *pipeline = m_pimpl.get();  // workers are joined before the pipeline is destroyed
-    p.workers.push_back(fake::Pipeline::Worker{std::thread([pipeline, frames, callback, job, finished, delay_ms]() mutable {
+    p.workers.push_back(fake::Pipeline::Worker{std::thread([pipeline, frames, callback, job, finished, done_at, paced, turn]() mutable {
         bool aborted;
         {
             std::unique_lock<std::mutex> wait_lock(pipeline->mutex);
-            aborted = pipeline->changed.wait_for(wait_lock, std::chrono::milliseconds(delay_ms),
-                [pipeline] { return pipeline->stopped; });
+            aborted = pipeline->changed.wait_until(wait_lock, done_at, [pipeline] { return pipeline->stopped; });
         }
+        auto &clock = fake::device_clock();
+        if (paced) {
+            // Jobs on the device complete in the order they were submitted.
+            std::unique_lock<std::mutex> turn_lock(clock.mutex);
+            clock.turn.wait(turn_lock, [&] { return clock.completed_jobs == turn; });
+        }
+        bool changed = false;
         if (!aborted) {
             for (auto &frame : frames) {
-                pipeline->write_output(pipeline->transform(pipeline->read_input(frame.first.data())),
-                    frame.second.data());
+                changed = changed || fake::checksum(frame.input) != frame.input_sum;
+                pipeline->write_output(pipeline->transform(pipeline->read_input(frame.input.data())),
+                    frame.output.data());
             }
+        }
+        if (!pipeline->spec->log.empty()) {
+            fake::append_log(pipeline->spec->log, "done frames=" + std::to_string(frames.size()) +
+                (aborted ? " aborted" : "") + (changed ? " input-changed" : ""));
         }
         callback(AsyncInferCompletionInfo(aborted ? HAILO_STREAM_ABORT : HAILO_SUCCESS));
         {
             std::lock_guard<std::mutex> pending_lock(pipeline->mutex);
             pipeline->pending -= frames.size();
+            pipeline->jobs_in_flight--;
         }
         pipeline->changed.notify_all();
+        if (paced) {
+            {
+                std::lock_guard<std::mutex> turn_lock(clock.mutex);
+                clock.completed_jobs++;
+            }
+            clock.turn.notify_all();
+        }
         {
             std::lock_guard<std::mutex> job_lock(job->mutex);
             job->done = true;

@@ -1,7 +1,10 @@
 //! Opening the Hailo device, loading and checking the two HEFs, and the encoders that run
-//! them. Both HEFs are configured once at start-up and kept; each encoder serializes its
-//! runs on its model (HailoRT's scheduler interleaves the two models, and other processes
-//! in the same group, on the device).
+//! them. Both HEFs are configured once at start-up and kept (HailoRT's scheduler interleaves
+//! the two models, and other processes in the same group, on the device). Each encoder
+//! keeps up to `hailo.jobs_in_flight` jobs submitted: a call with more frames than one job
+//! takes submits the next job before collecting the first, and concurrent calls (the
+//! service runs that many workers) submit beside each other, so the device works on one job
+//! while the host prepares the next. Each call collects its own jobs in order.
 //!
 //! Image path: the service hands over uint8 RGB squares of the HEF's input size, which is
 //! an NHWC uint8 frame as it is (CLIP's normalization is folded into the HEF).
@@ -11,15 +14,17 @@
 //! projection. Outputs are dequantized here (qp_scale, qp_zp) when HailoRT hands over
 //! uint8/uint16, and asked of HailoRT as f32 when quantization is per channel.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use image::RgbImage;
 use ndarray::{Array2, ArrayView1};
 
 use super::assets::{AssetError, TextAssets, CONTEXT_LENGTH};
-use super::ffi::{self, Direction, ElementType, HailoError, HailoErrorKind, Model, StreamInfo};
+use super::ffi::{
+    self, Direction, ElementType, HailoError, HailoErrorKind, Job, Model, StreamInfo,
+};
 use super::layout;
 use crate::config::HailoConfig;
 use crate::encoder::{
@@ -278,14 +283,20 @@ impl OutputFormat {
     }
 }
 
-fn configure(model: &mut Model, path: &Path, batch_size: u16) -> Result<usize, HailoLoadError> {
-    model.configure(batch_size).map_err(|e| {
-        hef_error(
-            path,
-            e.kind,
-            format!("cannot be configured on the device: {}", e.message),
-        )
-    })
+fn configure(
+    model: &mut Model,
+    path: &Path,
+    config: &HailoConfig,
+) -> Result<usize, HailoLoadError> {
+    model
+        .configure(config.batch_size, config.jobs_in_flight.requested())
+        .map_err(|e| {
+            hef_error(
+                path,
+                e.kind,
+                format!("cannot be configured on the device: {}", e.message),
+            )
+        })
 }
 
 fn encoder_error(hef: &Path, e: HailoError) -> EncoderError {
@@ -300,13 +311,54 @@ fn encoder_error(hef: &Path, e: HailoError) -> EncoderError {
     }
 }
 
-/// Locks a model; a panic during an earlier run leaves nothing half-done on the Rust side.
-fn lock(model: &Mutex<Model>) -> MutexGuard<'_, Model> {
-    model.lock().unwrap_or_else(|p| p.into_inner())
+/// Runs `frames` (each job's frames: their count and each frame's input buffer) through
+/// `model`, keeping up to its job count submitted, and hands each job's output buffers to
+/// `take` in order with the job's number. A job left uncollected after an error is
+/// abandoned when `pending` drops.
+fn pipeline<'a, F>(
+    model: &Model,
+    hef: &Path,
+    timeout: Duration,
+    jobs: impl Iterator<Item = Result<(usize, Vec<&'a [u8]>), EncoderError>>,
+    mut take: F,
+) -> Result<(), EncoderError>
+where
+    F: FnMut(usize, &[u8]) -> Result<(), EncoderError>,
+{
+    let frame_out = model.outputs()[0].frame_size;
+    let mut output = vec![0u8; model.max_frames() * frame_out];
+    let mut pending: VecDeque<(Job<'_>, usize)> = VecDeque::with_capacity(model.jobs());
+    let collect = |job: Job<'_>, frames: usize, output: &mut Vec<u8>| {
+        let mut buffers: Vec<&mut [u8]> = output[..frames * frame_out]
+            .chunks_exact_mut(frame_out)
+            .collect();
+        job.collect(&mut buffers, timeout)
+            .map_err(|e| encoder_error(hef, e))
+    };
+    let mut index = 0;
+    for job in jobs {
+        let (frames, inputs) = job?;
+        if pending.len() >= model.jobs().max(1) {
+            let (job, frames) = pending.pop_front().expect("a pending job");
+            collect(job, frames, &mut output)?;
+            take(index, &output[..frames * frame_out])?;
+            index += 1;
+        }
+        let job = model
+            .submit(frames, &inputs, timeout)
+            .map_err(|e| encoder_error(hef, e))?;
+        pending.push_back((job, frames));
+    }
+    while let Some((job, frames)) = pending.pop_front() {
+        collect(job, frames, &mut output)?;
+        take(index, &output[..frames * frame_out])?;
+        index += 1;
+    }
+    Ok(())
 }
 
 pub struct HailoImageEncoder {
-    model: Mutex<Model>,
+    model: Model,
     path: PathBuf,
     size: u32,
     resize: ResizeMode,
@@ -339,7 +391,7 @@ impl HailoImageEncoder {
             .map_err(|e| hef_error(&path, e.kind, e.message))?;
         let output = OutputFormat::choose(&mut model, &path)?;
         let dim = model.outputs()[0].elements();
-        let max_frames = configure(&mut model, &path, config.batch_size)?;
+        let max_frames = configure(&mut model, &path, config)?;
         let input = &model.inputs()[0];
         if input.frame_size != input.elements() {
             return Err(shape_error(
@@ -352,12 +404,14 @@ impl HailoImageEncoder {
             input = %describe(input),
             output = %describe(&model.outputs()[0]),
             max_frames,
+            jobs_in_flight = model.jobs(),
+            dma_mapped_buffers = model.mapped_buffers(),
             "image encoder HEF configured"
         );
         Ok(HailoImageEncoder {
             size: input.height,
             info: device.info(&path),
-            model: Mutex::new(model),
+            model,
             path,
             resize: config.resize,
             dim,
@@ -384,40 +438,50 @@ impl ImageEncoder for HailoImageEncoder {
     fn info(&self) -> EncoderInfo {
         self.info.clone()
     }
+    fn jobs_in_flight(&self) -> usize {
+        self.model.jobs()
+    }
     fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError> {
-        let mut rows = Array2::<f32>::zeros((images.len(), self.dim));
-        let mut model = lock(&self.model);
-        let frame_out = model.outputs()[0].frame_size;
-        for (chunk_index, chunk) in images.chunks(self.max_frames).enumerate() {
-            let mut input = Vec::with_capacity(chunk.len() * (self.size * self.size * 3) as usize);
-            for image in chunk {
-                if image.dimensions() != (self.size, self.size) {
-                    return Err(EncoderError::failed(format!(
-                        "{}: image is {:?}, the HEF takes {}x{}",
-                        self.path.display(),
-                        image.dimensions(),
-                        self.size,
-                        self.size
-                    )));
-                }
-                input.extend_from_slice(image.as_raw());
-            }
-            let mut output = vec![0u8; chunk.len() * frame_out];
-            model
-                .run(chunk.len(), &[&input], &mut [&mut output], self.timeout)
-                .map_err(|e| encoder_error(&self.path, e))?;
-            for (i, frame) in output.chunks_exact(frame_out).enumerate() {
-                let row = chunk_index * self.max_frames + i;
-                rows.row_mut(row)
-                    .assign(&ArrayView1::from(&self.output.decode(frame)));
-            }
+        if let Some(image) = images
+            .iter()
+            .find(|i| i.dimensions() != (self.size, self.size))
+        {
+            return Err(EncoderError::failed(format!(
+                "{}: image is {:?}, the HEF takes {}x{}",
+                self.path.display(),
+                image.dimensions(),
+                self.size,
+                self.size
+            )));
         }
+        let mut rows = Array2::<f32>::zeros((images.len(), self.dim));
+        let frame_out = self.model.outputs()[0].frame_size;
+        // Each image's pixels are its frame as they are (uint8 NHWC).
+        let jobs = images.chunks(self.max_frames).map(|chunk| {
+            Ok((
+                chunk.len(),
+                chunk.iter().map(|i| i.as_raw().as_slice()).collect(),
+            ))
+        });
+        pipeline(
+            &self.model,
+            &self.path,
+            self.timeout,
+            jobs,
+            |job, output| {
+                for (i, frame) in output.chunks_exact(frame_out).enumerate() {
+                    rows.row_mut(job * self.max_frames + i)
+                        .assign(&ArrayView1::from(&self.output.decode(frame)));
+                }
+                Ok(())
+            },
+        )?;
         Ok(rows)
     }
 }
 
 pub struct HailoTextEncoder {
-    model: Mutex<Model>,
+    model: Model,
     path: PathBuf,
     /// vocabulary × hidden
     lut: Array2<f32>,
@@ -469,7 +533,7 @@ impl HailoTextEncoder {
             ));
         }
         let output = OutputFormat::choose(&mut model, &path)?;
-        let max_frames = configure(&mut model, &path, config.batch_size)?;
+        let max_frames = configure(&mut model, &path, config)?;
         let input = &model.inputs()[0];
         if input.frame_size != input.elements() * 4 {
             return Err(shape_error(
@@ -482,11 +546,13 @@ impl HailoTextEncoder {
             input = %describe(input),
             output = %describe(&model.outputs()[0]),
             max_frames,
+            jobs_in_flight = model.jobs(),
+            dma_mapped_buffers = model.mapped_buffers(),
             "text encoder HEF configured"
         );
         let encoder = HailoTextEncoder {
             info: device.info(&path),
-            model: Mutex::new(model),
+            model,
             path,
             lut,
             projection,
@@ -531,28 +597,41 @@ impl TextEncoder for HailoTextEncoder {
     fn info(&self) -> EncoderInfo {
         self.info.clone()
     }
+    fn jobs_in_flight(&self) -> usize {
+        self.model.jobs()
+    }
     fn encode_texts(&self, token_ids: &[Vec<u32>]) -> Result<Array2<f32>, EncoderError> {
         let hidden = self.projection.nrows();
         let mut rows = Array2::<f32>::zeros((token_ids.len(), self.projection.ncols()));
-        let mut model = lock(&self.model);
-        let frame_out = model.outputs()[0].frame_size;
-        for (chunk_index, chunk) in token_ids.chunks(self.max_frames).enumerate() {
-            let mut input = Vec::with_capacity(chunk.len() * CONTEXT_LENGTH * self.lut.ncols() * 4);
-            let eots = chunk
-                .iter()
-                .map(|ids| self.embed_tokens(ids, &mut input))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut output = vec![0u8; chunk.len() * frame_out];
-            model
-                .run(chunk.len(), &[&input], &mut [&mut output], self.timeout)
-                .map_err(|e| encoder_error(&self.path, e))?;
-            for (i, (frame, eot)) in output.chunks_exact(frame_out).zip(eots).enumerate() {
-                let states = self.output.decode(frame);
-                let pooled = ArrayView1::from(&states[eot * hidden..(eot + 1) * hidden]);
-                rows.row_mut(chunk_index * self.max_frames + i)
-                    .assign(&pooled.dot(&self.projection));
-            }
-        }
+        let frame_out = self.model.outputs()[0].frame_size;
+        let frame_in = self.model.inputs()[0].frame_size;
+        // Every text's [77, hidden] frame, and the row its EOT is in, built before the first
+        // job is submitted so that the jobs can borrow them.
+        let mut frames = Vec::with_capacity(token_ids.len() * frame_in);
+        let eots = token_ids
+            .iter()
+            .map(|ids| self.embed_tokens(ids, &mut frames))
+            .collect::<Result<Vec<_>, _>>()?;
+        let chunks: Vec<&[u8]> = frames.chunks_exact(frame_in).collect();
+        let jobs = chunks
+            .chunks(self.max_frames)
+            .map(|chunk| Ok((chunk.len(), chunk.to_vec())));
+        pipeline(
+            &self.model,
+            &self.path,
+            self.timeout,
+            jobs,
+            |job, output| {
+                for (i, frame) in output.chunks_exact(frame_out).enumerate() {
+                    let row = job * self.max_frames + i;
+                    let states = self.output.decode(frame);
+                    let eot = eots[row];
+                    let pooled = ArrayView1::from(&states[eot * hidden..(eot + 1) * hidden]);
+                    rows.row_mut(row).assign(&pooled.dot(&self.projection));
+                }
+                Ok(())
+            },
+        )?;
         Ok(rows)
     }
 }

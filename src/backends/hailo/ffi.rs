@@ -12,6 +12,8 @@ use std::path::Path;
 use std::ptr::{self, NonNull};
 use std::time::Duration;
 
+use crate::config::MAX_JOBS_IN_FLIGHT;
+
 #[repr(C)]
 struct RawError {
     hailo_status: i32,
@@ -104,25 +106,47 @@ extern "C" {
     fn hc_model_configure(
         model: *mut RawModel,
         batch_size: u16,
+        jobs_in_flight: usize,
+        max_jobs: usize,
         max_frames: *mut usize,
+        jobs: *mut usize,
         err: *mut RawError,
     ) -> i32;
-    #[allow(clippy::too_many_arguments)]
-    fn hc_model_run(
+    fn hc_model_mapped_buffers(model: *mut RawModel) -> usize;
+    fn hc_model_submit(
         model: *mut RawModel,
         frames: usize,
-        inputs: *const *const u8,
-        input_lens: *const usize,
+        inputs: *const RawSlice,
         input_count: usize,
-        outputs: *const *mut u8,
-        output_lens: *const usize,
+        timeout_ms: u32,
+        job: *mut usize,
+        err: *mut RawError,
+    ) -> i32;
+    fn hc_model_collect(
+        model: *mut RawModel,
+        job: usize,
+        outputs: *const RawMutSlice,
         output_count: usize,
         timeout_ms: u32,
         err: *mut RawError,
     ) -> i32;
+    fn hc_model_abandon(model: *mut RawModel, job: usize);
 }
 
-/// What a Hailo failure means for the daemon.
+/// One frame of one input stream (shim.cpp's `hc_slice`).
+#[repr(C)]
+struct RawSlice {
+    data: *const u8,
+    len: usize,
+}
+
+/// One frame of one output stream (shim.cpp's `hc_mut_slice`).
+#[repr(C)]
+struct RawMutSlice {
+    data: *mut u8,
+    len: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HailoErrorKind {
     /// No usable device (absent, driver missing, unknown device id).
@@ -165,6 +189,14 @@ impl HailoError {
             kind,
             hailo_status: raw.hailo_status,
             message: c_text(&raw.message),
+        }
+    }
+
+    fn shape(message: String) -> HailoError {
+        HailoError {
+            kind: HailoErrorKind::ShapeMismatch,
+            hailo_status: 0,
+            message,
         }
     }
 
@@ -258,6 +290,7 @@ impl Device {
             inputs: Vec::new(),
             outputs: Vec::new(),
             max_frames: 0,
+            jobs: 0,
         };
         model.refresh_streams()?;
         Ok(model)
@@ -378,11 +411,19 @@ pub struct Model {
     inputs: Vec<StreamInfo>,
     outputs: Vec<StreamInfo>,
     max_frames: usize,
+    jobs: usize,
 }
 
-// SAFETY: a Model is used by one thread at a time (&mut self for everything that touches
-// HailoRT state); the shim keeps no thread-affine state.
+// SAFETY: the shim keeps no thread-affine state. What changes the model's streams or
+// pipeline set-up takes &mut self; submit, collect and abandon (&self) lock inside the shim
+// (its job-slot pool and its submission lock), so threads may call them at once.
 unsafe impl Send for Model {}
+unsafe impl Sync for Model {}
+
+/// Milliseconds for the shim, saturating.
+fn millis(timeout: Duration) -> u32 {
+    u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX)
+}
 
 impl Model {
     pub fn inputs(&self) -> &[StreamInfo] {
@@ -394,8 +435,20 @@ impl Model {
     }
 
     /// The most frames one [`run`](Self::run) takes; 0 before [`configure`](Self::configure).
+    /// Most frames one job takes (0 before [`configure`](Self::configure)).
     pub fn max_frames(&self) -> usize {
         self.max_frames
+    }
+
+    /// Jobs kept submitted at once (0 before [`configure`](Self::configure)).
+    pub fn jobs(&self) -> usize {
+        self.jobs
+    }
+
+    /// Job buffers HailoRT DMA-mapped in advance; 0 where it offers no mapping.
+    pub fn mapped_buffers(&self) -> usize {
+        // SAFETY: the handle is live.
+        unsafe { hc_model_mapped_buffers(self.raw.as_ptr()) }
     }
 
     fn refresh_streams(&mut self) -> Result<(), HailoError> {
@@ -465,49 +518,195 @@ impl Model {
         self.refresh_streams()
     }
 
-    /// Configures the model on the device for batches of up to `batch_size` frames.
-    pub fn configure(&mut self, batch_size: u16) -> Result<usize, HailoError> {
-        let mut max_frames = 0;
-        // SAFETY: the handle is live; `max_frames` is valid for writes.
+    /// Configures the model on the device, once, for jobs of up to `batch_size` frames with
+    /// `jobs_in_flight` jobs submitted at once (0: HailoRT's async queue size), at most
+    /// [`MAX_JOBS_IN_FLIGHT`], and allocates every job's buffers. Returns the most frames
+    /// one job takes.
+    pub fn configure(
+        &mut self,
+        batch_size: u16,
+        jobs_in_flight: usize,
+    ) -> Result<usize, HailoError> {
+        let (mut max_frames, mut jobs) = (0, 0);
+        // SAFETY: the handle is live; the out pointers are valid for writes.
         check(|err| unsafe {
-            hc_model_configure(self.raw.as_ptr(), batch_size, &mut max_frames, err)
+            hc_model_configure(
+                self.raw.as_ptr(),
+                batch_size,
+                jobs_in_flight,
+                MAX_JOBS_IN_FLIGHT,
+                &mut max_frames,
+                &mut jobs,
+                err,
+            )
         })?;
         self.max_frames = max_frames;
+        self.jobs = jobs;
         Ok(max_frames)
     }
 
-    /// Runs `frames` frames as one batch. `inputs[i]` holds the frames of input `i` back to
-    /// back, `outputs[o]` receives those of output `o`; their lengths must be `frames` times
-    /// the stream's frame size.
+    /// Submits `frames` frames as one job and returns without waiting for it. `inputs`
+    /// holds each frame's buffer of each input, frame-major (frame f, input i at
+    /// `f * inputs().len() + i`); the shim copies them into the job's own buffers. Waits at
+    /// most `timeout` for a free job slot and room in HailoRT's queue.
+    pub fn submit(
+        &self,
+        frames: usize,
+        inputs: &[&[u8]],
+        timeout: Duration,
+    ) -> Result<Job<'_>, HailoError> {
+        if inputs.len() != frames * self.inputs.len() {
+            return Err(HailoError::shape(format!(
+                "{} input buffers for {frames} frames of {} inputs",
+                inputs.len(),
+                self.inputs.len()
+            )));
+        }
+        let slices: Vec<RawSlice> = inputs
+            .iter()
+            .map(|b| RawSlice {
+                data: b.as_ptr(),
+                len: b.len(),
+            })
+            .collect();
+        let mut index = 0;
+        // SAFETY: the handle is live; each slice is valid for its length for the duration
+        // of the call, which copies them (the shim checks each length against its stream's
+        // frame size first) and keeps no pointer to them.
+        check(|err| unsafe {
+            hc_model_submit(
+                self.raw.as_ptr(),
+                frames,
+                slices.as_ptr(),
+                self.inputs.len(),
+                millis(timeout),
+                &mut index,
+                err,
+            )
+        })?;
+        Ok(Job {
+            model: self,
+            index: Some(index),
+        })
+    }
+
+    /// Runs `frames` frames as one job and waits for it: `inputs[i]` holds the frames of
+    /// input `i` back to back, `outputs[o]` receives those of output `o`; their lengths must
+    /// be `frames` times the stream's frame size.
     pub fn run(
-        &mut self,
+        &self,
         frames: usize,
         inputs: &[&[u8]],
         outputs: &mut [&mut [u8]],
         timeout: Duration,
     ) -> Result<(), HailoError> {
-        let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
-        let input_ptrs: Vec<*const u8> = inputs.iter().map(|b| b.as_ptr()).collect();
-        let input_lens: Vec<usize> = inputs.iter().map(|b| b.len()).collect();
-        let output_lens: Vec<usize> = outputs.iter().map(|b| b.len()).collect();
-        let output_ptrs: Vec<*mut u8> = outputs.iter_mut().map(|b| b.as_mut_ptr()).collect();
-        // SAFETY: the handle is live and used by this thread only (&mut self). Each pointer
-        // is valid for its length, which the shim checks against the frame sizes before
-        // touching the memory; it copies inputs and outputs, keeping no pointer past return.
+        check_lengths(
+            "input",
+            &self.inputs,
+            inputs.iter().map(|b| b.len()),
+            frames,
+        )?;
+        check_lengths(
+            "output",
+            &self.outputs,
+            outputs.iter().map(|b| b.len()),
+            frames,
+        )?;
+        let frame_inputs: Vec<&[u8]> = (0..frames)
+            .flat_map(|f| {
+                inputs
+                    .iter()
+                    .zip(&self.inputs)
+                    .map(move |(b, s)| &b[f * s.frame_size..(f + 1) * s.frame_size])
+            })
+            .collect();
+        let job = self.submit(frames, &frame_inputs, timeout)?;
+        let sizes: Vec<usize> = self.outputs.iter().map(|s| s.frame_size).collect();
+        let mut frame_outputs: Vec<&mut [u8]> = Vec::with_capacity(frames * outputs.len());
+        let mut rests: Vec<&mut [u8]> = outputs.iter_mut().map(|b| &mut **b).collect();
+        for _ in 0..frames {
+            for (rest, &size) in rests.iter_mut().zip(&sizes) {
+                let (frame, tail) = std::mem::take(rest).split_at_mut(size);
+                frame_outputs.push(frame);
+                *rest = tail;
+            }
+        }
+        job.collect(&mut frame_outputs, timeout)
+    }
+}
+
+/// Checks that there is one buffer per stream, each `frames` times its frame size.
+fn check_lengths(
+    direction: &str,
+    streams: &[StreamInfo],
+    lens: impl ExactSizeIterator<Item = usize>,
+    frames: usize,
+) -> Result<(), HailoError> {
+    if lens.len() != streams.len() {
+        return Err(HailoError::shape(format!(
+            "{} {direction} buffers for {} {direction}s",
+            lens.len(),
+            streams.len()
+        )));
+    }
+    for (stream, len) in streams.iter().zip(lens) {
+        if len != frames * stream.frame_size {
+            return Err(HailoError::shape(format!(
+                "{direction} {}: {len} bytes for {frames} frames of {}",
+                stream.name, stream.frame_size
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A submitted job of a [`Model`]. [`collect`](Job::collect) takes its outputs; dropped
+/// without that, the job is abandoned: it finishes on the device, and its buffers, which
+/// the shim owns, come free with its completion.
+#[derive(Debug)]
+pub struct Job<'a> {
+    model: &'a Model,
+    index: Option<usize>,
+}
+
+impl Job<'_> {
+    /// Waits at most `timeout` for the job and copies its outputs into `outputs` (each
+    /// frame's buffer of each output, frame-major, each exactly the stream's frame size).
+    pub fn collect(
+        mut self,
+        outputs: &mut [&mut [u8]],
+        timeout: Duration,
+    ) -> Result<(), HailoError> {
+        let index = self.index.take().expect("a job is collected once");
+        let slices: Vec<RawMutSlice> = outputs
+            .iter_mut()
+            .map(|b| RawMutSlice {
+                data: b.as_mut_ptr(),
+                len: b.len(),
+            })
+            .collect();
+        // SAFETY: the handle is live; the job index came from hc_model_submit and is used
+        // once; each slice is valid for writes of its length, which the shim checks against
+        // the frame size before copying, and no pointer is kept past the call.
         check(|err| unsafe {
-            hc_model_run(
-                self.raw.as_ptr(),
-                frames,
-                input_ptrs.as_ptr(),
-                input_lens.as_ptr(),
-                input_ptrs.len(),
-                output_ptrs.as_ptr(),
-                output_lens.as_ptr(),
-                output_ptrs.len(),
-                timeout_ms,
+            hc_model_collect(
+                self.model.raw.as_ptr(),
+                index,
+                slices.as_ptr(),
+                self.model.outputs.len(),
+                millis(timeout),
                 err,
             )
         })
+    }
+}
+
+impl Drop for Job<'_> {
+    fn drop(&mut self) {
+        if let Some(index) = self.index {
+            // SAFETY: the handle is live (the job borrows the model); the index is unused.
+            unsafe { hc_model_abandon(self.model.raw.as_ptr(), index) }
+        }
     }
 }
 

@@ -15,12 +15,14 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
@@ -66,6 +68,17 @@ typedef struct hc_stream_info {
     float qp_zp;
     float qp_scale;
 } hc_stream_info;
+
+// One frame's buffer of one stream.
+typedef struct hc_slice {
+    const uint8_t *data;
+    size_t len;
+} hc_slice;
+
+typedef struct hc_mut_slice {
+    uint8_t *data;
+    size_t len;
+} hc_mut_slice;
 
 typedef struct hc_vdevice hc_vdevice;
 typedef struct hc_model hc_model;
@@ -209,10 +222,11 @@ class PageBuffer {
 public:
     static constexpr size_t kPage = 4096;
 
+    static size_t rounded(size_t size) { return ((size + kPage - 1) / kPage) * kPage; }
+
     explicit PageBuffer(size_t size) : m_size(size)
     {
-        const size_t rounded = ((size + kPage - 1) / kPage) * kPage;
-        m_data = static_cast<uint8_t *>(std::aligned_alloc(kPage, rounded));
+        m_data = static_cast<uint8_t *>(std::aligned_alloc(kPage, rounded(size)));
         if (m_data == nullptr) {
             throw std::bad_alloc();
         }
@@ -229,12 +243,56 @@ private:
     uint8_t *m_data;
 };
 
-// The buffers of one run and its completion status. The completion callback holds a
-// reference, so when a run times out its buffers stay alive until HailoRT is done with them.
-struct RunState {
-    std::vector<std::unique_ptr<PageBuffer>> inputs;   // frame-major: frame f, input i at f * n + i
-    std::vector<std::unique_ptr<PageBuffer>> outputs;  // likewise
-    std::atomic<int> status{static_cast<int>(HAILO_SUCCESS)};
+// One job's buffers, allocated once and reused: up to max_frames frames of every input and
+// output (frame-major: frame f, stream i at f * streams + i).
+struct JobSlot {
+    enum class State {
+        Free,       // in the pool
+        Claimed,    // a submitter fills it
+        Running,    // submitted; HailoRT owns the buffers until the callback
+        Done,       // the callback ran; the collector copies the outputs out
+        Abandoned,  // its collector gave up (a timeout); the callback frees it
+    };
+    std::vector<std::unique_ptr<PageBuffer>> inputs;
+    std::vector<std::unique_ptr<PageBuffer>> outputs;
+    State state = State::Free;
+    hailo_status status = HAILO_SUCCESS;
+    size_t frames = 0;
+};
+
+// A model's job slots. Completion callbacks hold the pool, so the buffers of a job whose
+// collector timed out, or whose model was released, live until HailoRT is done with them.
+// The pool holds the device, whose DMA mappings of the buffers it undoes last.
+struct SlotPool {
+    std::shared_ptr<DeviceHolder> holder;
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::vector<JobSlot> slots;
+    struct Mapping {
+        void *address;
+        size_t size;
+        hailo_dma_buffer_direction_t direction;
+    };
+    std::vector<Mapping> mappings;
+
+    ~SlotPool()
+    {
+        for (const auto &m : mappings) {
+            holder->device->dma_unmap(m.address, m.size, m.direction);
+        }
+    }
+
+    // Maps a buffer for DMA where HailoRT offers it; an unmapped buffer works as well,
+    // HailoRT maps it for each transfer instead.
+    bool map(PageBuffer &buffer, hailo_dma_buffer_direction_t direction)
+    {
+        const size_t rounded = PageBuffer::rounded(buffer.size());
+        if (holder->device->dma_map(buffer.data(), rounded, direction) != HAILO_SUCCESS) {
+            return false;
+        }
+        mappings.push_back(Mapping{buffer.data(), rounded, direction});
+        return true;
+    }
 };
 
 class Deadline {
@@ -266,10 +324,17 @@ struct hc_model {
     std::vector<std::string> inputs;
     std::vector<std::string> outputs;
     uint16_t batch_size = 0;
-    // Set by hc_model_configure; run() reconfigures with these after a failure.
+    // Set by hc_model_configure and kept: a pipeline replaced after a failure has the same.
     std::vector<size_t> input_frame_sizes;
     std::vector<size_t> output_frame_sizes;
     size_t max_frames = 0;
+    size_t jobs_in_flight = 0;  // asked for by hc_model_configure; 0: the async queue size
+    size_t max_jobs = 1;        // the most jobs_in_flight may come to
+    // Made by the first hc_model_configure; kept across reconfigurations.
+    std::shared_ptr<SlotPool> pool;
+    // Serializes submissions and the pipeline's replacement: jobs run concurrently, but
+    // each is handed to HailoRT by one thread at a time.
+    std::mutex submit_mutex;
     // Null before configure and after a failure that stopped the pipeline (HailoRT shuts a
     // ConfiguredInferModel down when run_async fails). Last member: destroyed first.
     std::unique_ptr<hailort::ConfiguredInferModel> configured;
@@ -303,8 +368,12 @@ int32_t configure(hc_model *m, hc_error *err)
     if (!queue) {
         return fail(err, queue.status(), Stage::Run, "get_async_queue_size(" + m->hef_path + ")");
     }
-    m->input_frame_sizes.clear();
-    m->output_frame_sizes.clear();
+    if (m->pool) {
+        // A pipeline replaced after a failure: frame sizes, batch and buffers stay as they
+        // were (collectors read them without the submit lock).
+        m->configured = std::make_unique<hailort::ConfiguredInferModel>(configured.release());
+        return HC_OK;
+    }
     for (const auto &name : m->inputs) {
         auto stream = m->model->input(name);
         if (!stream) {
@@ -321,8 +390,36 @@ int32_t configure(hc_model *m, hc_error *err)
     }
     // wait_for_async_ready() with more frames than the queue holds can only time out.
     m->max_frames = std::max<size_t>(1, std::min<size_t>(m->batch_size, queue.value()));
+    const size_t jobs = std::min(m->max_jobs,
+                                 std::max<size_t>(1, m->jobs_in_flight > 0 ? m->jobs_in_flight : queue.value()));
+    auto pool = std::make_shared<SlotPool>();
+    pool->holder = m->holder;
+    pool->slots.resize(jobs);
+    for (auto &slot : pool->slots) {
+        for (size_t f = 0; f < m->max_frames; f++) {
+            for (size_t size : m->input_frame_sizes) {
+                slot.inputs.push_back(std::make_unique<PageBuffer>(size));
+                pool->map(*slot.inputs.back(), HAILO_DMA_BUFFER_DIRECTION_H2D);
+            }
+            for (size_t size : m->output_frame_sizes) {
+                slot.outputs.push_back(std::make_unique<PageBuffer>(size));
+                pool->map(*slot.outputs.back(), HAILO_DMA_BUFFER_DIRECTION_D2H);
+            }
+        }
+    }
+    m->pool = std::move(pool);
     m->configured = std::make_unique<hailort::ConfiguredInferModel>(configured.release());
     return HC_OK;
+}
+
+// Returns a claimed slot to the pool (a submission that did not happen).
+void release_slot(SlotPool &pool, size_t index)
+{
+    {
+        std::lock_guard<std::mutex> lock(pool.mutex);
+        pool.slots[index].state = JobSlot::State::Free;
+    }
+    pool.changed.notify_all();
 }
 
 // Drops a pipeline HailoRT has stopped; the next run configures a fresh one.
@@ -470,132 +567,244 @@ int32_t hc_model_set_format(hc_model *model, int32_t direction, size_t index, in
     });
 }
 
-// Configures the model for batches of up to `batch_size` frames. `max_frames` receives
-// the most frames one hc_model_run takes (the batch size, capped by HailoRT's queue).
-int32_t hc_model_configure(hc_model *model, uint16_t batch_size, size_t *max_frames, hc_error *err)
+// Configures the model for batches of up to `batch_size` frames, with `jobs_in_flight`
+// jobs submitted at once (0: HailoRT's async queue size), at most `max_jobs`.
+// `max_frames` receives the most frames one job takes (the batch size, capped by HailoRT's
+// queue), `jobs` the jobs kept in flight. The buffers of every job are allocated here, once.
+int32_t hc_model_configure(hc_model *model, uint16_t batch_size, size_t jobs_in_flight, size_t max_jobs,
+                           size_t *max_frames, size_t *jobs, hc_error *err)
 {
     return guarded(err, [&]() -> int32_t {
-        drop_pipeline(model);
+        std::lock_guard<std::mutex> submit_lock(model->submit_mutex);
+        if (model->pool) {
+            return reject(err, HC_FAILED, "hc_model_configure may run once");
+        }
         model->batch_size = batch_size;
+        model->jobs_in_flight = jobs_in_flight;
+        model->max_jobs = std::max<size_t>(1, max_jobs);
         auto code = configure(model, err);
         if (code == HC_OK) {
             *max_frames = model->max_frames;
+            *jobs = model->pool->slots.size();
         }
         return code;
     });
 }
 
-// Runs `frames` frames as one batch. `inputs[i]` holds the frames of input i back to
-// back (`input_lens[i]` bytes, which must be frames × its frame size); likewise outputs.
-// Returns HC_TIMEOUT when the whole run does not finish within `timeout_ms`.
-int32_t hc_model_run(hc_model *model, size_t frames, const uint8_t *const *inputs, const size_t *input_lens,
-                     size_t input_count, uint8_t *const *outputs, const size_t *output_lens, size_t output_count,
-                     uint32_t timeout_ms, hc_error *err)
+// Number of input and output buffers of a model that HailoRT DMA-mapped in advance (0
+// where it does not offer mapping).
+size_t hc_model_mapped_buffers(hc_model *model)
+{
+    if (!model->pool) {
+        return 0;
+    }
+    std::lock_guard<std::mutex> lock(model->pool->mutex);
+    return model->pool->mappings.size();
+}
+
+// Submits `frames` frames as one job and returns at once. `inputs` holds frames × the
+// model's inputs (frame-major), each exactly its stream's frame size; they are copied into
+// the job's own buffers. Waits at most `timeout_ms` for a free job slot and for room in
+// HailoRT's queue. `job` receives the handle hc_model_collect or hc_model_abandon takes,
+// exactly once.
+int32_t hc_model_submit(hc_model *model, size_t frames, const hc_slice *inputs, size_t input_count,
+                        uint32_t timeout_ms, size_t *job, hc_error *err)
 {
     return guarded(err, [&]() -> int32_t {
         const Deadline deadline(timeout_ms);
-        if (!model->configured) {
-            if (model->batch_size == 0) {
-                return reject(err, HC_FAILED, "hc_model_run before hc_model_configure");
-            }
-            auto code = configure(model, err);
-            if (code != HC_OK) {
-                return code;
-            }
+        if (!model->pool) {
+            return reject(err, HC_FAILED, "hc_model_submit before hc_model_configure");
         }
         if (frames == 0 || frames > model->max_frames) {
             return reject(err, HC_SHAPE_MISMATCH,
-                          "a run takes 1 to " + std::to_string(model->max_frames) + " frames, got " +
+                          "a job takes 1 to " + std::to_string(model->max_frames) + " frames, got " +
                               std::to_string(frames));
         }
-        if (input_count != model->inputs.size() || output_count != model->outputs.size()) {
-            return reject(err, HC_SHAPE_MISMATCH, "wrong number of input or output buffers");
+        if (input_count != model->inputs.size()) {
+            return reject(err, HC_SHAPE_MISMATCH, "wrong number of input buffers");
         }
-        for (size_t i = 0; i < input_count; i++) {
-            if (input_lens[i] != frames * model->input_frame_sizes[i]) {
+        for (size_t k = 0; k < frames * input_count; k++) {
+            const size_t i = k % input_count;
+            if (inputs[k].len != model->input_frame_sizes[i]) {
                 return reject(err, HC_SHAPE_MISMATCH,
-                              "input " + model->inputs[i] + ": " + std::to_string(input_lens[i]) + " bytes for " +
-                                  std::to_string(frames) + " frames of " +
-                                  std::to_string(model->input_frame_sizes[i]));
+                              "input " + model->inputs[i] + ": " + std::to_string(inputs[k].len) +
+                                  " bytes for a frame of " + std::to_string(model->input_frame_sizes[i]));
             }
         }
-        for (size_t o = 0; o < output_count; o++) {
-            if (output_lens[o] != frames * model->output_frame_sizes[o]) {
-                return reject(err, HC_SHAPE_MISMATCH,
-                              "output " + model->outputs[o] + ": " + std::to_string(output_lens[o]) + " bytes for " +
-                                  std::to_string(frames) + " frames of " +
-                                  std::to_string(model->output_frame_sizes[o]));
+        SlotPool &pool = *model->pool;
+        size_t index = 0;
+        {
+            std::unique_lock<std::mutex> lock(pool.mutex);
+            auto free_slot = [&] {
+                for (index = 0; index < pool.slots.size(); index++) {
+                    if (pool.slots[index].state == JobSlot::State::Free) {
+                        return true;
+                    }
+                }
+                return false;
+            };
+            if (!pool.changed.wait_for(lock, deadline.remaining(), free_slot)) {
+                return report(err, HC_TIMEOUT, HAILO_TIMEOUT,
+                              "no job slot of " + model->hef_path + " came free within " +
+                                  std::to_string(timeout_ms) + " ms");
             }
+            pool.slots[index].state = JobSlot::State::Claimed;
         }
+        JobSlot &slot = pool.slots[index];
+        for (size_t k = 0; k < frames * input_count; k++) {
+            std::memcpy(slot.inputs[k]->data(), inputs[k].data, inputs[k].len);
+        }
+        slot.frames = frames;
 
-        auto run = std::make_shared<RunState>();
+        std::lock_guard<std::mutex> submit_lock(model->submit_mutex);
+        if (!model->configured) {
+            auto code = configure(model, err);
+            if (code != HC_OK) {
+                release_slot(pool, index);
+                return code;
+            }
+        }
+        const size_t output_count = model->outputs.size();
         std::vector<hailort::ConfiguredInferModel::Bindings> bindings;
         for (size_t f = 0; f < frames; f++) {
             auto binding = model->configured->create_bindings();
             if (!binding) {
+                release_slot(pool, index);
                 return fail(err, binding.status(), Stage::Run, "create_bindings");
             }
             for (size_t i = 0; i < input_count; i++) {
-                const size_t size = model->input_frame_sizes[i];
-                run->inputs.push_back(std::make_unique<PageBuffer>(size));
-                std::memcpy(run->inputs.back()->data(), inputs[i] + f * size, size);
+                auto &buffer = *slot.inputs[f * input_count + i];
                 auto stream = binding->input(model->inputs[i]);
-                if (!stream) {
-                    return fail(err, stream.status(), Stage::Run, "bindings input " + model->inputs[i]);
-                }
-                auto status = stream->set_buffer(hailort::MemoryView(run->inputs.back()->data(), size));
+                auto status = stream ? stream->set_buffer(hailort::MemoryView(buffer.data(), buffer.size()))
+                                     : stream.status();
                 if (status != HAILO_SUCCESS) {
-                    return fail(err, status, Stage::Run, "set_buffer " + model->inputs[i]);
+                    release_slot(pool, index);
+                    return fail(err, status, Stage::Run, "bindings input " + model->inputs[i]);
                 }
             }
             for (size_t o = 0; o < output_count; o++) {
-                const size_t size = model->output_frame_sizes[o];
-                run->outputs.push_back(std::make_unique<PageBuffer>(size));
+                auto &buffer = *slot.outputs[f * output_count + o];
                 auto stream = binding->output(model->outputs[o]);
-                if (!stream) {
-                    return fail(err, stream.status(), Stage::Run, "bindings output " + model->outputs[o]);
-                }
-                auto status = stream->set_buffer(hailort::MemoryView(run->outputs.back()->data(), size));
+                auto status = stream ? stream->set_buffer(hailort::MemoryView(buffer.data(), buffer.size()))
+                                     : stream.status();
                 if (status != HAILO_SUCCESS) {
-                    return fail(err, status, Stage::Run, "set_buffer " + model->outputs[o]);
+                    release_slot(pool, index);
+                    return fail(err, status, Stage::Run, "bindings output " + model->outputs[o]);
                 }
             }
             bindings.push_back(binding.release());
         }
-
         auto status = model->configured->wait_for_async_ready(deadline.remaining(), static_cast<uint32_t>(frames));
         if (status != HAILO_SUCCESS) {
+            release_slot(pool, index);
             if (status != HAILO_TIMEOUT) {
                 drop_pipeline(model);
             }
             return fail(err, status, Stage::Run, "wait_for_async_ready(" + model->hef_path + ")");
         }
-        auto job = model->configured->run_async(bindings, [run](const hailort::AsyncInferCompletionInfo &info) {
-            run->status.store(static_cast<int>(info.status));
-        });
-        if (!job) {
-            drop_pipeline(model);
-            return fail(err, job.status(), Stage::Run, "run_async(" + model->hef_path + ")");
+        {
+            std::lock_guard<std::mutex> lock(pool.mutex);
+            slot.state = JobSlot::State::Running;
         }
-        // On a timeout the job is left running: its callback holds `run`, so the buffers
-        // it writes stay valid, and a later run waits for its queue slot like any other.
-        status = job->wait(deadline.remaining());
-        if (status != HAILO_SUCCESS) {
-            return fail(err, status, Stage::Run, "inference on " + model->hef_path);
-        }
-        status = static_cast<hailo_status>(run->status.load());
-        if (status != HAILO_SUCCESS) {
-            drop_pipeline(model);
-            return fail(err, status, Stage::Run, "inference on " + model->hef_path);
-        }
-        for (size_t f = 0; f < frames; f++) {
-            for (size_t o = 0; o < output_count; o++) {
-                const size_t size = model->output_frame_sizes[o];
-                std::memcpy(outputs[o] + f * size, run->outputs[f * output_count + o]->data(), size);
+        std::shared_ptr<SlotPool> keep = model->pool;
+        auto submitted = model->configured->run_async(bindings, [keep, index](const hailort::AsyncInferCompletionInfo &info) {
+            {
+                std::lock_guard<std::mutex> lock(keep->mutex);
+                JobSlot &done = keep->slots[index];
+                done.status = info.status;
+                done.state = done.state == JobSlot::State::Abandoned ? JobSlot::State::Free : JobSlot::State::Done;
             }
+            keep->changed.notify_all();
+        });
+        if (!submitted) {
+            // HailoRT ran no callback for a job it refused.
+            release_slot(pool, index);
+            drop_pipeline(model);
+            return fail(err, submitted.status(), Stage::Run, "run_async(" + model->hef_path + ")");
         }
+        // The callback, not this handle, tells of completion: a handle destroyed without a
+        // wait would block on the job.
+        submitted->detach();
+        *job = index;
         return HC_OK;
     });
+}
+
+// Waits at most `timeout_ms` for job `job` and copies its outputs into `outputs` (frames ×
+// the model's outputs, frame-major, each exactly its stream's frame size). On a timeout the
+// job is abandoned: it finishes on the device, its buffers live until then, and its slot
+// comes free with its callback. A device error fails this job and stops the pipeline, as
+// HailoRT does; the next submission configures a new one.
+int32_t hc_model_collect(hc_model *model, size_t job, const hc_mut_slice *outputs, size_t output_count,
+                         uint32_t timeout_ms, hc_error *err)
+{
+    return guarded(err, [&]() -> int32_t {
+        if (!model->pool || job >= model->pool->slots.size()) {
+            return reject(err, HC_FAILED, "hc_model_collect of an unknown job");
+        }
+        SlotPool &pool = *model->pool;
+        std::unique_lock<std::mutex> lock(pool.mutex);
+        JobSlot &slot = pool.slots[job];
+        if (slot.state != JobSlot::State::Running && slot.state != JobSlot::State::Done) {
+            return reject(err, HC_FAILED, "hc_model_collect of a job not in flight");
+        }
+        const bool done = pool.changed.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                                                [&] { return slot.state == JobSlot::State::Done; });
+        if (!done) {
+            slot.state = JobSlot::State::Abandoned;
+            return report(err, HC_TIMEOUT, HAILO_TIMEOUT,
+                          "inference on " + model->hef_path + " did not finish within " + std::to_string(timeout_ms) +
+                              " ms");
+        }
+        const hailo_status status = slot.status;
+        int32_t code = HC_OK;
+        if (status != HAILO_SUCCESS) {
+            code = fail(err, status, Stage::Run, "inference on " + model->hef_path);
+        } else if (output_count != model->outputs.size()) {
+            code = reject(err, HC_SHAPE_MISMATCH, "wrong number of output buffers");
+        } else {
+            for (size_t k = 0; k < slot.frames * output_count; k++) {
+                if (outputs[k].len != model->output_frame_sizes[k % output_count]) {
+                    code = reject(err, HC_SHAPE_MISMATCH,
+                                  "output " + model->outputs[k % output_count] + ": " +
+                                      std::to_string(outputs[k].len) + " bytes for a frame of " +
+                                      std::to_string(model->output_frame_sizes[k % output_count]));
+                    break;
+                }
+            }
+            for (size_t k = 0; code == HC_OK && k < slot.frames * output_count; k++) {
+                std::memcpy(outputs[k].data, slot.outputs[k]->data(), outputs[k].len);
+            }
+        }
+        slot.state = JobSlot::State::Free;
+        lock.unlock();
+        pool.changed.notify_all();
+        if (status != HAILO_SUCCESS) {
+            std::lock_guard<std::mutex> submit_lock(model->submit_mutex);
+            drop_pipeline(model);
+        }
+        return code;
+    });
+}
+
+// Gives up on job `job` without its outputs (its request failed otherwise): its slot comes
+// free with its callback, or now if that already ran.
+void hc_model_abandon(hc_model *model, size_t job)
+{
+    if (!model->pool || job >= model->pool->slots.size()) {
+        return;
+    }
+    SlotPool &pool = *model->pool;
+    {
+        std::lock_guard<std::mutex> lock(pool.mutex);
+        JobSlot &slot = pool.slots[job];
+        if (slot.state == JobSlot::State::Done) {
+            slot.state = JobSlot::State::Free;
+        } else if (slot.state == JobSlot::State::Running) {
+            slot.state = JobSlot::State::Abandoned;
+        }
+    }
+    pool.changed.notify_all();
 }
 
 }  // extern "C"

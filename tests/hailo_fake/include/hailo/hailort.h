@@ -26,6 +26,7 @@ typedef enum {
     HAILO_OUT_OF_HOST_MEMORY = 3,
     HAILO_TIMEOUT = 4,
     HAILO_INVALID_OPERATION = 6,
+    HAILO_NOT_IMPLEMENTED = 7,
     HAILO_INTERNAL_FAILURE = 8,
     HAILO_OPEN_FILE_FAILURE = 13,
     HAILO_FILE_OPERATION_FAILURE = 14,
@@ -51,6 +52,12 @@ typedef struct {
 typedef struct {
     char id[HAILO_MAX_DEVICE_ID_LENGTH];
 } hailo_device_id_t;
+
+typedef enum {
+    HAILO_DMA_BUFFER_DIRECTION_H2D = 0,
+    HAILO_DMA_BUFFER_DIRECTION_D2H = 1,
+    HAILO_DMA_BUFFER_DIRECTION_BOTH = 2,
+} hailo_dma_buffer_direction_t;
 
 typedef enum {
     HAILO_SCHEDULING_ALGORITHM_NONE = 0,

@@ -29,9 +29,13 @@ public:
 
     virtual Expected<std::vector<std::string>> get_physical_devices_ids() const;
 
+    virtual hailo_status dma_map(void *address, size_t size, hailo_dma_buffer_direction_t direction);
+    virtual hailo_status dma_unmap(void *address, size_t size, hailo_dma_buffer_direction_t direction);
+
 private:
-    explicit VDevice(std::string device_id) : m_device_id(std::move(device_id)) {}
+    VDevice(std::string device_id, bool dma_mappable) : m_device_id(std::move(device_id)), m_dma_mappable(dma_mappable) {}
     std::string m_device_id;
+    bool m_dma_mappable;
 };
 
 } // namespace hailort
