@@ -156,13 +156,13 @@ PY
   read -r _ requests duration errors p50 p99 < <(grep '^WRK ' <<<"$out")
   [ "$errors" = 0 ] || { echo "bench-hailo: $errors of $requests requests failed ($1)" >&2; echo "$out" >&2; exit 1; }
   echo "run: $1"
-  python3 - "$fps" "$requests" "$duration" "$p50" "$p99" "$d0" "$d1" "$n0" "$n1" "$r0" "$r1" "$c0" "$c1" "$b0" "$b1" "$t0" "$t1" "$clients" "$(nproc)" <<'PY'
+  python3 - "$fps" "$requests" "$duration" "$p50" "$p99" "$d0" "$d1" "$n0" "$n1" "$r0" "$r1" "$c0" "$c1" "$b0" "$b1" "$t0" "$t1" "$clients" "$(nproc)" "$2" "$latency" <<'PY'
 import sys
 a = sys.argv[1:]
 fps, requests, duration_us = float(a[0]), int(a[1]), int(a[2])
 p50, p99 = float(a[3]), float(a[4])
 d0, d1, n0, n1, r0, r1, c0, c1, b0, b1, t0, t1 = map(float, a[5:17])
-clients, cores = int(a[17]), int(a[18])
+clients, cores, jobs, fill = int(a[17]), int(a[18]), a[19], float(a[20])
 served = requests / (duration_us / 1e6)
 images = max(n1 - n0, 1)
 decode, resize = (d1 - d0) / images * 1e3, (r1 - r0) / images * 1e3
@@ -172,7 +172,10 @@ print(f"device {fps:g} fps | served {served:.1f} img/s | ratio {ratio:.2f} | p50
       f"| host ms/image: decode {decode:.2f}, resize {resize:.2f}, other {host - decode - resize:.2f}")
 busy = (b1 - b0) / max(t1 - t0, 1)
 if ratio < 0.9:
-    if busy >= 0.85:
+    if jobs == "1":
+        print(f"  bound: one job in flight: the device waits out each job's {fill:g} ms fill and the host's "
+              f"turn-around between jobs ({busy:.0%} of the {cores} cores busy)")
+    elif busy >= 0.85:
         print(f"  bound: the host's CPU ({cores} cores {busy:.0%} busy, load generator included; "
               f"{host:.1f} ms of daemon CPU per image caps it near {cores * 1000 / host:.0f} img/s)")
     else:

@@ -853,6 +853,9 @@ async fn metrics_count_requests_batches_cache_and_queue() {
         "hailo_clip_inference_batch_size_count{encoder=\"text\"} 2",
         "hailo_clip_inference_batch_size_sum{encoder=\"text\"} 3",
         "hailo_clip_inference_seconds_count{encoder=\"image\"} 3",
+        // the two request images (the warm-up image is made square, not decoded)
+        "hailo_clip_image_decode_seconds_count 2",
+        "hailo_clip_image_resize_seconds_count 2",
         "hailo_clip_text_cache_hits_total 2",
         "hailo_clip_text_cache_misses_total 2",
         "hailo_clip_text_cache_entries 2",

@@ -27,7 +27,7 @@ pub use crate::encoder::ModelInfo;
 use crate::encoder::{
     Backend, EncoderError, EncoderErrorKind, EncoderInfo, ImageEncoder, TextEncoder,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{thread_cpu_time, Metrics};
 use crate::preprocess::{decode_cost, PreprocessError, SquareInput};
 use crate::similarity::{cosine, ensemble, l2_normalize, softmax_scaled, UnusableEmbedding};
 use crate::tokenize::ClipTokenizer;
@@ -435,18 +435,18 @@ impl Service {
             .map_err(|_| ServiceError::ShuttingDown)?;
         let input = self.square_input;
         let (square, decode, resize) = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
+            let started = thread_cpu_time();
             let rgb = input.decode(&bytes, max_pixels)?;
-            let decoded = Instant::now();
+            let decoded = thread_cpu_time();
             let square = input.resize(&rgb)?;
-            Ok::<_, ServiceError>((square, decoded - started, decoded.elapsed()))
+            Ok::<_, ServiceError>((square, decoded - started, thread_cpu_time() - decoded))
         })
         .await
         .map_err(|source| ServiceError::Task {
             what: "image preparation",
             source,
         })??;
-        // Host work per image, which bounds how fast a device can be fed (scripts/bench-hailo.sh).
+        // Host CPU per image, which bounds how fast a device can be fed (scripts/bench-hailo.sh).
         self.metrics.record(|| {
             metrics::histogram!("hailo_clip_image_decode_seconds").record(decode.as_secs_f64());
             metrics::histogram!("hailo_clip_image_resize_seconds").record(resize.as_secs_f64());
