@@ -115,11 +115,20 @@ pub struct ServerConfig {
     /// A request's headers must arrive within this, counted from the connection's start or
     /// the end of its previous response; so it is also the idle keep-alive timeout.
     pub header_timeout_ms: u64,
-    /// Longest pause while a request body is being received; past it, 408.
+    /// A request's body must arrive whole within this of its headers (a deadline, not an
+    /// idle timer); past it, 408 and the connection is closed.
     pub body_timeout_ms: u64,
     /// On SIGTERM, how long in-flight requests may take before the rest are cut off (keep it
     /// below the unit's TimeoutStopSec, 30 s).
     pub shutdown_timeout_ms: u64,
+    /// A file of API keys, one a line (`#` comments). Set, every route but /health, /ping and
+    /// the page needs `Authorization: Bearer KEY` or `X-API-Key: KEY`. Reloaded on SIGHUP.
+    pub api_keys_file: Option<PathBuf>,
+    /// With keys, /metrics answers without one too.
+    pub metrics_open: bool,
+    /// Addresses and CIDR blocks (IPv4, IPv6) that may use the daemon; empty: anyone who
+    /// reaches the port. Requests from elsewhere get 403 on every route.
+    pub allow_from: Vec<AllowedNet>,
 }
 
 impl Default for ServerConfig {
@@ -131,6 +140,9 @@ impl Default for ServerConfig {
             header_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
             shutdown_timeout_ms: 20_000,
+            api_keys_file: None,
+            metrics_open: false,
+            allow_from: Vec::new(),
         }
     }
 }
@@ -240,6 +252,9 @@ pub struct LimitsConfig {
     /// image's header (decoded pixels and the RGB copy). A request waits for its share;
     /// one that cannot get it before its deadline gets 503.
     pub decode_memory_mb: u64,
+    /// Bytes (MiB) of request bodies being received at once: each reserves its declared
+    /// length (or max_body_bytes) before a byte is read; past it, 503 with Retry-After.
+    pub receiving_mb: u64,
 }
 
 impl Default for LimitsConfig {
@@ -252,6 +267,7 @@ impl Default for LimitsConfig {
             max_templates: 16,
             max_embed_texts: 100,
             decode_memory_mb: 1024,
+            receiving_mb: 64,
         }
     }
 }
@@ -320,6 +336,47 @@ pub enum TextEncoderChoice {
     /// The CPU engine's `textual.onnx` and tokenizer from `model.dir` (what public
     /// hailo-apps does); it must come from the same CLIP checkpoint as the image HEF.
     Cpu,
+}
+
+/// An entry of `server.allow_from`: an address (`192.168.1.20`, `::1`) or a CIDR block
+/// (`192.168.1.0/24`, `fd00::/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AllowedNet(pub ipnet::IpNet);
+
+impl AllowedNet {
+    /// Whether `peer` is in the block; an IPv4-mapped IPv6 peer (`::ffff:a.b.c.d`, what a
+    /// dual-stack socket reports) counts as its IPv4 address.
+    pub fn contains(&self, peer: std::net::IpAddr) -> bool {
+        let peer = match peer {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.contains(&peer)
+    }
+}
+
+impl TryFrom<String> for AllowedNet {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let text = text.trim();
+        text.parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))
+            .map(AllowedNet)
+            .map_err(|_| {
+                format!(
+                    "{text:?} is neither an address nor a CIDR block (192.168.1.0/24, fd00::/8)"
+                )
+            })
+    }
+}
+
+impl From<AllowedNet> for String {
+    fn from(net: AllowedNet) -> Self {
+        net.0.to_string()
+    }
 }
 
 /// The Hailo device node: `auto` takes the first of `/dev/hailoN` (driver 5.2 and older)
@@ -560,6 +617,35 @@ impl Config {
         at_least("server.max_connections", s.max_connections as u64, 2)?;
         at_least("server.header_timeout_ms", s.header_timeout_ms, 100)?;
         at_least("server.body_timeout_ms", s.body_timeout_ms, 100)?;
+        at_least("limits.receiving_mb", l.receiving_mb, 1)?;
+        if l.receiving_mb.saturating_mul(1 << 20) < l.max_body_bytes as u64 {
+            return Err(ConfigError::Invalid {
+                key: "limits.receiving_mb",
+                message: format!(
+                    "must hold at least one body of limits.max_body_bytes ({} bytes), got {} MiB",
+                    l.max_body_bytes, l.receiving_mb
+                ),
+            });
+        }
+        if l.receiving_mb > 1 << 20 {
+            return Err(ConfigError::Invalid {
+                key: "limits.receiving_mb",
+                message: format!(
+                    "must be at most {} (1 TiB), got {}",
+                    1u64 << 20,
+                    l.receiving_mb
+                ),
+            });
+        }
+        if s.api_keys_file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                key: "server.api_keys_file",
+                message: "must not be empty (leave it out for no keys)".into(),
+            });
+        }
         at_least("server.shutdown_timeout_ms", s.shutdown_timeout_ms, 1)?;
         if self.server.port == 0 {
             return Err(ConfigError::Invalid {

@@ -218,6 +218,25 @@ pub async fn termination_signal() {
     }
 }
 
+/// Reads `server.api_keys_file` again on every SIGHUP; a file that cannot be used leaves
+/// the keys in force, and says why.
+async fn reload_keys_on_sighup(access: std::sync::Arc<http::access::Access>) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGHUP (API keys will not reload): {e}");
+            return;
+        }
+    };
+    while hangup.recv().await.is_some() {
+        match access.reload() {
+            Ok(0) => tracing::info!("SIGHUP: no server.api_keys_file to reload"),
+            Ok(n) => tracing::info!("SIGHUP: {n} API keys in force"),
+            Err(e) => tracing::error!("SIGHUP: {e}; the keys in force stay"),
+        }
+    }
+}
+
 /// Runs the daemon until a termination signal; an error means a non-zero exit.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let addr = SocketAddr::new(config.server.host, config.server.port);
@@ -235,7 +254,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         "listening on http://{addr} (at most {max_connections} connections, open-file limit {fd_limit})"
     );
-    let mut state = AppState::new();
+    let access = http::access::Access::from_config(&config.server)?;
+    if access.key_count() > 0 {
+        tracing::info!(
+            "{} API keys from server.api_keys_file (reloaded on SIGHUP)",
+            access.key_count()
+        );
+    }
+    let mut state =
+        AppState::new()
+            .with_access(access)
+            .with_receiving(http::receive::Receiving::new(
+                config.limits.receiving_mb,
+                config.limits.max_body_bytes,
+                Duration::from_millis(config.server.body_timeout_ms),
+            ));
     if let Some(url) = &config.immich.upstream_url {
         state = state.with_immich_upstream(http::immich::Upstream::new(
             url,
@@ -243,11 +276,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ));
         tracing::info!("Immich /predict requests that are not CLIP go to {url}");
     }
-    let app = http::router(state.clone(), config.limits.max_body_bytes).layer(
-        tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_millis(
-            config.server.body_timeout_ms,
-        )),
-    );
+    let app = http::router(state.clone(), config.limits.max_body_bytes);
     let limits = http::server::ConnectionLimits {
         max_connections,
         header_timeout: Duration::from_millis(config.server.header_timeout_ms),
@@ -263,6 +292,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         },
     ));
+    tokio::spawn(reload_keys_on_sighup(state.access.clone()));
     let upkeep_state = state.clone();
     let upkeep = tokio::spawn(crate::metrics::upkeep(
         crate::metrics::UPKEEP_INTERVAL,

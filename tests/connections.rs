@@ -1,7 +1,8 @@
 //! The daemon against hostile connections, as an attacker on the same network would try it:
 //! a flood of idle and half-sent connections under a 1024 open-file limit, a stalled request
-//! body, and SIGTERM while a request hangs. Exact outcomes: status codes, closed sockets,
-//! the exit code.
+//! body, bodies trickled a byte at a time (cut off by their deadline while honest requests
+//! are served), the receiving budget, and SIGTERM while a request hangs. Exact outcomes:
+//! status codes, closed sockets, the exit code.
 
 mod common;
 
@@ -144,7 +145,7 @@ fn stalled_body_is_408_with_the_json_error() {
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 408 "), "{response}");
     assert!(
-        response.contains(r#"{"error":{"code":"body_timeout","message":"the request body stalled for longer than server.body_timeout_ms"}}"#),
+        response.contains(r#"{"error":{"code":"body_timeout","message":"the request body did not arrive whole within server.body_timeout_ms"}}"#),
         "{response}"
     );
     sigterm(&child);
@@ -181,4 +182,157 @@ fn sigterm_drain_has_a_deadline() {
     );
     // Bounded by the drain deadline, not the minute the body would take.
     assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+/// Opens a connection that promises `length` bytes of classify body and sends one byte of
+/// it every `every`, until the server closes it; returns when and with what it was closed.
+fn trickle(port: u16, length: usize, every: Duration, started: Instant) -> (Duration, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+    .unwrap();
+    s.set_read_timeout(Some(every)).unwrap();
+    let mut response = Vec::new();
+    loop {
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if s.write_all(b" ").is_err() {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+        if started.elapsed() > Duration::from_secs(40) {
+            break;
+        }
+    }
+    (
+        started.elapsed(),
+        String::from_utf8_lossy(&response).into_owned(),
+    )
+}
+
+/// 64 connections trickle a byte every 2 s of the 1 MB classify body they promised. No
+/// queue permit is held while a body arrives and each body has a deadline (10 s from its
+/// headers): every trickler is cut off with 408 by then, and from 15 s on an honest
+/// client's classify requests are answered.
+#[test]
+fn trickled_bodies_are_cut_at_their_deadline_and_cannot_starve_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port) = serve(dir.path(), "", 1024);
+    let started = Instant::now();
+    let tricklers: Vec<_> = (0..64)
+        .map(|_| {
+            std::thread::spawn(move || trickle(port, 1_000_000, Duration::from_secs(2), started))
+        })
+        .collect();
+    let image = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        std::fs::read(fixture("images/chelsea.png")).unwrap(),
+    );
+    let body = format!(r#"{{"image": "{image}", "prompts": ["cat", "dog"]}}"#);
+    let mut late = Vec::new();
+    while started.elapsed() < Duration::from_secs(25) {
+        let sent = started.elapsed();
+        let (status, _) = http_post_json(port, "/v1/classify", &body);
+        if sent >= Duration::from_secs(15) {
+            late.push(status);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ok = late.iter().filter(|&&s| s == 200).count();
+    println!(
+        "honest client from 15 s on: {ok} of {} answered 200 ({late:?})",
+        late.len()
+    );
+    assert!(late.len() >= 20, "{late:?}");
+    assert!(
+        ok * 100 >= late.len() * 95,
+        "{ok} of {}: {late:?}",
+        late.len()
+    );
+    for trickler in tricklers {
+        let (closed_at, response) = trickler.join().unwrap();
+        assert!(response.starts_with("HTTP/1.1 408 "), "{response}");
+        assert!(response.contains(r#""code":"body_timeout""#), "{response}");
+        // The deadline is 10 s from the headers; the first read that sees the close comes
+        // at most one trickle period later.
+        assert!(
+            closed_at < Duration::from_secs(13),
+            "closed at {closed_at:?}"
+        );
+    }
+    sigterm(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// The receiving budget is its own limit: with 1 MiB of bodies at once, a second upload
+/// promising 700 KB while a first one is still arriving is refused at once (503
+/// receiving_busy, Retry-After), before a byte of it is read; once the first is done,
+/// uploads are received again.
+#[test]
+fn bodies_being_received_have_their_own_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port) = serve(
+        dir.path(),
+        "limits:\n  receiving_mb: 1\n  max_body_bytes: 1048576\n",
+        1024,
+    );
+    let mut first = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    first
+        .write_all(b"POST /v1/embed/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 700000\r\n\r\n{")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut second = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    second
+        .write_all(b"POST /v1/embed/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 700000\r\n\r\n{")
+        .unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = second.read(&mut buf).unwrap();
+    let response = String::from_utf8_lossy(&buf[..n]);
+    assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("retry-after: 1"),
+        "{response}"
+    );
+    assert!(
+        response.contains(r#""code":"receiving_busy""#),
+        "{response}"
+    );
+    // Small requests that declare a few bytes still fit beside the first upload.
+    let (status, _) = http_post_json(port, "/v1/embed/text", r#"{"text": ["a cat"]}"#);
+    assert_eq!(status, 200);
+    // The first upload finishes (a bad body, but received): the budget is free again.
+    first.write_all(&vec![b' '; 699_999]).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let n = first.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 400 "));
+    let mut third = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    third
+        .write_all(b"POST /v1/embed/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 700000\r\n\r\n{")
+        .unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(
+        third.read(&mut buf).is_err(),
+        "a third upload is received (no answer until its body is done)"
+    );
+    sigterm(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }

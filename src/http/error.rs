@@ -49,7 +49,7 @@ impl ApiError {
         Self::new(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
-            "the request body stalled for longer than server.body_timeout_ms",
+            "the request body did not arrive whole within server.body_timeout_ms",
         )
     }
 
@@ -123,24 +123,8 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-/// Whether `error` is, or was caused by, tower-http's request-body timeout (a client that
-/// stopped sending its body).
-fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(e) = cause {
-        if e.is::<tower_http::timeout::TimeoutError>() {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
-}
-
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        if is_body_timeout(&rejection) {
-            return ApiError::body_timeout();
-        }
         match rejection {
             JsonRejection::JsonSyntaxError(e) => {
                 ApiError::bad_request("invalid_json", e.body_text())
@@ -157,9 +141,6 @@ impl From<JsonRejection> for ApiError {
 
 impl From<MultipartError> for ApiError {
     fn from(e: MultipartError) -> Self {
-        if is_body_timeout(&e) {
-            return ApiError::body_timeout();
-        }
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large("request body is over limits.max_body_bytes")
         } else {

@@ -1,12 +1,14 @@
 //! The HTTP layer (axum): shared state, the router, request logging, and the server's
 //! life cycle (bind, load in the background while /health says "starting", serve, drain).
 
+pub mod access;
 pub mod error;
 pub mod extract;
 pub mod immich;
 pub mod openai;
 pub mod openapi;
 pub mod page;
+pub mod receive;
 pub mod routes;
 pub mod server;
 pub mod types;
@@ -49,6 +51,10 @@ pub struct AppState {
     pub connections: Arc<server::ConnectionStats>,
     /// Where Immich's non-CLIP /predict requests go (`immich.upstream_url`).
     pub immich_upstream: Option<Arc<immich::Upstream>>,
+    /// Who may use the daemon (`server.allow_from`, `server.api_keys_file`).
+    pub access: Arc<access::Access>,
+    /// How request bodies are received (`server.body_timeout_ms`, `limits.receiving_mb`).
+    pub receiving: Arc<receive::Receiving>,
 }
 
 impl Default for AppState {
@@ -66,7 +72,21 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             connections: Arc::new(server::ConnectionStats::default()),
             immich_upstream: None,
+            access: Arc::new(access::Access::default()),
+            receiving: Arc::new(receive::Receiving::default()),
         }
+    }
+
+    /// Restricts who may use the daemon.
+    pub fn with_access(mut self, access: access::Access) -> AppState {
+        self.access = Arc::new(access);
+        self
+    }
+
+    /// Receives bodies within these limits.
+    pub fn with_receiving(mut self, receiving: receive::Receiving) -> AppState {
+        self.receiving = Arc::new(receiving);
+        self
     }
 
     /// Sends Immich's non-CLIP requests to `upstream`.
@@ -101,6 +121,14 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            receive::receive_body,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::check_access,
+        ))
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 ApiError::new(
@@ -113,6 +141,17 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         ))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
+}
+
+/// `error` as the route at `path` words its errors: Immich's shape on /predict, OpenAI's on
+/// /v1/embeddings and /v1/models, `{"error": {"code", "message"}}` elsewhere. For what
+/// answers before a handler runs (access, receiving).
+pub(crate) fn shaped_error(path: &str, error: ApiError) -> Response {
+    match path {
+        "/predict" => error.into_immich(),
+        "/v1/embeddings" | "/v1/models" => openai::openai_error(error, None),
+        _ => error.into_response(),
+    }
 }
 
 /// One log line per request (method, path, status, latency), and the request metrics.

@@ -21,7 +21,7 @@ use super::extract::{decode_image_field, Admitted};
 use super::AppState;
 
 /// An error in OpenAI's shape; `param` names the field at fault.
-fn openai_error(e: ApiError, param: Option<&str>) -> Response {
+pub(crate) fn openai_error(e: ApiError, param: Option<&str>) -> Response {
     let kind = if e.status.is_server_error() {
         "server_error"
     } else {

@@ -8,7 +8,7 @@
 //! is the new connection refused. So a flood of idle or half-sent connections cannot keep a
 //! real client (or the watchdog's /health probe) out, and the process never runs out of
 //! file descriptors (the cap is kept below `RLIMIT_NOFILE`, raised to its hard limit).
-//! Request-body stalls are timed by tower-http's `RequestBodyTimeoutLayer` in the router.
+//! Request bodies are received under their own deadline and budget (`receive.rs`).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -97,7 +98,7 @@ pub async fn serve(
         .header_read_timeout(limits.header_timeout);
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             // Reap finished connection tasks as they end, so the set stays small.
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
@@ -119,10 +120,12 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let busy_flag = busy.clone();
-        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             let app = app.clone();
             let busy = busy_flag.clone();
             busy.store(true, Ordering::SeqCst);
+            // The peer's address, for server.allow_from.
+            request.extensions_mut().insert(ConnectInfo(peer));
             async move {
                 let response = app.oneshot(request.map(axum::body::Body::new)).await;
                 busy.store(false, Ordering::SeqCst);

@@ -235,8 +235,17 @@ impl Service {
         })
     }
 
+    /// Whether a request could be admitted now, without taking a place: what the HTTP layer
+    /// asks before it receives a body, so that overload is refused before reading it.
+    pub fn admission_available(&self) -> Result<(), ServiceError> {
+        if self.admission.available_permits() == 0 {
+            return Err(ServiceError::Overloaded(self.queue.capacity()));
+        }
+        Ok(())
+    }
+
     /// A place for one request, or at once a 503 when `performance.max_queue_size`
-    /// requests are in progress: overload is refused before its body is read or decoded.
+    /// requests are in progress: overload is refused before its image is decoded.
     pub fn admit(&self) -> Result<Admission, ServiceError> {
         self.admission
             .clone()

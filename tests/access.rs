@@ -1,0 +1,287 @@
+//! Who may use the daemon, against the real binary: API keys (`server.api_keys_file`) on
+//! every route but /health, /ping and the page, in each route's own error shape, with a
+//! world-readable key file refused at start-up and SIGHUP reloading the keys; and
+//! `server.allow_from`, with requests from a source address outside the list (127.0.0.2,
+//! which the test binds) refused with 403.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use common::*;
+
+const KEY: &str = "k3y-for-tests-0123456789";
+
+/// A raw HTTP/1.1 request from `from` (a local source address) to the daemon: (status,
+/// head, body).
+fn request(port: u16, from: &str, head: &str, body: &str) -> (u16, String, String) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&format!("{from}:0").parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket
+        .connect(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    let mut s: TcpStream = socket.into();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{head}\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+fn get(port: u16, path: &str, auth: &str) -> (u16, String, String) {
+    request(port, "127.0.0.1", &format!("GET {path} HTTP/1.1{auth}"), "")
+}
+
+fn post(
+    port: u16,
+    path: &str,
+    auth: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String, String) {
+    request(
+        port,
+        "127.0.0.1",
+        &format!("POST {path} HTTP/1.1\r\nContent-Type: {content_type}{auth}"),
+        body,
+    )
+}
+
+fn key_file(dir: &Path, keys: &str, mode: u32) -> std::path::PathBuf {
+    let path = dir.join("keys");
+    std::fs::write(&path, keys).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+/// The daemon with `yaml` as its server section.
+fn serve_with(dir: &Path, yaml: &str) -> (Child, u16) {
+    let port = free_port();
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, format!("server:\n  port: {port}\n{yaml}")).unwrap();
+    let child = spawn_serve(port, &[("HAILO_CLIP_CONFIG", config.display().to_string())]);
+    wait_ready(port);
+    (child, port)
+}
+
+fn stop(mut child: Child) {
+    sigterm(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn api_keys_guard_every_route_but_health_ping_and_the_page() {
+    let dir = scratch();
+    let keys = key_file(
+        dir.path(),
+        &format!("# test keys\n{KEY}\nsecond-key\n"),
+        0o600,
+    );
+    let (child, port) = serve_with(
+        dir.path(),
+        &format!("  api_keys_file: {}\n", keys.display()),
+    );
+    let embed = r#"{"text": ["a cat"]}"#;
+    let json = "application/json";
+    // No key, a wrong key: 401, WWW-Authenticate: Bearer, the JSON error.
+    for auth in [
+        "",
+        "\r\nAuthorization: Bearer wrong",
+        "\r\nX-API-Key: k3y-for-tests",
+        "\r\nAuthorization: Basic azN5",
+    ] {
+        let (status, head, body) = post(port, "/v1/embed/text", auth, json, embed);
+        assert_eq!(status, 401, "{auth:?}: {body}");
+        assert!(head.contains("www-authenticate: bearer"), "{head}");
+        assert!(body.contains(r#""code":"unauthorized""#), "{body}");
+    }
+    // Bearer, X-API-Key, and the second key of the file.
+    for auth in [
+        format!("\r\nAuthorization: Bearer {KEY}"),
+        format!("\r\nauthorization: bearer {KEY}"),
+        format!("\r\nX-API-Key: {KEY}"),
+        "\r\nX-API-Key: second-key".to_string(),
+    ] {
+        let (status, _, body) = post(port, "/v1/embed/text", &auth, json, embed);
+        assert_eq!(status, 200, "{auth:?}: {body}");
+    }
+    // Open routes.
+    for path in ["/health", "/ping", "/"] {
+        assert_eq!(get(port, path, "").0, 200, "{path}");
+    }
+    // Everything else needs the key, /metrics and /openapi.json included.
+    for path in ["/metrics", "/openapi.json", "/v1/models"] {
+        assert_eq!(get(port, path, "").0, 401, "{path}");
+        assert_eq!(
+            get(port, path, &format!("\r\nX-API-Key: {KEY}")).0,
+            200,
+            "{path}"
+        );
+    }
+    // Each adapter's own error shape.
+    let (status, _, body) = post(
+        port,
+        "/v1/embeddings",
+        "",
+        json,
+        r#"{"model": "m", "input": "a cat"}"#,
+    );
+    assert_eq!(status, 401);
+    let openai: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(openai["error"]["code"], "unauthorized", "{body}");
+    assert_eq!(openai["error"]["type"], "invalid_request_error", "{body}");
+    let (status, _, body) = get(port, "/v1/models", "");
+    assert_eq!(status, 401);
+    assert!(body.contains(r#""type":"invalid_request_error""#), "{body}");
+    let (status, _, body) = post(
+        port,
+        "/predict",
+        "",
+        "multipart/form-data; boundary=B",
+        "--B\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\na cat\r\n--B--\r\n",
+    );
+    assert_eq!(status, 401);
+    let immich: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        immich["detail"].as_str().unwrap().contains("API key"),
+        "{body}"
+    );
+    stop(child);
+}
+
+#[test]
+fn open_metrics_key_file_permissions_and_sighup_reload() {
+    let dir = scratch();
+    // A key file others can read is refused at start-up, naming it.
+    let readable = key_file(dir.path(), &format!("{KEY}\n"), 0o644);
+    let config = dir.path().join("refused.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  port: {}\n  api_keys_file: {}\n",
+            free_port(),
+            readable.display()
+        ),
+    )
+    .unwrap();
+    let out = hailo_clip()
+        .env("HAILO_CLIP_CONFIG", &config)
+        .arg("--model-dir")
+        .arg(tiny_model_dir())
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "server.api_keys_file {}: others can read it (mode 0644)",
+            readable.display()
+        )),
+        "{stderr}"
+    );
+
+    let keys = key_file(dir.path(), &format!("{KEY}\n"), 0o640);
+    let (child, port) = serve_with(
+        dir.path(),
+        &format!(
+            "  api_keys_file: {}\n  metrics_open: true\n",
+            keys.display()
+        ),
+    );
+    assert_eq!(
+        get(port, "/metrics", "").0,
+        200,
+        "metrics_open: /metrics needs no key"
+    );
+    let new_key = "rotated-key-42";
+    std::fs::write(&keys, format!("{new_key}\n")).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if get(port, "/v1/models", &format!("\r\nX-API-Key: {new_key}")).0 == 200 {
+            reloaded = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(reloaded, "the new key never took effect");
+    assert_eq!(
+        get(port, "/v1/models", &format!("\r\nX-API-Key: {KEY}")).0,
+        401,
+        "the old key still works"
+    );
+    // A broken file on the next SIGHUP keeps the keys in force.
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+    Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        get(port, "/v1/models", &format!("\r\nX-API-Key: {new_key}")).0,
+        200
+    );
+    stop(child);
+}
+
+#[test]
+fn addresses_outside_allow_from_get_403_on_every_route() {
+    let dir = scratch();
+    let (child, port) = serve_with(dir.path(), "  allow_from: [127.0.0.1/32, \"fd00::/8\"]\n");
+    // From 127.0.0.1: served.
+    assert_eq!(get(port, "/v1/models", "").0, 200);
+    // From 127.0.0.2, a source address outside the list: 403 JSON on every route.
+    for (method, path) in [
+        ("GET", "/v1/models"),
+        ("GET", "/metrics"),
+        ("GET", "/"),
+        ("GET", "/ping"),
+        ("POST", "/v1/embed/text"),
+    ] {
+        let (status, _, body) = request(
+            port,
+            "127.0.0.2",
+            &format!("{method} {path} HTTP/1.1\r\nContent-Type: application/json"),
+            if method == "POST" {
+                r#"{"text": ["a"]}"#
+            } else {
+                ""
+            },
+        );
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(
+            body.contains("\"forbidden\"") || body.contains("allow_from"),
+            "{path}: {body}"
+        );
+    }
+    // The daemon's own watchdog probe (a loopback /health) passes whatever the list says.
+    let (status, _, _) = request(port, "127.0.0.2", "GET /health HTTP/1.1", "");
+    assert_eq!(status, 200);
+    let (_, _, metrics) = get(port, "/metrics", "");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "hailo_clip_http_forbidden_total 5"),
+        "{metrics}"
+    );
+    stop(child);
+}
