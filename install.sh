@@ -56,7 +56,7 @@ EOF
 
 # ---------------------------------------------------------------- output and bookkeeping
 
-CHANGED=0 UNCHANGED=0 PLANNED=0 MODEL_FAILURES=0 RESTART_NEEDED=0
+CHANGED=0 UNCHANGED=0 PLANNED=0 MODEL_FAILURES=0 RESTART_NEEDED=0 SOCKET_CHANGED=0
 
 say() { printf 'install.sh: %s\n' "$*"; }
 warn() { printf 'install.sh: warning: %s\n' "$*" >&2; }
@@ -138,6 +138,7 @@ MODELS_ROOT=$SHARE_DIR/models
 CONFIG_DIST=$SHARE_DIR/hailo-clip.yaml.dist
 SYSUSERS_PATH=${PREFIX%/}/lib/sysusers.d/hailo-clip.conf
 readonly UNIT_PATH=/etc/systemd/system/hailo-clip.service CONFIG_DIR=/etc/hailo CONFIG_PATH=/etc/hailo/hailo-clip.yaml
+readonly SOCKET_PATH=/etc/systemd/system/hailo-clip.socket SOCKET_SRC=$SCRIPT_DIR/systemd/hailo-clip.socket
 readonly STATE_DIR=/var/lib/hailo-clip LOG_DIR=/var/log/hailo-clip CACHE_DIR=/var/cache/hailo-clip
 readonly UNIT_SRC=$SCRIPT_DIR/systemd/hailo-clip.service CONFIG_SRC=$SCRIPT_DIR/config/hailo-clip.yaml
 
@@ -410,6 +411,24 @@ install_unit() {
   if systemd_running; then systemctl daemon-reload && changed "systemctl daemon-reload"; fi
 }
 
+# The socket unit, listening where the config says (the binary reads the config). A binary
+# that cannot run here (staged for another machine) leaves the default 127.0.0.1:5000.
+install_socket() {
+  local out=$TMP/hailo-clip.socket before=$CHANGED host port listen
+  host=$(config_get server.host)
+  port=$(config_get server.port)
+  if [ -z "$host" ] || [ -z "$port" ]; then
+    host=127.0.0.1 port=5000
+    [ "$BIN_RUNS" = 1 ] || warn "the socket unit listens on $host:$port (the binary cannot read the config here): edit ListenStream= in $SOCKET_PATH if server.host/server.port differ"
+  fi
+  case "$host" in *:*) listen="[$host]:$port" ;; *) listen="$host:$port" ;; esac
+  sed "s|^ListenStream=.*|ListenStream=$listen|" "$SOCKET_SRC" >"$out"
+  install_file "$out" "$(R "$SOCKET_PATH")" 0644
+  [ "$CHANGED" != "$before" ] || return 0
+  SOCKET_CHANGED=1
+  if systemd_running; then systemctl daemon-reload && changed "systemctl daemon-reload"; fi
+}
+
 # ---------------------------------------------------------------- models: hailo10h
 
 detect_hailort_version() {
@@ -631,6 +650,24 @@ enable_service() {
   if systemctl is-enabled --quiet "$SERVICE" 2>/dev/null; then unchanged "$SERVICE.service enabled"
   elif [ "$DRY_RUN" = 1 ]; then would "systemctl enable $SERVICE"
   else systemctl enable --quiet "$SERVICE" && changed "systemctl enable $SERVICE (starts at boot)"; fi
+  if systemctl is-enabled --quiet "$SERVICE.socket" 2>/dev/null; then unchanged "$SERVICE.socket enabled"
+  elif [ "$DRY_RUN" = 1 ]; then would "systemctl enable $SERVICE.socket"
+  else systemctl enable --quiet "$SERVICE.socket" && changed "systemctl enable $SERVICE.socket"; fi
+  # A new or changed socket takes the port: the daemon, if it bound the port itself (an
+  # install before the socket unit) or listens on the old address, stops first.
+  if [ "$SOCKET_CHANGED" = 1 ] || ! systemctl is-active --quiet "$SERVICE.socket"; then
+    if [ "$DRY_RUN" = 1 ]; then would "systemctl restart $SERVICE.socket (and $SERVICE, if running)"; return 0; fi
+    local was_active=0
+    ! systemctl is-active --quiet "$SERVICE" || was_active=1
+    [ "$was_active" = 0 ] || systemctl stop "$SERVICE"
+    systemctl restart "$SERVICE.socket" || warn "the socket did not start: systemctl status $SERVICE.socket (is the port in use?)"
+    changed "systemctl restart $SERVICE.socket"
+    if [ "$was_active" = 1 ]; then
+      systemctl start "$SERVICE" || warn "start failed: systemctl status $SERVICE; journalctl -u $SERVICE -n 50"
+      changed "systemctl start $SERVICE"
+    fi
+    return 0
+  fi
   { [ "$RESTART_NEEDED" = 1 ] && systemctl is-active --quiet "$SERVICE"; } || return 0
   if [ "$DRY_RUN" = 1 ]; then would "systemctl restart $SERVICE (running with the old files)"; return 0; fi
   say "restarting the running $SERVICE to pick up the new files"
@@ -700,12 +737,12 @@ remove_user() {
 uninstall() {
   say "uninstalling $SERVICE${DESTDIR:+ from $DESTDIR}"
   if systemd_running && systemctl cat "$SERVICE" >/dev/null 2>&1; then
-    if [ "$DRY_RUN" = 1 ]; then would "systemctl disable --now $SERVICE"; else
-      systemctl disable --now --quiet "$SERVICE" || true
-      changed "systemctl disable --now $SERVICE"
+    if [ "$DRY_RUN" = 1 ]; then would "systemctl disable --now $SERVICE $SERVICE.socket"; else
+      systemctl disable --now --quiet "$SERVICE" "$SERVICE.socket" 2>/dev/null || systemctl disable --now --quiet "$SERVICE" || true
+      changed "systemctl disable --now $SERVICE $SERVICE.socket"
     fi
   fi
-  for p in "$UNIT_PATH" "$BIN_PATH" "$SYSUSERS_PATH"; do remove_path "$(R "$p")"; done
+  for p in "$UNIT_PATH" "$SOCKET_PATH" "$BIN_PATH" "$SYSUSERS_PATH"; do remove_path "$(R "$p")"; done
   if systemd_running && [ "$DRY_RUN" = 0 ]; then systemctl daemon-reload && { systemctl reset-failed "$SERVICE" 2>/dev/null || true; }; fi
   if [ "$PURGE" = 0 ]; then
     say "kept: $CONFIG_PATH, the models in $MODELS_ROOT and $RESOURCES_DIR, and user $SERVICE_USER (--purge removes them, except $RESOURCES_DIR)"
@@ -732,7 +769,7 @@ summary() {
 [ "$DRY_RUN" = 0 ] || say "dry run: printing the actions, doing none of them"
 
 if [ "$UNINSTALL" = 1 ]; then uninstall && summary && exit 0; fi
-for f in "$UNIT_SRC" "$CONFIG_SRC"; do [ -f "$f" ] || die "$f is missing: run install.sh from a hailo-clip checkout"; done
+for f in "$UNIT_SRC" "$SOCKET_SRC" "$CONFIG_SRC"; do [ -f "$f" ] || die "$f is missing: run install.sh from a hailo-clip checkout"; done
 
 say "installing $SERVICE${DESTDIR:+ into $DESTDIR} (prefix $PREFIX)"
 prepare_binary
@@ -752,6 +789,7 @@ install_file "$TMP/sysusers.conf" "$(R "$SYSUSERS_PATH")" 0644
 create_users
 install_config
 install_unit
+install_socket
 
 if [ "$WANT_HAILO" = 1 ]; then
   say "models: hailo10h into $RESOURCES_DIR"

@@ -162,6 +162,8 @@ done
 check "unit sets WatchdogSec" grep -qE '^WatchdogSec=[1-9]' "$unit"
 check "unit sets CPUQuota" grep -qE '^CPUQuota=[1-9][0-9]*%$' "$unit"
 check "unit sets RestartSec" grep -qE '^RestartSec=[1-9]' "$unit"
+check "unit requires its socket (socket activation)" unit_has "$unit" "Requires=hailo-clip.socket"
+check "socket unit listens on the default address" unit_has "$REPO/systemd/hailo-clip.socket" "ListenStream=127.0.0.1:5000"
 
 # ---------------------------------------------------------------- install into a staging root
 
@@ -174,6 +176,8 @@ check "binary installed, mode 0755" mode_is "$R1/$B" 755
 check "binary is the given one" same_file "$BINARY" "$R1/$B"
 check "unit installed, mode 0644" mode_is "$R1/$U" 644
 check "unit ExecStart is the installed binary" unit_has "$R1/$U" "ExecStart=/usr/local/bin/hailo-clip serve"
+check "socket unit installed, mode 0644" mode_is "$R1/etc/systemd/system/hailo-clip.socket" 644
+check "socket unit listens where the config says" unit_has "$R1/etc/systemd/system/hailo-clip.socket" "ListenStream=127.0.0.1:5000"
 check "config installed, mode 0644" mode_is "$R1/$C" 644
 check "config is the reference config" same_file "$REPO/config/hailo-clip.yaml" "$R1/$C"
 check "installed binary accepts the installed config" "$R1/$B" --config "$R1/$C" check-config
@@ -437,13 +441,14 @@ echo "== systemd-analyze"
 VR=$WORK/verify-root
 mkdir -p "$VR/etc/systemd/system" "$VR/usr/local/bin" "$VR/usr/lib/systemd"
 cp "$R1/$U" "$VR/$U"
+cp "$R1/etc/systemd/system/hailo-clip.socket" "$VR/etc/systemd/system/"
 ln "$R1/$B" "$VR/$B" 2>/dev/null || cp "$R1/$B" "$VR/$B"
 units=/usr/lib/systemd/system
 [ -d "$units" ] || units=/lib/systemd/system
 cp -r "$units" "$VR/usr/lib/systemd/system"
 verify() {
   local out rc=0
-  out=$(systemd-analyze verify --root="$1" hailo-clip.service 2>&1) || rc=$?
+  out=$(systemd-analyze verify --root="$1" hailo-clip.service hailo-clip.socket 2>&1) || rc=$?
   [ -n "$out" ] && printf '%s\n' "$out"
   [ "$rc" = 0 ] && [ -z "$out" ]
 }
@@ -504,6 +509,40 @@ r state_dir "$(stat -c '%U %a' /var/lib/hailo-clip)"
 /src/install.sh "${args[@]}" >/out/install2.log 2>&1
 r install2_rc $?
 r same_pid "$([ "$(systemctl show -p MainPID --value hailo-clip)" = "$pid" ] && echo yes || echo no)"
+r socket_state "$(systemctl is-active hailo-clip.socket) $(systemctl is-enabled hailo-clip.socket)"
+# Restart under load: 4 clients send requests on fresh connections for 8 s while the daemon
+# restarts; with the socket held by systemd, none may be refused.
+python3 - >/out/restart.log 2>&1 <<'PY' &
+import concurrent.futures, http.client, time
+def client(_):
+    counts = {}
+    end = time.monotonic() + 8
+    while time.monotonic() < end:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", 5000, timeout=30)
+            c.request("GET", "/v1/models")
+            key = str(c.getresponse().status)
+            c.close()
+        except ConnectionRefusedError:
+            key = "refused"
+        except Exception as e:
+            key = type(e).__name__
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    total = {}
+    for counts in pool.map(client, range(4)):
+        for k, v in counts.items():
+            total[k] = total.get(k, 0) + v
+print(" ".join(f"{k}={v}" for k, v in sorted(total.items())))
+PY
+load=$!
+sleep 2
+systemctl restart hailo-clip
+r restart_rc $?
+wait "$load"
+r restart_load "$(tail -n 1 /out/restart.log)"
+pid=$(systemctl show -p MainPID --value hailo-clip)
 sleep 10
 r state_after_watchdog "$(systemctl is-active hailo-clip)"
 r restarts "$(systemctl show -p NRestarts --value hailo-clip)"
@@ -541,6 +580,7 @@ result_is() {
   fi
   return 1
 }
+not_refused() { [[ "$1" == *"200="* && "$1" != *refused* ]] || { echo "answers: '$1'"; return 1; }; }
 has_group() { [[ "$1" == *" $2 "* ]] || { echo "groups '$1' lack $2"; return 1; }; }
 if [ ! -s "$NR/out/results" ]; then
   # The probe never ran: this machine cannot boot a systemd-nspawn container.
@@ -570,6 +610,10 @@ else
   check "boot test: second install.sh exits 0" result_is install2_rc 0
   check "boot test: second install.sh changes nothing" log_has "done: 0 changed"
   check "boot test: second install.sh leaves the daemon running (same PID)" result_is same_pid yes
+  check "boot test: the socket unit is active and enabled" result_is socket_state "active enabled"
+  check "boot test: systemctl restart under load exits 0" result_is restart_rc 0
+  echo "     restart under load: $(result restart_load)"
+  check "boot test: no connection refused during the restart" not_refused "$(result restart_load)"
   check "boot test: watchdog kept fed (WatchdogSec=4s, still active 10 s later)" result_is state_after_watchdog active
   check "boot test: no restart" result_is restarts 0
   check "boot test: stop exits 0" result_is exit_status 0

@@ -250,9 +250,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.server.max_connections
         );
     }
-    let listener = http::bind(addr).await?;
+    // Socket activation: systemd holds the socket, so while this process restarts,
+    // connections wait in its backlog instead of being refused.
+    let (listener, how) = match http::inherited_listener()? {
+        Some(listener) => (listener, "socket from systemd"),
+        None => (http::bind(addr).await?, "bound"),
+    };
+    let addr = listener.local_addr()?;
     tracing::info!(
-        "listening on http://{addr} (at most {max_connections} connections, open-file limit {fd_limit})"
+        "listening on http://{addr} ({how}; at most {max_connections} connections, open-file limit {fd_limit})"
     );
     let access = http::access::Access::from_config(&config.server)?;
     if access.key_count() > 0 {

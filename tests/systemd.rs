@@ -249,3 +249,71 @@ fn watchdog_pings_stop_while_the_listener_cannot_answer() {
         "{log}"
     );
 }
+
+/// Socket activation as systemd does it (sd_listen_fds(3)): the listening socket at fd 3,
+/// `LISTEN_FDS=1` and `LISTEN_PID` the daemon's own pid (a shell that `exec`s the daemon
+/// keeps its pid). The daemon serves on the socket it was handed, binds nothing itself, and
+/// a connection made before it started waits in the socket's backlog and is answered.
+#[test]
+fn socket_activation_serves_on_the_listener_it_is_handed() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Connected before the daemon exists: the kernel queues it.
+    let mut early = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    early
+        .write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let fd = listener.as_raw_fd();
+    let daemon = hailo_clip();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
+        .arg(daemon.get_program())
+        .arg("--model-dir")
+        .arg(tiny_model_dir())
+        // A port that is not the socket's: the daemon must not bind it.
+        .args(["serve", "--port", &free_port().to_string()])
+        .envs(daemon.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env_remove("HAILO_CLIP_MODEL_DIR")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: dup2 and fcntl are async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself keeps close-on-exec: clear it in any case.
+            if libc::dup2(fd, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(listener);
+    early
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut answer = String::new();
+    if let Err(e) = early.read_to_string(&mut answer) {
+        let _ = child.kill();
+        panic!(
+            "the early connection: {e}; daemon log:\n{}",
+            stderr_log(&mut child)
+        );
+    }
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.ends_with("pong"), "{answer}");
+    wait_ready(port);
+    sigterm(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let log = stderr_log(&mut child);
+    assert!(
+        log.contains(&format!(
+            "listening on http://127.0.0.1:{port} (socket from systemd;"
+        )),
+        "{log}"
+    );
+}

@@ -185,6 +185,37 @@ async fn log_request(State(state): State<AppState>, request: Request, next: Next
     response
 }
 
+/// The listening socket systemd hands over (socket activation: `LISTEN_FDS`, with
+/// `LISTEN_PID` this process, as sd_listen_fds(3) checks), or None when there is none.
+/// The variables are removed either way, so no child inherits them. More than one socket,
+/// or one that is not a listening TCP socket, is an error naming the unit to fix.
+pub fn inherited_listener() -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    use std::os::fd::FromRawFd;
+    let fds: Vec<_> = sd_notify::listen_fds()
+        .map_err(|e| anyhow::anyhow!("socket activation: LISTEN_FDS is unusable: {e}"))?
+        .collect();
+    let fd = match fds.as_slice() {
+        [] => return Ok(None),
+        [fd] => *fd,
+        more => anyhow::bail!(
+            "socket activation: systemd passed {} sockets; hailo-clip.socket must have one ListenStream=",
+            more.len()
+        ),
+    };
+    // SAFETY: sd_listen_fds' contract: the fd is open and ours from here on, and nothing
+    // else in this process owns it.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    listener
+        .set_nonblocking(true)
+        .and_then(|()| listener.local_addr().map(drop))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "socket activation: the socket systemd passed (fd {fd}) is not a listening TCP socket ({e}); hailo-clip.socket needs ListenStream=ADDRESS:PORT"
+            )
+        })?;
+    Ok(Some(tokio::net::TcpListener::from_std(listener)?))
+}
+
 /// Binds the address, with an error that says what to do when the port is taken.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
