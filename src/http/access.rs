@@ -134,6 +134,12 @@ impl Access {
         Ok(count)
     }
 
+    /// Whether keys are required, and then whether /metrics is open: for the OpenAPI
+    /// document.
+    pub fn keys_required(&self) -> Option<bool> {
+        self.keys.as_ref().map(|_| self.metrics_open)
+    }
+
     fn allows(&self, peer: Option<IpAddr>, path: &str) -> bool {
         if self.allow_from.is_empty() {
             return true;

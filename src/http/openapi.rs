@@ -80,27 +80,27 @@ const ERROR_RESPONSES: &[(&str, &str, &[u16])] = &[
     (
         "/v1/classify",
         "ErrorBody",
-        &[400, 413, 415, 422, 500, 503, 504],
+        &[400, 408, 413, 415, 422, 500, 503, 504],
     ),
     (
         "/v1/embed/image",
         "ErrorBody",
-        &[400, 413, 415, 422, 500, 503, 504],
+        &[400, 408, 413, 415, 422, 500, 503, 504],
     ),
     (
         "/v1/embed/text",
         "ErrorBody",
-        &[400, 413, 415, 422, 500, 503, 504],
+        &[400, 408, 413, 415, 422, 500, 503, 504],
     ),
     (
         "/predict",
         "Detail",
-        &[400, 413, 415, 422, 500, 501, 502, 503, 504],
+        &[400, 408, 413, 415, 422, 500, 501, 502, 503, 504],
     ),
     (
         "/v1/embeddings",
         "OpenAiError",
-        &[400, 404, 413, 415, 422, 500, 503, 504],
+        &[400, 404, 408, 413, 415, 422, 500, 503, 504],
     ),
 ];
 
@@ -125,13 +125,51 @@ fn add_error_responses(doc: &mut serde_json::Value) {
     }
 }
 
+/// With `server.api_keys_file`: the two ways to send a key as security schemes, required by
+/// every operation but /health, /ping and / (and /metrics when `server.metrics_open`), each
+/// of which may then answer 401 in its route's error shape.
+fn add_api_keys(doc: &mut serde_json::Value, metrics_open: bool) {
+    doc["components"]["securitySchemes"] = serde_json::json!({
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    });
+    let shape = |path: &str| match path {
+        "/predict" => "Detail",
+        "/v1/embeddings" | "/v1/models" => "OpenAiError",
+        _ => "ErrorBody",
+    };
+    let paths = doc["paths"].as_object_mut().expect("the document has paths");
+    for (path, item) in paths.iter_mut() {
+        let open = matches!(path.as_str(), "/health" | "/ping" | "/")
+            || (path == "/metrics" && metrics_open);
+        for operation in item.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            if open {
+                continue;
+            }
+            operation["security"] = serde_json::json!([{"bearer": []}, {"apiKey": []}]);
+            operation["responses"]["401"] = serde_json::json!({
+                "description": "Unauthorized: no key, or not one of server.api_keys_file's",
+                "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{}", shape(path))}}}
+            });
+        }
+    }
+}
+
 /// The document with the limits in force (`limits.*` in the config) in place of the
 /// defaults the types were written with.
 /// `served` is the model's name and dimension once loaded: the only values of `model` and
 /// `dimensions` that /v1/embeddings takes.
-pub fn document(limits: &LimitsConfig, served: Option<(&str, usize)>) -> serde_json::Value {
+/// `keys` says whether API keys are required, and whether /metrics is open then.
+pub fn document(
+    limits: &LimitsConfig,
+    served: Option<(&str, usize)>,
+    keys: Option<bool>,
+) -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
     add_error_responses(&mut doc);
+    if let Some(metrics_open) = keys {
+        add_api_keys(&mut doc, metrics_open);
+    }
     let schemas = "/components/schemas";
     for (pointer, value) in [
         ("Prompt/maxLength", limits.max_prompt_chars),
@@ -175,15 +213,17 @@ pub fn document(limits: &LimitsConfig, served: Option<(&str, usize)>) -> serde_j
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "the OpenAPI 3.1 document", content_type = "application/json")))]
 pub async fn openapi_json(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let keys = state.access.keys_required();
     match state.ready.get() {
         Some(ready) => {
             let model = ready.service.model();
             Json(document(
                 ready.service.limits(),
                 Some((&model.name, model.embedding_dim)),
+                keys,
             ))
         }
-        None => Json(document(&LimitsConfig::default(), None)),
+        None => Json(document(&LimitsConfig::default(), None, keys)),
     }
 }
 
@@ -200,7 +240,7 @@ mod tests {
             max_embed_texts: 9,
             ..LimitsConfig::default()
         };
-        let doc = document(&limits, Some(("m", 512)));
+        let doc = document(&limits, Some(("m", 512)), None);
         let at = |p: &str| doc.pointer(&format!("/components/schemas/{p}")).cloned();
         assert_eq!(
             at("ClassifyJson/properties/prompts/maxItems"),
@@ -214,5 +254,23 @@ mod tests {
             at("EmbeddingsRequest/properties/model/enum"),
             Some(serde_json::json!(["m"]))
         );
+        assert!(doc.pointer("/components/securitySchemes").is_none());
+    }
+
+    #[test]
+    fn with_keys_every_operation_but_the_open_ones_needs_one() {
+        let doc = document(&LimitsConfig::default(), None, Some(false));
+        let security = |path: &str, method: &str| doc["paths"][path][method].get("security").cloned();
+        assert!(security("/v1/classify", "post").is_some());
+        assert!(security("/metrics", "get").is_some());
+        assert_eq!(
+            doc["paths"]["/predict"]["post"]["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Detail"
+        );
+        for open in ["/health", "/ping", "/"] {
+            assert!(security(open, "get").is_none(), "{open}");
+        }
+        let open_metrics = document(&LimitsConfig::default(), None, Some(true));
+        assert!(open_metrics["paths"]["/metrics"]["get"].get("security").is_none());
     }
 }

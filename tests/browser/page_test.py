@@ -8,6 +8,7 @@ equal what the API answers for the same request; then saves a screenshot
     tests/browser/run.sh BINARY [--screenshot docs/page.png]
 """
 import json
+import os
 import pathlib
 import sys
 import tempfile
@@ -25,6 +26,8 @@ SHOT = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--screenshot" else N
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PHOTO = ROOT / "tests/fixtures/images/coffee.png"
 PROMPTS = ["cat", "cup of coffee", "rocket", "astronaut"]
+# The daemon requires an API key (tests/lib/live-daemon.sh): the page must ask for it.
+KEY = os.environ["HAILO_CLIP_API_KEY"]
 
 
 def api_ranking():
@@ -34,7 +37,8 @@ def api_ranking():
     for p in PROMPTS:
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="prompts"\r\n\r\n{p}\r\n'.encode())
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    req = urllib.request.Request(f"{BASE}/v1/classify", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    req = urllib.request.Request(f"{BASE}/v1/classify", body, {"Content-Type": f"multipart/form-data; boundary={boundary}",
+                                                              "Authorization": "Bearer " + KEY})
     return [(c["text"], round(c["score"] * 100, 1)) for c in json.load(urllib.request.urlopen(req))["classifications"]]
 
 
@@ -56,6 +60,11 @@ def main():
         prompts = driver.find_element(By.ID, "prompts")
         prompts.clear()
         prompts.send_keys("\n".join(PROMPTS))
+        # Without a key the server says 401 and the page asks for one.
+        wait.until(EC.element_to_be_clickable((By.ID, "go"))).click()
+        asked = wait.until(lambda d: d.find_element(By.ID, "meta").text if "401" in d.find_element(By.ID, "meta").text else None)
+        results.append(("asks for the API key on 401", "enter it in the API key field" in asked, asked))
+        driver.find_element(By.ID, "key").send_keys(KEY)
         wait.until(EC.element_to_be_clickable((By.ID, "go"))).click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results li")) == len(PROMPTS))
         shown = [(li.get_attribute("data-text"), round(float(li.get_attribute("data-score")) * 100, 1))

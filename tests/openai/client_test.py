@@ -6,6 +6,7 @@ model listing, and OpenAI-shaped errors. Run by tests/openai/run.sh; prints "N p
 import base64
 import json
 import math
+import os
 import pathlib
 import sys
 import urllib.request
@@ -14,7 +15,10 @@ import openai
 
 BASE = sys.argv[1]  # http://127.0.0.1:PORT
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-client = openai.OpenAI(base_url=f"{BASE}/v1", api_key="not-needed", max_retries=0)
+# The daemon requires an API key (tests/lib/live-daemon.sh): the client sends it as
+# Authorization: Bearer, as it does to OpenAI.
+KEY = os.environ["HAILO_CLIP_API_KEY"]
+client = openai.OpenAI(base_url=f"{BASE}/v1", api_key=KEY, max_retries=0)
 results = []
 
 
@@ -29,7 +33,8 @@ def check(name, fn):
 
 
 def ours(path, body):
-    req = urllib.request.Request(f"{BASE}{path}", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    req = urllib.request.Request(f"{BASE}{path}", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json", "X-API-Key": KEY})
     return json.load(urllib.request.urlopen(req))
 
 
@@ -97,7 +102,19 @@ def errors():
         assert "never fetched" in e.body["message"], e.body
 
 
-for name, fn in [("models", models), ("default base64", default_base64), ("floats and lists", floats_and_lists),
+def wrong_key():
+    # A client with a wrong key is refused in OpenAI's shape (the client itself refuses to
+    # run without one).
+    for bad in [openai.OpenAI(base_url=f"{BASE}/v1", api_key="wrong", max_retries=0)]:
+        try:
+            bad.embeddings.create(model=MODEL, input="x")
+            raise AssertionError("a wrong key was accepted")
+        except openai.AuthenticationError as e:
+            assert e.status_code == 401
+            assert e.body["code"] == "unauthorized" and e.body["type"] == "invalid_request_error", e.body
+
+
+for name, fn in [("wrong key refused (401)", wrong_key), ("models", models), ("default base64", default_base64), ("floats and lists", floats_and_lists),
                  ("images as data URIs", images), ("errors in OpenAI's shape", errors)]:
     check(name, fn)
 failed = sum(1 for _, e in results if e)

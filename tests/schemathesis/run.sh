@@ -2,6 +2,8 @@
 # Schemathesis (pinned in requirements.txt) against the live daemon on the bundled model,
 # every check on. Usage: tests/schemathesis/run.sh BINARY [MAX_EXAMPLES]
 #
+# The daemon requires an API key (tests/lib/live-daemon.sh), which every request carries; the
+# document declares it, so Schemathesis also checks that a request without it is refused.
 # Three passes, every check in each (--checks all):
 #  1. every operation but /v1/classify;
 #  2. /v1/classify with its JSON body (the document with the multipart form left out);
@@ -22,8 +24,10 @@ start_daemon "$binary"
 work=$(mktemp -d)
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$work" "$daemon_log"' EXIT
 python3 - "$port" "$work/full.json" <<'PY' || { cat "$daemon_log"; exit 1; }
-import sys, urllib.request
-open(sys.argv[2], "wb").write(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/openapi.json", timeout=5).read())
+import os, sys, urllib.request
+request = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/openapi.json",
+                                 headers={"Authorization": "Bearer " + os.environ["HAILO_CLIP_API_KEY"]})
+open(sys.argv[2], "wb").write(urllib.request.urlopen(request, timeout=5).read())
 PY
 python3 - "$work" <<'PY'
 import json, sys
@@ -42,7 +46,8 @@ st() { # NAME SCHEMA ARGS...
   shift 2
   echo "== schemathesis: $name"
   (cd "$work" && "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" run "$schema" \
-    --url "http://127.0.0.1:$port" --checks all --max-examples "$examples" --seed 1 "$@")
+    --url "http://127.0.0.1:$port" --checks all --max-examples "$examples" --seed 1 \
+    --header "Authorization: Bearer $api_key" "$@")
 }
 passed=0
 failed=0
