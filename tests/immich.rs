@@ -69,7 +69,14 @@ async fn app(upstream: Option<Upstream>) -> (Router, tempfile::TempDir) {
     config.model.dir = dir.path().to_path_buf();
     let (image, text) = tiny_encoders(&config);
     let service: Arc<_> = service_with(&config, image, text).await;
-    let mut state = AppState::new();
+    // With an API key required, as on a daemon exposed to the network: every request here
+    // sends it (`call`), except the one that checks the refusal.
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("{API_KEY}\n")).unwrap();
+    std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    config.server.api_keys_file = Some(keys);
+    let mut state = AppState::new()
+        .with_access(hailo_clip::http::access::Access::from_config(&config.server).unwrap());
     if let Some(u) = upstream {
         state = state.with_immich_upstream(u);
     }
@@ -81,7 +88,16 @@ async fn app(upstream: Option<Upstream>) -> (Router, tempfile::TempDir) {
     (router(state, config.limits.max_body_bytes), dir)
 }
 
-async fn call(app: &Router, request: Request<Body>) -> (StatusCode, String, Vec<u8>) {
+const API_KEY: &str = "immich-test-key";
+
+async fn call(app: &Router, mut request: Request<Body>) -> (StatusCode, String, Vec<u8>) {
+    request
+        .headers_mut()
+        .insert("x-api-key", axum::http::HeaderValue::from_static(API_KEY));
+    call_as_sent(app, request).await
+}
+
+async fn call_as_sent(app: &Router, request: Request<Body>) -> (StatusCode, String, Vec<u8>) {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let content_type = response
@@ -300,4 +316,31 @@ async fn non_clip_requests_go_to_the_upstream_unchanged() {
     // CLIP still runs here.
     let (status, body) = predict(&app, form(Some(TEXTUAL), None, Some("cat"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Immich's client sends no key (immich `server/src/repositories/machine-learning.repository.ts`:
+/// a bare `fetch`): with keys required, /predict is refused in FastAPI's shape with
+/// WWW-Authenticate, while /ping, which Immich polls for health, stays open.
+#[tokio::test]
+async fn predict_without_a_key_is_401_in_immichs_shape_and_ping_stays_open() {
+    let (app, _dir) = app(None).await;
+    let request = Request::post("/predict")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(Body::from(form(Some(TEXTUAL), None, Some("a cat"))))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("API key"),
+        "{body}"
+    );
+    let (status, _, pong) =
+        call_as_sent(&app, Request::get("/ping").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, pong.as_slice()), (StatusCode::OK, &b"pong"[..]));
 }

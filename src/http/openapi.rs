@@ -138,11 +138,17 @@ fn add_api_keys(doc: &mut serde_json::Value, metrics_open: bool) {
         "/v1/embeddings" | "/v1/models" => "OpenAiError",
         _ => "ErrorBody",
     };
-    let paths = doc["paths"].as_object_mut().expect("the document has paths");
+    let paths = doc["paths"]
+        .as_object_mut()
+        .expect("the document has paths");
     for (path, item) in paths.iter_mut() {
         let open = matches!(path.as_str(), "/health" | "/ping" | "/")
             || (path == "/metrics" && metrics_open);
-        for operation in item.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+        for operation in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
             if open {
                 continue;
             }
@@ -260,17 +266,21 @@ mod tests {
     #[test]
     fn with_keys_every_operation_but_the_open_ones_needs_one() {
         let doc = document(&LimitsConfig::default(), None, Some(false));
-        let security = |path: &str, method: &str| doc["paths"][path][method].get("security").cloned();
+        let security =
+            |path: &str, method: &str| doc["paths"][path][method].get("security").cloned();
         assert!(security("/v1/classify", "post").is_some());
         assert!(security("/metrics", "get").is_some());
         assert_eq!(
-            doc["paths"]["/predict"]["post"]["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+            doc["paths"]["/predict"]["post"]["responses"]["401"]["content"]["application/json"]
+                ["schema"]["$ref"],
             "#/components/schemas/Detail"
         );
         for open in ["/health", "/ping", "/"] {
             assert!(security(open, "get").is_none(), "{open}");
         }
         let open_metrics = document(&LimitsConfig::default(), None, Some(true));
-        assert!(open_metrics["paths"]["/metrics"]["get"].get("security").is_none());
+        assert!(open_metrics["paths"]["/metrics"]["get"]
+            .get("security")
+            .is_none());
     }
 }
