@@ -443,6 +443,8 @@ mkdir -p "$VR/etc/systemd/system" "$VR/usr/local/bin" "$VR/usr/lib/systemd"
 cp "$R1/$U" "$VR/$U"
 cp "$R1/etc/systemd/system/hailo-clip.socket" "$VR/etc/systemd/system/"
 ln "$R1/$B" "$VR/$B" 2>/dev/null || cp "$R1/$B" "$VR/$B"
+# ExecReload= runs /bin/kill.
+mkdir -p "$VR/bin" && cp "$(type -P kill)" "$VR/bin/kill"
 units=/usr/lib/systemd/system
 [ -d "$units" ] || units=/lib/systemd/system
 cp -r "$units" "$VR/usr/lib/systemd/system"
