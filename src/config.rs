@@ -579,6 +579,15 @@ impl Config {
             }
             Ok(())
         }
+        fn at_most(key: &'static str, value: u64, max: u64, note: &str) -> Result<(), ConfigError> {
+            if value > max {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("must be at most {max}{note}, got {value}"),
+                });
+            }
+            Ok(())
+        }
         let p = &self.performance;
         at_least("performance.worker_threads", p.worker_threads as u64, 1)?;
         at_least(
@@ -588,12 +597,7 @@ impl Config {
         )?;
         at_least("performance.max_batch_size", p.max_batch_size as u64, 1)?;
         at_least("performance.max_queue_size", p.max_queue_size as u64, 1)?;
-        if p.batch_wait_ms > 1_000 {
-            return Err(ConfigError::Invalid {
-                key: "performance.batch_wait_ms",
-                message: format!("must be at most 1000, got {}", p.batch_wait_ms),
-            });
-        }
+        at_most("performance.batch_wait_ms", p.batch_wait_ms, 1_000, "")?;
         at_least("performance.request_timeout_ms", p.request_timeout_ms, 1)?;
         let l = &self.limits;
         at_least("limits.max_body_bytes", l.max_body_bytes as u64, 1024)?;
@@ -603,21 +607,14 @@ impl Config {
         at_least("limits.max_templates", l.max_templates as u64, 1)?;
         at_least("limits.max_embed_texts", l.max_embed_texts as u64, 1)?;
         at_least("limits.decode_memory_mb", l.decode_memory_mb, 64)?;
-        if l.decode_memory_mb > 1 << 20 {
-            return Err(ConfigError::Invalid {
-                key: "limits.decode_memory_mb",
-                message: format!(
-                    "must be at most {} (1 TiB), got {}",
-                    1u64 << 20,
-                    l.decode_memory_mb
-                ),
-            });
-        }
-        let s = &self.server;
-        at_least("server.max_connections", s.max_connections as u64, 2)?;
-        at_least("server.header_timeout_ms", s.header_timeout_ms, 100)?;
-        at_least("server.body_timeout_ms", s.body_timeout_ms, 100)?;
+        at_most(
+            "limits.decode_memory_mb",
+            l.decode_memory_mb,
+            1 << 20,
+            " (1 TiB)",
+        )?;
         at_least("limits.receiving_mb", l.receiving_mb, 1)?;
+        at_most("limits.receiving_mb", l.receiving_mb, 1 << 20, " (1 TiB)")?;
         if l.receiving_mb.saturating_mul(1 << 20) < l.max_body_bytes as u64 {
             return Err(ConfigError::Invalid {
                 key: "limits.receiving_mb",
@@ -627,16 +624,10 @@ impl Config {
                 ),
             });
         }
-        if l.receiving_mb > 1 << 20 {
-            return Err(ConfigError::Invalid {
-                key: "limits.receiving_mb",
-                message: format!(
-                    "must be at most {} (1 TiB), got {}",
-                    1u64 << 20,
-                    l.receiving_mb
-                ),
-            });
-        }
+        let s = &self.server;
+        at_least("server.max_connections", s.max_connections as u64, 2)?;
+        at_least("server.header_timeout_ms", s.header_timeout_ms, 100)?;
+        at_least("server.body_timeout_ms", s.body_timeout_ms, 100)?;
         if s.api_keys_file
             .as_ref()
             .is_some_and(|f| f.as_os_str().is_empty())

@@ -159,6 +159,14 @@ fn quantized(v: f64, q: Quant) -> f32 {
 }
 
 /// What the double's image_channel_means transform gives for `image`, dequantized.
+/// The float32 output frame the double writes for `image` (little-endian bytes).
+pub fn expected_image_bytes(image: &RgbImage) -> Vec<u8> {
+    expected_image(image, None)
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
+}
+
 pub fn expected_image(image: &RgbImage, quant: Option<Quant>) -> Vec<f32> {
     let pixels = f64::from(image.width() * image.height());
     let mut mean = [0.0f64; 3];

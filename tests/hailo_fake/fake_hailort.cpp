@@ -827,13 +827,16 @@ Expected<AsyncInferJob> ConfiguredInferModel::run_async(const std::vector<Bindin
             fake::append_log(pipeline->spec->log, "done frames=" + std::to_string(frames.size()) +
                 (aborted ? " aborted" : "") + (changed ? " input-changed" : ""));
         }
-        callback(AsyncInferCompletionInfo(aborted ? HAILO_STREAM_ABORT : HAILO_SUCCESS));
+        // As HailoRT does (configured_infer_model_hrpc_client.cpp, the wrapped callback): the
+        // job leaves the queue before its callback runs, so a slot freed by the callback is
+        // never counted twice.
         {
             std::lock_guard<std::mutex> pending_lock(pipeline->mutex);
             pipeline->pending -= frames.size();
             pipeline->jobs_in_flight--;
         }
         pipeline->changed.notify_all();
+        callback(AsyncInferCompletionInfo(aborted ? HAILO_STREAM_ABORT : HAILO_SUCCESS));
         if (paced) {
             {
                 std::lock_guard<std::mutex> turn_lock(clock.mutex);
