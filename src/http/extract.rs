@@ -3,8 +3,9 @@
 //! multipart/form-data (image as a file part), turned into the service's request types. The
 //! body size limit is enforced by axum's `DefaultBodyLimit` underneath both.
 //!
-//! A handler takes `Admitted` before its body extractor: axum runs extractors in argument
-//! order, so an overloaded daemon refuses (503 queue_full) before reading a byte of body.
+//! The body is already in memory when these run (http/receive.rs received it under its own
+//! deadline and budget, and refused it unread when the queue was full); a handler takes
+//! `Admitted`, its queue place, before its body extractor parses anything.
 
 use std::sync::Arc;
 
@@ -19,7 +20,8 @@ use axum::http::request::Parts;
 use axum::Json;
 
 /// The service, once loaded and warmed up and unless its self-test says its answers are
-/// wrong (with `selftest.enforce: true`), and a queue permit held for the whole request.
+/// wrong (with `selftest.enforce: true`), and a queue permit held from the end of the body
+/// to the answer.
 pub struct Admitted {
     pub service: Arc<Service>,
     _admission: Admission,

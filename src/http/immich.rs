@@ -175,14 +175,15 @@ pub async fn predict(
         Ok(Admitted { service, .. }) => service,
         Err(e) => return e.into_immich(),
     };
-    // Kept whole, to forward unchanged when the request is not CLIP's.
+    // Kept whole, to forward unchanged when the request is not CLIP's. The body is already
+    // in memory under limits.max_body_bytes (http/receive.rs): this only takes it.
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, service.limits().max_body_bytes).await {
         Ok(b) => b,
         Err(_) => {
             return detail(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "request body is over limits.max_body_bytes (or it stalled)",
+                "request body is over limits.max_body_bytes",
             )
         }
     };
