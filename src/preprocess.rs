@@ -7,9 +7,11 @@
 //! The Hailo encoder takes the uint8 RGB crop as it is (its normalization lives in the HEF).
 //!
 //! A JPEG much larger than the encoder's input (Immich's 1440-px previews) is decoded by
-//! libjpeg-turbo at a DCT scale (1/2, 1/4, 1/8) that keeps its shorter side at or above the
-//! input size, then resized as any other image ([`prepare_square`]): the inverse DCT of the
-//! smaller blocks and the smaller colour conversion are most of a full decode's cost.
+//! libjpeg-turbo at a DCT scale (1/2, 1/4, 1/8) that keeps its shorter side at or above
+//! twice the input size ([`JPEG_SCALE_MARGIN`]), then resized as any other image
+//! ([`SquareInput`]): the inverse DCT of the smaller blocks, the smaller colour conversion
+//! and the smaller resize are most of a full decode's cost. Huffman decoding is not: it
+//! reads every coefficient at any scale.
 
 use std::io::Cursor;
 

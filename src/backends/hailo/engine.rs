@@ -311,48 +311,43 @@ fn encoder_error(hef: &Path, e: HailoError) -> EncoderError {
     }
 }
 
-/// Runs `frames` (each job's frames: their count and each frame's input buffer) through
-/// `model`, keeping up to its job count submitted, and hands each job's output buffers to
-/// `take` in order with the job's number. A job left uncollected after an error is
-/// abandoned when `pending` drops.
-fn pipeline<'a, F>(
+/// Runs `jobs` (each job's frames, one input buffer a frame: every HEF here has one input)
+/// through `model`, keeping up to its job count submitted, and hands each job's output
+/// frames to `take` in order with the job's number. A job left uncollected after an error
+/// is abandoned when `pending` drops.
+fn pipeline<'a, J: AsRef<[&'a [u8]]>>(
     model: &Model,
     hef: &Path,
     timeout: Duration,
-    jobs: impl Iterator<Item = Result<(usize, Vec<&'a [u8]>), EncoderError>>,
-    mut take: F,
-) -> Result<(), EncoderError>
-where
-    F: FnMut(usize, &[u8]) -> Result<(), EncoderError>,
-{
+    jobs: impl Iterator<Item = J>,
+    mut take: impl FnMut(usize, &[u8]),
+) -> Result<(), EncoderError> {
     let frame_out = model.outputs()[0].frame_size;
     let mut output = vec![0u8; model.max_frames() * frame_out];
     let mut pending: VecDeque<(Job<'_>, usize)> = VecDeque::with_capacity(model.jobs());
-    let collect = |job: Job<'_>, frames: usize, output: &mut Vec<u8>| {
-        let mut buffers: Vec<&mut [u8]> = output[..frames * frame_out]
-            .chunks_exact_mut(frame_out)
-            .collect();
+    let mut done = 0;
+    let mut collect_next = |pending: &mut VecDeque<(Job<'_>, usize)>| {
+        let (job, frames) = pending.pop_front().expect("a pending job");
+        let out = &mut output[..frames * frame_out];
+        let mut buffers: Vec<&mut [u8]> = out.chunks_exact_mut(frame_out).collect();
         job.collect(&mut buffers, timeout)
-            .map_err(|e| encoder_error(hef, e))
+            .map_err(|e| encoder_error(hef, e))?;
+        take(done, out);
+        done += 1;
+        Ok::<(), EncoderError>(())
     };
-    let mut index = 0;
     for job in jobs {
-        let (frames, inputs) = job?;
+        let inputs = job.as_ref();
         if pending.len() >= model.jobs().max(1) {
-            let (job, frames) = pending.pop_front().expect("a pending job");
-            collect(job, frames, &mut output)?;
-            take(index, &output[..frames * frame_out])?;
-            index += 1;
+            collect_next(&mut pending)?;
         }
         let job = model
-            .submit(frames, &inputs, timeout)
+            .submit(inputs.len(), inputs, timeout)
             .map_err(|e| encoder_error(hef, e))?;
-        pending.push_back((job, frames));
+        pending.push_back((job, inputs.len()));
     }
-    while let Some((job, frames)) = pending.pop_front() {
-        collect(job, frames, &mut output)?;
-        take(index, &output[..frames * frame_out])?;
-        index += 1;
+    while !pending.is_empty() {
+        collect_next(&mut pending)?;
     }
     Ok(())
 }
@@ -458,10 +453,10 @@ impl ImageEncoder for HailoImageEncoder {
         let frame_out = self.model.outputs()[0].frame_size;
         // Each image's pixels are its frame as they are (uint8 NHWC).
         let jobs = images.chunks(self.max_frames).map(|chunk| {
-            Ok((
-                chunk.len(),
-                chunk.iter().map(|i| i.as_raw().as_slice()).collect(),
-            ))
+            chunk
+                .iter()
+                .map(|i| i.as_raw().as_slice())
+                .collect::<Vec<_>>()
         });
         pipeline(
             &self.model,
@@ -473,7 +468,6 @@ impl ImageEncoder for HailoImageEncoder {
                     rows.row_mut(job * self.max_frames + i)
                         .assign(&ArrayView1::from(&self.output.decode(frame)));
                 }
-                Ok(())
             },
         )?;
         Ok(rows)
@@ -613,9 +607,7 @@ impl TextEncoder for HailoTextEncoder {
             .map(|ids| self.embed_tokens(ids, &mut frames))
             .collect::<Result<Vec<_>, _>>()?;
         let chunks: Vec<&[u8]> = frames.chunks_exact(frame_in).collect();
-        let jobs = chunks
-            .chunks(self.max_frames)
-            .map(|chunk| Ok((chunk.len(), chunk.to_vec())));
+        let jobs = chunks.chunks(self.max_frames);
         pipeline(
             &self.model,
             &self.path,
@@ -629,7 +621,6 @@ impl TextEncoder for HailoTextEncoder {
                     let pooled = ArrayView1::from(&states[eot * hidden..(eot + 1) * hidden]);
                     rows.row_mut(row).assign(&pooled.dot(&self.projection));
                 }
-                Ok(())
             },
         )?;
         Ok(rows)
