@@ -51,12 +51,6 @@ impl Receiving {
             deadline: body_timeout,
         }
     }
-
-    /// Bytes of bodies being received now (reserved), for tests and logs.
-    pub fn reserved_bytes(&self) -> u64 {
-        let total = (self.budget_mb * 1024 * 1024) as usize / UNIT;
-        ((total.saturating_sub(self.budget.available_permits())) * UNIT) as u64
-    }
 }
 
 impl Default for Receiving {
