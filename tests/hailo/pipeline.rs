@@ -214,6 +214,24 @@ fn hailo_without_dma_mapping_runs_on_unmapped_buffers() {
         )
         .unwrap();
     assert_eq!(output, expected_image_bytes(&image));
+    // A collect with the wrong number of output buffers is refused before the shim reads
+    // them; the job is then abandoned and its slot comes back.
+    let job = model
+        .submit(1, &[image.as_raw()], Duration::from_secs(5))
+        .unwrap();
+    let err = job.collect(&mut [], Duration::from_secs(5)).unwrap_err();
+    assert_eq!(err.kind, HailoErrorKind::ShapeMismatch, "{}", err.message);
+    for _ in 0..3 {
+        model
+            .run(
+                1,
+                &[image.as_raw()],
+                &mut [&mut output],
+                Duration::from_secs(5),
+            )
+            .unwrap();
+    }
     let (submitted, _) = read_log(&log);
-    assert_eq!(submitted, vec![(1, 1, 0)]);
+    assert_eq!(submitted[0], (1, 1, 0));
+    assert_eq!(submitted.len(), 5);
 }

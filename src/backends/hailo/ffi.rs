@@ -587,6 +587,7 @@ impl Model {
         Ok(Job {
             model: self,
             index: Some(index),
+            frames,
         })
     }
 
@@ -667,6 +668,8 @@ fn check_lengths(
 pub struct Job<'a> {
     model: &'a Model,
     index: Option<usize>,
+    /// Frames submitted: the shim writes this many frames of every output.
+    frames: usize,
 }
 
 impl Job<'_> {
@@ -677,6 +680,15 @@ impl Job<'_> {
         outputs: &mut [&mut [u8]],
         timeout: Duration,
     ) -> Result<(), HailoError> {
+        if outputs.len() != self.frames * self.model.outputs.len() {
+            // Checked here: the shim reads one buffer per frame and output.
+            return Err(HailoError::shape(format!(
+                "{} output buffers for {} frames of {} outputs",
+                outputs.len(),
+                self.frames,
+                self.model.outputs.len()
+            )));
+        }
         let index = self.index.take().expect("a job is collected once");
         let slices: Vec<RawMutSlice> = outputs
             .iter_mut()
@@ -686,8 +698,9 @@ impl Job<'_> {
             })
             .collect();
         // SAFETY: the handle is live; the job index came from hc_model_submit and is used
-        // once; each slice is valid for writes of its length, which the shim checks against
-        // the frame size before copying, and no pointer is kept past the call.
+        // once; there is one slice per frame and output (checked above), each valid for
+        // writes of its length, which the shim checks against the frame size before
+        // copying, and no pointer is kept past the call.
         check(|err| unsafe {
             hc_model_collect(
                 self.model.raw.as_ptr(),
