@@ -297,9 +297,11 @@ prepare_binary() {
       if [ -z "$cargo" ] && [ -x "$user_home/.cargo/bin/cargo" ]; then cargo=$user_home/.cargo/bin/cargo; fi
       as_user=(sudo -u "$SUDO_USER" -H)
     fi
-    [ -n "$cargo" ] || die "cargo not found: install the Rust toolchain (rustup), or pass --binary PATH"
+    # Debian's cargo-web (Rust 1.96 in bookworm and trixie, so Raspberry Pi OS) is
+    # /usr/bin/cargo and builds this as well as rustup's toolchain does.
+    [ -n "$cargo" ] || die "cargo not found: sudo apt install cargo-web (Debian 12/13, Raspberry Pi OS: Rust 1.96), or install rustup's toolchain, or pass --binary PATH"
     local build_cmd="cargo build --release --locked${features[*]:+ ${features[*]}}"
-    say "building: $build_cmd ($([ "$want_hailo" = 1 ] && echo "with the Hailo backend" || echo "CPU engine only"))"
+    say "building: $build_cmd ($([ "$want_hailo" = 1 ] && echo "with the Hailo backend" || echo "CPU engine only")) with $cargo ($("$cargo" --version 2>/dev/null || echo "version unknown"))"
     if [ "$DRY_RUN" = 1 ]; then would "build $target/release/hailo-clip with: $build_cmd"; return 0; fi
     "$SCRIPT_DIR/scripts/build-deps.sh" || die "the build needs CMake (and NASM on x86_64): apt install cmake nasm"
     (cd "$SCRIPT_DIR" && "${as_user[@]}" env "PATH=$(dirname "$cargo"):$PATH" "$cargo" build --release --locked "${features[@]}") ||

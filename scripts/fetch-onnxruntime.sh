@@ -1,18 +1,38 @@
 #!/usr/bin/env bash
 # Puts ONNX Runtime's shared library (from the `onnxruntime` wheel on PyPI, which ships it
 # under onnxruntime/capi/ for x86_64 and aarch64) into a cache directory, and prints its path.
-# Usage: scripts/fetch-onnxruntime.sh [DIR]   (default: ~/.cache/hailo-clip/onnxruntime)
+# Usage: scripts/fetch-onnxruntime.sh [--arch aarch64|x86_64] [DIR]
+#   default arch: this machine's (pip picks the wheel, so a Pi gets the aarch64 one by itself);
+#   default DIR: ~/.cache/hailo-clip/onnxruntime, where the daemon looks, or for another
+#   machine's arch ~/.cache/hailo-clip/onnxruntime/ARCH (the cross test run: ORT_DYLIB_PATH).
 # Nothing is downloaded when DIR already has it. Then: ORT_DYLIB_PATH=$(scripts/fetch-onnxruntime.sh)
 # or cpu.onnxruntime_library in the config.
 set -euo pipefail
 version=1.32.0
-dir=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/hailo-clip/onnxruntime}
+arch=$(uname -m)
+if [ "${1:-}" = --arch ]; then
+  arch=${2:?--arch needs aarch64 or x86_64}
+  shift 2
+fi
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/hailo-clip/onnxruntime
+platform=()
+case "$arch" in
+  "$(uname -m)") ;;
+  aarch64 | x86_64)
+    cache=$cache/$arch
+    # The wheel for another machine: any CPython wheel carries the same library.
+    platform=(--python-version 3.11 --implementation cp)
+    for tag in manylinux_2_28 manylinux_2_27 manylinux2014; do platform+=(--platform "${tag}_$arch"); done
+    ;;
+  *) echo "fetch-onnxruntime: --arch $arch: the onnxruntime wheels are for aarch64 and x86_64" >&2; exit 2 ;;
+esac
+dir=${1:-$cache}
 lib=$dir/libonnxruntime.so.$version
 if [ ! -f "$lib" ]; then
   mkdir -p "$dir"
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "onnxruntime==$version" >&2
+  python3 -m pip download -q --no-deps --only-binary=:all: "${platform[@]}" -d "$tmp" "onnxruntime==$version" >&2
   python3 - "$tmp" "$lib" <<'PY'
 import glob, shutil, sys, zipfile
 wheel = glob.glob(sys.argv[1] + "/onnxruntime-*.whl")[0]

@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::hailo::{golden, text_assets};
-use common::{repo, scratch};
+use common::{hailo_clip, repo, scratch};
 use hailo_clip::backends::hailo::assets::{
     self, TextAssets, LUT_FILE, PROJECTION_FILE, TOKENIZER_FILE,
 };
@@ -71,7 +69,7 @@ fn hailo_export_text_assets_matches_transformers() {
 fn hailo_export_text_assets_command_writes_the_files() {
     let scratch = scratch();
     let out = scratch.path().join("cli");
-    let result = Command::new(env!("CARGO_BIN_EXE_hailo-clip"))
+    let result = hailo_clip()
         .args(["export-text-assets", "--hf-dir"])
         .arg(hf_dir())
         .arg("--out")

@@ -272,6 +272,7 @@ fn socket_activation_serves_on_the_listener_it_is_handed() {
     cmd.arg("-c")
         .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
         .arg(daemon.get_program())
+        .args(daemon.get_args())
         .arg("--model-dir")
         .arg(tiny_model_dir())
         // A port that is not the socket's: the daemon must not bind it.

@@ -188,9 +188,19 @@ pub fn http_post_json(port: u16, path: &str, body: &str) -> (u16, String) {
 }
 
 /// The `hailo-clip` binary, isolated from any config, model dir or log filter of the
-/// machine running the tests.
+/// machine running the tests. Under emulation it runs through the runner that runs the test
+/// (scripts/run-aarch64.sh exports HAILO_CLIP_TEST_RUNNER): a process under qemu-user cannot
+/// exec an aarch64 binary itself. The runner execs, so the child's pid is the daemon's.
 pub fn hailo_clip() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hailo-clip"));
+    let binary = env!("CARGO_BIN_EXE_hailo-clip");
+    let mut c = match std::env::var_os("HAILO_CLIP_TEST_RUNNER") {
+        Some(runner) => {
+            let mut c = Command::new(runner);
+            c.arg(binary);
+            c
+        }
+        None => Command::new(binary),
+    };
     c.env("HAILO_CLIP_CONFIG", repo().join("config/hailo-clip.yaml"))
         .env_remove("HAILO_CLIP_MODEL_DIR")
         .env_remove("RUST_LOG")

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The aarch64 part of the tests (scripts/test.sh calls it; README "Tests and benchmarks"):
+# builds for aarch64-unknown-linux-gnu in the dev profile with scripts/cross-aarch64.sh and runs
+# under qemu (scripts/run-aarch64.sh):
+#   1. the library's unit tests, the CPU parity tests on tract and on ONNX Runtime's aarch64
+#      library (tests/cpu_parity.rs, tests/preview_parity.rs: the x86_64 bounds), the HTTP API
+#      (tests/http_api.rs) and the self-test (tests/selftest.rs);
+#   2. the Hailo suite against the HailoRT double built by the aarch64 g++
+#      (--features hailo-fake --test hailo);
+#   3. the aarch64 daemon on the bundled model answering README's curl examples, on each CPU
+#      engine, with the same similarities and embeddings as the x86_64 build's
+#      (BINARY_X86, default target/debug/hailo-clip) within 1e-4.
+# Tests that measure time are skipped under emulation (qemu runs the code 5-20x slower): the
+# list below, printed as it runs. Usage: scripts/test-aarch64.sh [BINARY_X86]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+x86=${1:-target/debug/hailo-clip}
+cross=(scripts/cross-aarch64.sh --dev)
+
+"${cross[@]}" --tests >/dev/null
+ORT_DYLIB_PATH=$(scripts/fetch-onnxruntime.sh --arch aarch64)
+export ORT_DYLIB_PATH HAILO_CLIP_REQUIRE_ONNXRUNTIME=1
+
+# Each: a test's name, then why it cannot hold under emulation.
+timed=(
+  "backend::text_cache_makes_repeat_prompts_cheaper" "compares wall-clock times of two calls"
+)
+skip=()
+for ((i = 0; i < ${#timed[@]}; i += 2)); do
+  echo "aarch64: skipped under emulation: ${timed[i]} (${timed[i + 1]})"
+  skip+=(--skip "${timed[i]}")
+done
+
+echo "== aarch64 (qemu): unit tests, CPU parity (tract, ONNX Runtime aarch64), HTTP API, self-test"
+"${cross[@]}" cargo test --lib --test cpu_parity --test preview_parity --test http_api --test selftest -- "${skip[@]}"
+echo "== aarch64 (qemu): the Hailo suite against the HailoRT double (aarch64 g++)"
+"${cross[@]}" cargo test --features hailo-fake --test hailo -- "${skip[@]}"
+
+echo "== aarch64 (qemu): README's curl examples, on each CPU engine, against $x86"
+arm=target/aarch64-unknown-linux-gnu/debug/hailo-clip
+work=$(mktemp -d)
+daemon=
+stop() { [ -z "$daemon" ] || { kill "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null || true; }; daemon=; }
+trap 'stop; rm -rf "$work"' EXIT
+serve() { # ENGINE RUNNER... BINARY: the README's daemon (127.0.0.1:5000) on that engine
+  local engine=$1
+  shift
+  printf 'cpu:\n  engine: %s\n' "$engine" >"$work/$engine.yaml"
+  if python3 -c 'import socket; socket.create_connection(("127.0.0.1", 5000), 1)' 2>/dev/null; then
+    echo "aarch64: 127.0.0.1:5000 is taken: README's examples need it free" >&2
+    exit 1
+  fi
+  "$@" --config "$work/$engine.yaml" --model-dir assets/models/clip-tiny-random serve >"$work/daemon.log" 2>&1 &
+  daemon=$!
+  python3 - <<'PY' || { cat "$work/daemon.log" >&2; exit 1; }
+import sys, time, urllib.request
+for _ in range(1800):
+    try:
+        urllib.request.urlopen("http://127.0.0.1:5000/health", timeout=2)
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+PY
+}
+command -v curl >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q curl >/dev/null; }
+for engine in onnxruntime tract; do
+  echo "-- $engine: aarch64"
+  serve "$engine" scripts/run-aarch64.sh "$arm"
+  python3 tests/readme_curls.py run "$work/arm-$engine.json"
+  stop
+  echo "-- $engine: x86_64 ($x86), the same examples"
+  # The x86_64 build loads the x86_64 library from the cache fetch-onnxruntime.sh fills.
+  serve "$engine" env -u ORT_DYLIB_PATH "$x86"
+  python3 tests/readme_curls.py run "$work/x86-$engine.json" >/dev/null
+  stop
+  echo "-- $engine: aarch64 against x86_64"
+  python3 tests/readme_curls.py compare "$work/arm-$engine.json" "$work/x86-$engine.json" --tolerance 1e-4
+done
