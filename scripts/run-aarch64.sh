@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs an aarch64 Linux binary on this machine: under Debian's qemu-user-static
-# (`qemu-aarch64-static`, no binfmt_misc needed), or directly on an aarch64 machine.
+# Runs an aarch64 Linux binary on this machine: under qemu-user (qemu-aarch64 8 or later, from
+# Debian's packages: scripts/cross-aarch64.sh says which; no binfmt_misc needed), or directly
+# on an aarch64 machine.
 # Arguments, environment, stdin/stdout/stderr and the exit status pass through (the script
 # execs). Cargo uses it as the target's runner (scripts/cross-aarch64.sh sets
 # CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER to it).
@@ -27,9 +28,13 @@ export HAILO_CLIP_TEST_RUNNER
 case "$(uname -m)" in
   aarch64 | arm64) exec "$@" ;;
 esac
-qemu=$(command -v qemu-aarch64-static || command -v qemu-aarch64 || true)
-if [ -z "$qemu" ]; then
-  echo "run-aarch64: qemu-aarch64-static not found: apt install qemu-user-static (or run scripts/cross-aarch64.sh, which installs it)" >&2
+# qemu 8 or later: $HAILO_CLIP_QEMU, the one scripts/cross-aarch64.sh fetched, or the machine's.
+qemu=${HAILO_CLIP_QEMU:-}
+cached=${HAILO_CLIP_AARCH64_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hailo-clip/aarch64}/qemu-aarch64
+[ -n "$qemu" ] || { [ -x "$cached" ] && qemu=$cached; } || qemu=$(command -v qemu-aarch64-static || command -v qemu-aarch64 || true)
+version=$("${qemu:-false}" --version 2>/dev/null | sed -n '1s/.* version \([0-9]*\)\..*/\1/p')
+if [ -z "$version" ] || [ "$version" -lt 8 ]; then
+  echo "run-aarch64: no qemu-aarch64 of version 8 or later (found: ${qemu:-none}${version:+, version $version}; 7.2 crashes inside ONNX Runtime): run scripts/cross-aarch64.sh, which fetches Debian trixie's, or set HAILO_CLIP_QEMU" >&2
   exit 127
 fi
 sysroot=${HAILO_CLIP_AARCH64_SYSROOT:-}

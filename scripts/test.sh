@@ -8,7 +8,10 @@
 #    official `openai` client (tests/openai/run.sh); the page in headless Chromium
 #    (tests/browser/run.sh, which installs Debian's chromium when missing); their Python
 #    tools are pinned and installed into venvs under target/;
-# 4. the Hailo-path tests against the HailoRT test double (tests/hailo_fake/).
+# 4. the Hailo-path tests against the HailoRT test double (tests/hailo_fake/);
+# 5. the aarch64 part, under qemu (scripts/test-aarch64.sh): unit, CPU parity, HTTP API,
+#    self-test and Hailo suite tests built for aarch64, and README's curl examples against the
+#    aarch64 daemon, compared with this machine's build.
 # Ends with one line "N passed, M failed" summing every runner's counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +26,7 @@ tests/schemathesis/run.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
 tests/openai/run.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
 tests/browser/run.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
 cargo test --locked --features hailo-fake --test hailo 2>&1 | tee -a "$log"
+scripts/test-aarch64.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
 
 # cargo: "test result: ok. 25 passed; 0 failed; ..."; test-install.sh: "12 passed, 0 failed".
 awk '
