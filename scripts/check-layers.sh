@@ -2,20 +2,21 @@
 # The layers point one way (README "Layout"): a module may use its own layer and the ones
 # below it, never one above. Prints each violation and "N passed, M failed" (one check per
 # source file); exits 1 on any violation.
-#   4  main, daemon, doctor          (the program: wires everything)
+#   4  main, daemon, doctor, fetch   (the program: wires everything; fetch is pull's, and
+#                                     daemon must not use it: `serve` never downloads)
 #   3  http                          (axum: routes, wire types, protocol adapters)
 #   2  service                       (admission, queue, cache, self-test)
 #   1  backends                      (cpu: onnxruntime | tract; hailo)
-#   0  encoder, config, manifest, preprocess, tokenize, similarity, template, metrics
+#   0  encoder, config, model, preprocess, tokenize, similarity, template, metrics
 set -euo pipefail
 cd "$(dirname "$0")/../src"
 rank() {
   case "$1" in
-    main | daemon | doctor) echo 4 ;;
+    main | daemon | doctor | fetch) echo 4 ;;
     http) echo 3 ;;
     service) echo 2 ;;
     backends) echo 1 ;;
-    encoder | config | manifest | preprocess | tokenize | similarity | template | metrics | lib) echo 0 ;;
+    encoder | config | model | preprocess | tokenize | similarity | template | metrics | lib) echo 0 ;;
     *) echo "unknown module $1" >&2; exit 2 ;;
   esac
 }
@@ -33,6 +34,8 @@ while IFS= read -r file; do
       bad="$bad $used"
     fi
   done < <(grep -oE '(crate|hailo_clip)::[a-z_]+' "$file" | sed -E 's/^(crate|hailo_clip):://' | sort -u)
+  # Same layer, but `serve` never downloads: only main and fetch itself may use fetch.
+  case "$top" in main | fetch) ;; *) grep -qE '(crate|hailo_clip)::fetch\b' "$file" && bad="$bad fetch" ;; esac
   if [ -n "$bad" ]; then
     echo "FAIL src/$file (layer $mine: $top) uses a layer above it:$bad"
     failed=$((failed + 1))

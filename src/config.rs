@@ -150,14 +150,21 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// Directory holding `visual.onnx`, `textual.onnx`, `tokenizer.json`, `manifest.json`.
+    /// A model directory: the flat layout (`manifest.json`, `visual.onnx`, `textual.onnx`,
+    /// `tokenizer.json`) or Immich's (`config.json`, `visual/`, `textual/`), as
+    /// `hailo-clip pull` writes it or Immich's cache holds it.
     pub dir: PathBuf,
+    /// The multiplier of cosine similarities before the softmax, over the model's own
+    /// (`manifest.json`'s `logit_scale`; 100 for Immich's layout, which does not record it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logit_scale: Option<f32>,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from(DEFAULT_MODEL_DIR),
+            logit_scale: None,
         }
     }
 }
@@ -587,6 +594,14 @@ impl Config {
                 });
             }
             Ok(())
+        }
+        if let Some(scale) = self.model.logit_scale {
+            if !scale.is_finite() || scale <= 0.0 {
+                return Err(ConfigError::Invalid {
+                    key: "model.logit_scale",
+                    message: format!("must be a positive number, got {scale}"),
+                });
+            }
         }
         let p = &self.performance;
         at_least("performance.worker_threads", p.worker_threads as u64, 1)?;

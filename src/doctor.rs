@@ -376,14 +376,10 @@ fn check_models(config: &Config, hailo_device_present: bool) -> Vec<Check> {
         (Some(files), TextEncoderChoice::Auto) => files.text.is_err(),
     };
     let dir = &config.model.dir;
-    let cpu = crate::manifest::ModelDir::open(dir)
+    let cpu = crate::model::ModelDir::open(dir)
         .map_err(|e| e.to_string())
-        .and_then(|m| {
-            crate::tokenize::ClipTokenizer::from_file(&m.tokenizer(), m.manifest.context_length)
-                .map(|_| m)
-                .map_err(|e| e.to_string())
-        });
-    const EXPORT_FIX: &str = "export a model with scripts/export_onnx.py (README \"Getting a real model\") into model.dir";
+        .and_then(|m| m.load_tokenizer().map(|_| m).map_err(|e| e.to_string()));
+    const EXPORT_FIX: &str = "get a real model with `sudo hailo-clip pull ViT-B-32__openai` (README \"Getting a real model\") and point model.dir at it";
     checks.push(match cpu {
         Ok(m) if m.manifest.random_weights => warn(
             "CPU model",
@@ -397,10 +393,14 @@ fn check_models(config: &Config, hailo_device_present: bool) -> Vec<Check> {
         Ok(m) => pass(
             "CPU model",
             format!(
-                "{} ({}, {}-dim)",
+                "{} ({}, {}-dim, {} layout)",
                 dir.display(),
                 m.manifest.name,
-                m.manifest.embedding_dim
+                m.manifest.embedding_dim,
+                match m.layout {
+                    crate::model::Layout::Flat => "flat",
+                    crate::model::Layout::Immich => "Immich's",
+                }
             ),
         ),
         Err(e) if text_on_cpu => fail("CPU model", e, EXPORT_FIX),

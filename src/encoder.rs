@@ -9,7 +9,7 @@
 use image::RgbImage;
 use ndarray::Array2;
 
-use crate::preprocess::ResizeMode;
+use crate::preprocess::{Interpolation, ResizeMode};
 
 /// Said in /health and at start-up when the model is a generated test model.
 pub const RANDOM_WEIGHTS_WARNING: &str =
@@ -114,6 +114,10 @@ pub trait ImageEncoder: Send + Sync {
     /// Side of the square input and how images are brought to it.
     fn input_size(&self) -> u32;
     fn resize_mode(&self) -> ResizeMode;
+    /// The resampling filter of the resize (bicubic unless the model says otherwise).
+    fn interpolation(&self) -> Interpolation {
+        Interpolation::Bicubic
+    }
     fn embedding_dim(&self) -> usize;
     /// Largest batch the engine takes in one call (the service splits larger ones).
     fn max_batch(&self) -> usize;

@@ -2,7 +2,8 @@
 //! run one job through the same service path and exit; `check-config`, `check-model` and
 //! `check-text-assets` answer what install.sh asks about a config and model files, with the
 //! loaders the daemon uses; `doctor` runs the troubleshooting checklist;
-//! `export-text-assets` writes the Hailo text path's files from a Hugging Face checkpoint.
+//! `export-text-assets` writes the Hailo text path's files from a model directory's text
+//! graph or a Hugging Face checkpoint; `pull` fetches a model (src/fetch/).
 
 use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
@@ -98,14 +99,37 @@ enum Command {
         user: String,
     },
     /// Write clip_tokenizer.json, token_embedding_lut.npy and text_projection.npy (the
-    /// Hailo text encoder's files) from a Hugging Face CLIP checkpoint
+    /// Hailo text encoder's files) from the model directory's text encoder graph (the
+    /// global --model-dir, or model.dir), or from a Hugging Face CLIP checkpoint (--hf-dir)
     ExportTextAssets {
-        /// Directory of the checkpoint (model.safetensors + tokenizer.json)
+        /// Directory of a Hugging Face checkpoint (model.safetensors + tokenizer.json)
         #[arg(long)]
-        hf_dir: PathBuf,
+        hf_dir: Option<PathBuf>,
         /// Directory to write into, e.g. /usr/local/hailo/resources (hailo.resources_dir)
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Fetch a model from the Hugging Face Hub: Immich's ONNX export of NAME
+    /// (immich-app/NAME), verified and installed whole; with --hef also its Model Zoo HEFs
+    /// and the Hailo text files. Honours HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE.
+    Pull {
+        /// [ORG/]NAME, e.g. ViT-B-32__openai (NAME alone is immich-app/NAME)
+        model: String,
+        /// Branch, tag or commit [default: main]
+        #[arg(long, default_value = "main")]
+        revision: String,
+        /// The model directory to install into [default: /usr/local/share/hailo-clip/models/NAME]
+        #[arg(long)]
+        to: Option<PathBuf>,
+        /// Also fetch the Model Zoo HEFs that are this model's twin, into TO/hailo/ARCH/
+        #[arg(long)]
+        hef: bool,
+        /// The Hailo chip: hailo10h, hailo8, hailo8l [default: the device's]
+        #[arg(long, requires = "hef")]
+        arch: Option<String>,
+        /// The Model Zoo version, e.g. v5.2.0 [default: the one of the installed HailoRT]
+        #[arg(long, requires = "hef")]
+        zoo_version: Option<String>,
     },
 }
 
@@ -174,8 +198,16 @@ fn read_file(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
 }
 
-fn export_text_assets(hf_dir: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
-    let summary = hailo_clip::backends::hailo::assets::export(hf_dir, out)?;
+fn export_text_assets(
+    hf_dir: Option<&std::path::Path>,
+    model_dir: &std::path::Path,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use hailo_clip::backends::hailo::assets;
+    let summary = match hf_dir {
+        Some(dir) => assets::export(dir, out)?,
+        None => assets::export_from_onnx(&hailo_clip::model::ModelDir::open(model_dir)?, out)?,
+    };
     for file in &summary.files {
         println!("wrote {}", file.display());
     }
@@ -191,8 +223,31 @@ fn export_text_assets(hf_dir: &std::path::Path, out: &std::path::Path) -> anyhow
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     // Needs no config: it only converts files.
+    if let Command::Pull {
+        model,
+        revision,
+        to,
+        hef,
+        arch,
+        zoo_version,
+    } = &cli.command
+    {
+        let request = hailo_clip::fetch::command::pull_request(
+            model,
+            revision,
+            to.as_deref(),
+            *hef,
+            arch.as_deref(),
+            zoo_version.as_deref(),
+        )?;
+        return hailo_clip::fetch::command::run_pull(&request);
+    }
     if let Command::ExportTextAssets { hf_dir, out } = &cli.command {
-        return export_text_assets(hf_dir, out);
+        if hf_dir.is_some() {
+            return export_text_assets(hf_dir.as_deref(), std::path::Path::new(""), out);
+        }
+        let (config, _) = load_config(&cli)?;
+        return export_text_assets(None, &config.model.dir, out);
     }
     if let Command::CheckTextAssets { dir } = &cli.command {
         let assets = hailo_clip::backends::hailo::assets::TextAssets::load(dir)?;
@@ -355,6 +410,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckModel { dir, get } => check_model(config, &dir, get.as_deref()),
         Command::ExportTextAssets { .. }
+        | Command::Pull { .. }
         | Command::Doctor { .. }
         | Command::CheckTextAssets { .. } => {
             unreachable!("handled before the config is loaded")
@@ -383,7 +439,7 @@ fn get_key(value: &impl serde::Serialize, key: &str, what: &str) -> anyhow::Resu
 
 /// `check-model`: what install.sh asks before it puts a model directory in place.
 fn check_model(mut config: Config, dir: &std::path::Path, get: Option<&str>) -> anyhow::Result<()> {
-    let model = hailo_clip::manifest::ModelDir::open(dir)?;
+    let model = hailo_clip::model::ModelDir::open(dir)?;
     if let Some(field) = get {
         println!("{}", get_key(&model.manifest, field, "manifest field")?);
         return Ok(());

@@ -44,12 +44,53 @@ impl ResizeMode {
     }
 }
 
+/// The resampling filter of a resize, by PIL's names (what Immich's `preprocess_cfg.json`
+/// says in `interpolation`). Each is a convolution with PIL's support widening when
+/// downscaling, which is PIL's antialiasing; nearest has no such counterpart and is refused
+/// where a model asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interpolation {
+    /// PIL's BICUBIC: the a = -0.5 cubic (Catmull-Rom); CLIP's and OpenCLIP's default.
+    #[default]
+    Bicubic,
+    Bilinear,
+    /// PIL's LANCZOS: Lanczos with a = 3.
+    Lanczos,
+    Box,
+    Hamming,
+}
+
+impl Interpolation {
+    /// The filter PIL calls `name` (case-insensitive), or None for one not supported.
+    pub fn from_pil_name(name: &str) -> Option<Interpolation> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "bicubic" => Interpolation::Bicubic,
+            "bilinear" => Interpolation::Bilinear,
+            "lanczos" => Interpolation::Lanczos,
+            "box" => Interpolation::Box,
+            "hamming" => Interpolation::Hamming,
+            _ => return None,
+        })
+    }
+
+    fn filter(self) -> FilterType {
+        match self {
+            Interpolation::Bicubic => FilterType::CatmullRom,
+            Interpolation::Bilinear => FilterType::Bilinear,
+            Interpolation::Lanczos => FilterType::Lanczos3,
+            Interpolation::Box => FilterType::Box,
+            Interpolation::Hamming => FilterType::Hamming,
+        }
+    }
+}
+
 /// How an encoded image becomes the encoder's square input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SquareInput {
     /// Side of the square.
     pub size: u32,
     pub mode: ResizeMode,
+    pub interpolation: Interpolation,
     /// `performance.jpeg_scaled_decode`: decode a large JPEG at a DCT scale.
     pub jpeg_scaled_decode: bool,
 }
@@ -222,7 +263,7 @@ impl SquareInput {
 
     /// Brings a decoded image to the square input.
     pub fn resize(&self, rgb: &RgbImage) -> Result<RgbImage, PreprocessError> {
-        resize_square(rgb, self.size, self.mode)
+        resize_square_with(rgb, self.size, self.mode, self.interpolation)
     }
 }
 
@@ -276,11 +317,22 @@ pub fn immich_size(width: u32, height: u32, target: u32) -> (u32, u32) {
 /// make a gigabyte intermediate.
 const MAX_INTERMEDIATE_SIDE: u32 = 4096;
 
-/// Resizes (and crops, in `ShortestEdgeCenterCrop` mode) an RGB image to `size`×`size`.
+/// Resizes (and crops, in `ShortestEdgeCenterCrop` mode) an RGB image to `size`×`size`
+/// with bicubic resampling.
 pub fn resize_square(
     image: &RgbImage,
     size: u32,
     mode: ResizeMode,
+) -> Result<RgbImage, PreprocessError> {
+    resize_square_with(image, size, mode, Interpolation::Bicubic)
+}
+
+/// [`resize_square`] with the given resampling filter.
+pub fn resize_square_with(
+    image: &RgbImage,
+    size: u32,
+    mode: ResizeMode,
+    interpolation: Interpolation,
 ) -> Result<RgbImage, PreprocessError> {
     let (src_w, src_h) = image.dimensions();
     let (w, h) = match mode {
@@ -296,9 +348,15 @@ pub fn resize_square(
         let scale = f64::from(src_w.min(src_h)) / f64::from(size);
         let (crop_w, crop_h) = (f64::from(size) * scale, f64::from(size) * scale);
         let (left, top) = (f64::from(left) * scale, f64::from(top) * scale);
-        return resize_rgb(image, size, size, Some((left, top, crop_w, crop_h)));
+        return resize_rgb(
+            image,
+            size,
+            size,
+            Some((left, top, crop_w, crop_h)),
+            interpolation,
+        );
     }
-    let resized = resize_rgb(image, w, h, None)?;
+    let resized = resize_rgb(image, w, h, None, interpolation)?;
     if (w, h) == (size, size) {
         return Ok(resized);
     }
@@ -310,6 +368,7 @@ fn resize_rgb(
     width: u32,
     height: u32,
     source_crop: Option<(f64, f64, f64, f64)>,
+    interpolation: Interpolation,
 ) -> Result<RgbImage, PreprocessError> {
     if image.dimensions() == (width, height) && source_crop.is_none() {
         return Ok(image.clone());
@@ -318,7 +377,7 @@ fn resize_rgb(
     // Catmull-Rom is the a = -0.5 cubic that PIL's BICUBIC uses; the convolution widens
     // its support when downscaling, which is PIL's antialiasing.
     let mut options =
-        ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
+        ResizeOptions::new().resize_alg(ResizeAlg::Convolution(interpolation.filter()));
     if let Some((left, top, w, h)) = source_crop {
         options = options.crop(left, top, w, h);
     }

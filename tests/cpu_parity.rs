@@ -8,16 +8,16 @@ use hailo_clip::backends::cpu::Engine;
 
 use common::*;
 use hailo_clip::encoder::{ImageEncoder, TextEncoder};
-use hailo_clip::manifest::ModelDir;
+use hailo_clip::model::ModelDir;
 use hailo_clip::preprocess::{decode_rgb, normalize_nchw, resize_square, ResizeMode};
-use hailo_clip::tokenize::{pad, ClipTokenizer, EOT_ID};
+use hailo_clip::tokenize::{pad, TextTokenizer, EOT_ID};
 use ndarray::{Array2, Array3, Axis};
 
-fn padded(tok: &ClipTokenizer, text: &str) -> Vec<u32> {
+fn padded(tok: &TextTokenizer, text: &str) -> Vec<u32> {
     pad(&tok.encode(text).unwrap(), 77, EOT_ID)
 }
 
-fn check_tokens(tok: &ClipTokenizer, which: &str) -> usize {
+fn check_tokens(tok: &TextTokenizer, which: &str) -> usize {
     let goldens = golden_json("tokens.json");
     let goldens = goldens.as_array().unwrap();
     let mut mismatches = Vec::new();
@@ -39,7 +39,7 @@ fn check_tokens(tok: &ClipTokenizer, which: &str) -> usize {
 
 #[test]
 fn tokenizer_matches_transformers_on_varied_strings() {
-    let tok = ClipTokenizer::from_file(&tiny_model_dir().join("tokenizer.json"), 77).unwrap();
+    let tok = TextTokenizer::from_file(&tiny_model_dir().join("tokenizer.json"), 77).unwrap();
     let n = check_tokens(&tok, "bundled tokenizer.json");
     assert!(n >= 200, "only {n} golden strings");
     // Long prompts are truncated to 77 with EOT kept last.
@@ -63,7 +63,7 @@ fn openai_reference_tokenizer_gives_the_same_ids() {
         );
         return;
     }
-    let tok = ClipTokenizer::from_file(&shared, 77).unwrap();
+    let tok = TextTokenizer::from_file(&shared, 77).unwrap();
     check_tokens(&tok, "shared tokenizer.json");
 }
 
@@ -77,8 +77,8 @@ fn text_embeddings_match_transformers() {
 
 fn text_embeddings_match_transformers_on(engine: &Engine) {
     let dir = ModelDir::open(&tiny_model_dir()).unwrap();
-    let tok = ClipTokenizer::from_file(&dir.tokenizer(), 77).unwrap();
-    let encoder = hailo_clip::backends::cpu::CpuTextEncoder::load(&dir, engine).unwrap();
+    let tok = TextTokenizer::from_file(&dir.tokenizer(), 77).unwrap();
+    let encoder = hailo_clip::backends::cpu::CpuTextEncoder::load(&dir, engine, EOT_ID).unwrap();
     let prompts: Vec<String> = serde_json::from_value(golden_json("text_prompts.json")).unwrap();
     let golden_ids: Array2<i64> =
         ndarray_npy::read_npy(fixture("golden/text_input_ids.npy")).unwrap();
@@ -220,7 +220,7 @@ fn gelu_export_matches_transformers_on(engine: &Engine) {
         assert!(c >= 0.999, "gelu {f}: cosine {c}");
     }
     let model = ModelDir::open(&dir).unwrap();
-    let encoder = hailo_clip::backends::cpu::CpuTextEncoder::load(&model, engine).unwrap();
+    let encoder = hailo_clip::backends::cpu::CpuTextEncoder::load(&model, engine, EOT_ID).unwrap();
     let ids: Array2<i64> =
         ndarray_npy::read_npy(fixture("golden/gelu_text_input_ids.npy")).unwrap();
     // Unpadded ids: up to and including the first EOT.

@@ -128,7 +128,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("manifest.json");
         std::fs::write(&path, &text).unwrap();
-        if let Err(e) = hailo_clip::manifest::Manifest::load(&path) {
+        if let Err(e) = hailo_clip::model::Manifest::load(&path) {
             prop_assert!(e.to_string().contains("manifest.json"), "{e}");
         }
     }

@@ -13,7 +13,7 @@ mod common;
 use common::*;
 use hailo_clip::backends::cpu::CpuImageEncoder;
 use hailo_clip::encoder::ImageEncoder;
-use hailo_clip::manifest::ModelDir;
+use hailo_clip::model::ModelDir;
 use hailo_clip::preprocess::{
     decode_rgb, decode_rgb_at_least, jpeg_scale_denominator, ResizeMode, SquareInput,
     JPEG_SCALE_MARGIN,

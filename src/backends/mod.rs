@@ -16,13 +16,13 @@ use std::sync::Arc;
 
 use crate::config::{BackendChoice, Config};
 use crate::encoder::{Backend, ImageEncoder, ModelInfo, TextEncoder};
-use crate::manifest::ModelDir;
-use crate::tokenize::ClipTokenizer;
+use crate::model::ModelDir;
+use crate::tokenize::TextTokenizer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(transparent)]
-    ModelDir(#[from] crate::manifest::ModelDirError),
+    ModelDir(#[from] crate::model::ModelDirError),
     #[error(transparent)]
     Cpu(#[from] cpu::CpuLoadError),
     #[error(transparent)]
@@ -45,7 +45,7 @@ pub enum LoadError {
 pub struct Encoders {
     pub image: Arc<dyn ImageEncoder>,
     pub text: Arc<dyn TextEncoder>,
-    pub tokenizer: ClipTokenizer,
+    pub tokenizer: TextTokenizer,
     pub model: ModelInfo,
     /// The backend serving images, for /health.
     pub backend: Backend,
@@ -176,25 +176,26 @@ fn load_hailo(
 }
 
 #[cfg(any(feature = "hailo", feature = "hailo-fake"))]
-type TextParts = (Arc<dyn TextEncoder>, ClipTokenizer, ModelInfo);
+type TextParts = (Arc<dyn TextEncoder>, TextTokenizer, ModelInfo);
 
 /// The CPU engine's text encoder and tokenizer from `model.dir`, beside images on Hailo.
 #[cfg(any(feature = "hailo", feature = "hailo-fake"))]
 fn cpu_text(config: &Config) -> Result<TextParts, LoadError> {
     let dir = ModelDir::open(&config.model.dir)?;
-    let tokenizer = ClipTokenizer::from_file(&dir.tokenizer(), dir.manifest.context_length)?;
+    let tokenizer = dir.load_tokenizer()?;
     let (engine, why) = cpu::Engine::choose(config)?;
     tracing::info!("CPU engine for the text encoder: {why}");
-    let text = cpu::CpuTextEncoder::load(&dir, &engine)?;
-    Ok((Arc::new(text), tokenizer, model_info(&dir)))
+    let text = cpu::CpuTextEncoder::load(&dir, &engine, tokenizer.pad_id())?;
+    Ok((Arc::new(text), tokenizer, model_info(&dir, config)))
 }
 
-fn model_info(dir: &ModelDir) -> ModelInfo {
+/// The model's facts, with `model.logit_scale` from the config over the model's own.
+pub fn model_info(dir: &ModelDir, config: &Config) -> ModelInfo {
     let manifest = &dir.manifest;
     ModelInfo {
         name: manifest.name.clone(),
         embedding_dim: manifest.embedding_dim,
-        logit_scale: manifest.logit_scale,
+        logit_scale: config.model.logit_scale.unwrap_or(manifest.logit_scale),
         random_weights: manifest.random_weights,
         immich_model: manifest.immich_model.clone(),
     }
@@ -202,17 +203,16 @@ fn model_info(dir: &ModelDir) -> ModelInfo {
 
 fn load_cpu(config: &Config, reason: String) -> Result<Encoders, LoadError> {
     let dir = ModelDir::open(&config.model.dir)?;
-    let manifest = &dir.manifest;
-    let tokenizer = ClipTokenizer::from_file(&dir.tokenizer(), manifest.context_length)?;
+    let tokenizer = dir.load_tokenizer()?;
     let (engine, why) = cpu::Engine::choose(config)?;
     let reason = format!("{reason}; {why}");
     let image = cpu::CpuImageEncoder::load(&dir, &engine)?;
-    let text = cpu::CpuTextEncoder::load(&dir, &engine)?;
+    let text = cpu::CpuTextEncoder::load(&dir, &engine, tokenizer.pad_id())?;
     Ok(Encoders {
         image: Arc::new(image),
         text: Arc::new(text),
         tokenizer,
-        model: model_info(&dir),
+        model: model_info(&dir, config),
         backend: Backend::Cpu,
         text_reason: reason.clone(),
         reason,

@@ -30,7 +30,7 @@ use crate::encoder::{
 use crate::metrics::{thread_cpu_time, Metrics};
 use crate::preprocess::{decode_cost, PreprocessError, SquareInput};
 use crate::similarity::{cosine, ensemble, l2_normalize, softmax_scaled, UnusableEmbedding};
-use crate::tokenize::ClipTokenizer;
+use crate::tokenize::TextTokenizer;
 use cache::{Embedding, TextCache};
 use queue::{JobError, WorkQueue};
 use selftest::{PhotoResult, SelfTestOutcome, SelfTestReport, SelfTestSet};
@@ -163,7 +163,7 @@ pub type Admission = tokio::sync::OwnedSemaphorePermit;
 pub struct Service {
     queue: WorkQueue,
     /// Shared with the blocking threads that tokenize.
-    tokenizer: Arc<ClipTokenizer>,
+    tokenizer: Arc<TextTokenizer>,
     /// Prompts being encoded now, so concurrent requests encode each once.
     inflight: inflight::InFlight,
     /// Requests in progress, at most `performance.max_queue_size`.
@@ -192,7 +192,7 @@ impl Service {
     pub fn start(
         image: Arc<dyn ImageEncoder>,
         text: Arc<dyn TextEncoder>,
-        tokenizer: ClipTokenizer,
+        tokenizer: TextTokenizer,
         model: ModelInfo,
         config: &Config,
     ) -> Result<Service, StartError> {
@@ -211,6 +211,7 @@ impl Service {
             square_input: SquareInput {
                 size: image.input_size(),
                 mode: image.resize_mode(),
+                interpolation: image.interpolation(),
                 jpeg_scaled_decode: perf.jpeg_scaled_decode,
             },
             image_info: image.info(),

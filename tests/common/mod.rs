@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod hailo;
+pub mod standin;
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -19,7 +20,7 @@ use hailo_clip::config::Config;
 use hailo_clip::encoder::{ImageEncoder, TextEncoder};
 use hailo_clip::http::{AppState, Ready};
 use hailo_clip::service::{ModelInfo, Service};
-use hailo_clip::tokenize::ClipTokenizer;
+use hailo_clip::tokenize::TextTokenizer;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -72,7 +73,7 @@ pub fn tiny_config() -> Config {
 }
 
 pub fn model_info(config: &Config) -> ModelInfo {
-    let manifest = hailo_clip::manifest::ModelDir::open(&config.model.dir)
+    let manifest = hailo_clip::model::ModelDir::open(&config.model.dir)
         .unwrap()
         .manifest;
     ModelInfo {
@@ -84,8 +85,8 @@ pub fn model_info(config: &Config) -> ModelInfo {
     }
 }
 
-pub fn tokenizer(config: &Config) -> ClipTokenizer {
-    ClipTokenizer::from_file(&config.model.dir.join("tokenizer.json"), 77).unwrap()
+pub fn tokenizer(config: &Config) -> TextTokenizer {
+    TextTokenizer::from_file(&config.model.dir.join("tokenizer.json"), 77).unwrap()
 }
 
 /// Starts and warms up a service around the given encoders.

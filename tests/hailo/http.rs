@@ -202,7 +202,7 @@ async fn hailo_device_timeout_fails_the_request_and_the_next_one_succeeds() {
 async fn hailo_text_embedding_served_is_the_exact_hailo_path() {
     let dir = scratch();
     let config = setup(dir.path(), &dir.path().join("control"));
-    let tokenizer = hailo_clip::tokenize::ClipTokenizer::from_file(
+    let tokenizer = hailo_clip::tokenize::TextTokenizer::from_file(
         &text_assets().join("clip_tokenizer.json"),
         77,
     )

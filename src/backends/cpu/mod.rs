@@ -7,8 +7,11 @@
 //!
 //! `cpu.engine: auto` takes ONNX Runtime when its library loads and tract otherwise, and
 //! says which, with the library's file and version, in the log and /health; `onnxruntime`
-//! and `tract` are strict. Both engines get the same inputs: normalized NCHW float pixels,
-//! and token ids padded with EOT.
+//! and `tract` are strict. Both engines get the same inputs, in the form the model
+//! directory's graphs take ([`crate::model::ImageGraph`], [`crate::model::TextGraph`]):
+//! normalized NCHW float pixels (or raw NHWC bytes), and token ids padded with the
+//! tokenizer's pad id (and their attention mask). A graph whose batch is fixed at 1
+//! (Immich's exports) runs once per image or text.
 
 pub mod onnxruntime;
 pub mod tract;
@@ -16,13 +19,15 @@ pub mod tract;
 use std::path::PathBuf;
 
 use image::RgbImage;
-use ndarray::Array2;
+use ndarray::{Array2, ArrayD, Axis};
 
 use crate::config::{Config, CpuEngineChoice};
 use crate::encoder::{Backend, EncoderError, EncoderInfo, ImageEncoder, TextEncoder};
-use crate::manifest::{Manifest, ModelDir};
-use crate::preprocess::{normalize_nchw, ResizeMode};
-use crate::tokenize::{pad, EOT_ID};
+use crate::model::{
+    IdType, ImageGraph, Manifest, ModelDir, PixelInput, TextGraph, TextInputs,
+};
+use crate::preprocess::{normalize_nchw, Interpolation, ResizeMode};
+use crate::tokenize::pad;
 
 /// Largest batch the CPU engine runs at once; bigger requests are split by the service.
 const CPU_MAX_BATCH: usize = 64;
@@ -47,7 +52,7 @@ pub enum CpuLoadProblem {
     Tract(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot build an inference plan: {}", with_causes(.0.as_ref()))]
     TractPlan(#[source] Box<dyn std::error::Error + Send + Sync>),
-    #[error("expected one input named {expected:?}, found {found:?}")]
+    #[error("expected inputs {expected:?}, found {found:?}")]
     Inputs {
         expected: String,
         found: Vec<String>,
@@ -156,28 +161,45 @@ struct Loaded {
     library: Option<String>,
 }
 
+/// One named input's values, in the element type the graph takes.
+pub enum Feed {
+    F32(ArrayD<f32>),
+    U8(ArrayD<u8>),
+    I32(ArrayD<i32>),
+    I64(ArrayD<i64>),
+}
+
 impl Loaded {
-    fn run<T, D>(
+    fn run(
         &self,
-        input: ndarray::Array<T, D>,
+        feeds: Vec<(String, Feed)>,
+        batch: usize,
         dim: usize,
-    ) -> Result<Array2<f32>, EncoderError>
-    where
-        T: tract_onnx::prelude::Datum + ort::value::PrimitiveTensorElementType + std::fmt::Debug,
-        D: ndarray::Dimension,
-    {
+    ) -> Result<Array2<f32>, EncoderError> {
         match &self.runner {
-            Runner::Tract(r) => r.run(input.into(), dim),
-            Runner::OnnxRuntime(r) => {
-                let shape = input.shape().to_vec();
-                let data = input
-                    .as_standard_layout()
-                    .into_owned()
-                    .into_raw_vec_and_offset()
-                    .0;
-                r.run(shape, data, dim)
-            }
+            Runner::Tract(r) => r.run(feeds, batch, dim),
+            Runner::OnnxRuntime(r) => r.run(feeds, batch, dim),
         }
+    }
+
+    /// Runs `batch` rows at once, or one by one (`one_by_one`, a graph whose batch is fixed
+    /// at 1), with `feeds(range)` making the inputs of the rows in `range`.
+    fn run_rows(
+        &self,
+        batch: usize,
+        one_by_one: bool,
+        dim: usize,
+        feeds: impl Fn(std::ops::Range<usize>) -> Vec<(String, Feed)>,
+    ) -> Result<Array2<f32>, EncoderError> {
+        if !one_by_one {
+            return self.run(feeds(0..batch), batch, dim);
+        }
+        let mut out = Array2::<f32>::zeros((batch, dim));
+        for row in 0..batch {
+            let one = self.run(feeds(row..row + 1), 1, dim)?;
+            out.index_axis_mut(Axis(0), row).assign(&one.index_axis(Axis(0), 0));
+        }
+        Ok(out)
     }
 
     fn info(&self) -> EncoderInfo {
@@ -195,23 +217,26 @@ impl Loaded {
 fn load(
     engine: &Engine,
     path: PathBuf,
-    input: &str,
     output: &str,
-    tract_fact: impl Fn(&tract_onnx::prelude::SymbolScope) -> tract_onnx::prelude::InferenceFact,
+    tract_facts: impl Fn(&tract_onnx::prelude::SymbolScope) -> Vec<(String, tract_onnx::prelude::InferenceFact)>,
 ) -> Result<Loaded, CpuLoadError> {
     let (runner, library) = match engine {
-        Engine::OnnxRuntime { library, threads } => (
-            Runner::OnnxRuntime(onnxruntime::OrtRunner::load(
-                &path, input, output, *threads,
-            )?),
-            Some(format!("{} ({})", library.path.display(), library.version)),
-        ),
+        Engine::OnnxRuntime { library, threads } => {
+            let scope = tract_onnx::prelude::SymbolScope::default();
+            let names: Vec<String> = tract_facts(&scope).into_iter().map(|(n, _)| n).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            (
+                Runner::OnnxRuntime(onnxruntime::OrtRunner::load(
+                    &path, &names, output, *threads,
+                )?),
+                Some(format!("{} ({})", library.path.display(), library.version)),
+            )
+        }
         Engine::Tract(executor) => (
             Runner::Tract(tract::TractRunner::load(
                 &path,
-                input,
                 output,
-                tract_fact,
+                tract_facts,
                 executor.clone(),
             )?),
             None,
@@ -225,54 +250,83 @@ fn load(
     })
 }
 
+/// The batch dimension of a graph's inputs: 1 where the graph fixes it, else symbolic.
+fn batch_dim(
+    symbols: &tract_onnx::prelude::SymbolScope,
+    one: bool,
+) -> tract_onnx::prelude::TDim {
+    use tract_onnx::prelude::*;
+    if one {
+        1.to_dim()
+    } else {
+        symbols.sym("N").to_dim()
+    }
+}
+
 pub struct CpuImageEncoder {
     loaded: Loaded,
+    graph: ImageGraph,
     manifest: Manifest,
 }
 
 pub struct CpuTextEncoder {
     loaded: Loaded,
+    graph: TextGraph,
     manifest: Manifest,
+    pad_id: u32,
 }
 
 impl CpuImageEncoder {
     pub fn load(dir: &ModelDir, engine: &Engine) -> Result<Self, CpuLoadError> {
         use tract_onnx::prelude::*;
         let size = dir.manifest.image_size as usize;
-        let loaded = load(
-            engine,
-            dir.visual(),
-            "pixel_values",
-            "image_embeds",
-            |symbols| {
-                let n = symbols.sym("N");
-                f32::fact(&[n.to_dim(), 3.to_dim(), size.to_dim(), size.to_dim()]).into()
-            },
-        )?;
+        let graph = dir.image.clone();
+        let loaded = load(engine, graph.path.clone(), &graph.output, |symbols| {
+            let n = batch_dim(symbols, graph.batch_of_one);
+            let fact: InferenceFact = match graph.pixels {
+                PixelInput::NormalizedF32 => {
+                    f32::fact(&[n, 3.to_dim(), size.to_dim(), size.to_dim()]).into()
+                }
+                PixelInput::RawU8 => u8::fact(&[n, size.to_dim(), size.to_dim(), 3.to_dim()]).into(),
+            };
+            vec![(graph.input.clone(), fact)]
+        })?;
         Ok(Self {
             loaded,
+            graph,
             manifest: dir.manifest.clone(),
         })
     }
 }
 
 impl CpuTextEncoder {
-    pub fn load(dir: &ModelDir, engine: &Engine) -> Result<Self, CpuLoadError> {
+    /// `pad_id`: what the ids are padded with, the tokenizer's ([`crate::tokenize::TextTokenizer::pad_id`]).
+    pub fn load(dir: &ModelDir, engine: &Engine, pad_id: u32) -> Result<Self, CpuLoadError> {
         use tract_onnx::prelude::*;
         let context = dir.manifest.context_length;
-        let loaded = load(
-            engine,
-            dir.textual(),
-            "input_ids",
-            "text_embeds",
-            |symbols| {
-                let n = symbols.sym("N");
-                i64::fact(&[n.to_dim(), context.to_dim()]).into()
-            },
-        )?;
+        let graph = dir.text.clone();
+        let loaded = load(engine, graph.path.clone(), &graph.output, |symbols| {
+            let shape = [batch_dim(symbols, graph.batch_of_one), context.to_dim()];
+            let fact = |ids: IdType| -> InferenceFact {
+                match ids {
+                    IdType::I32 => i32::fact(&shape).into(),
+                    IdType::I64 => i64::fact(&shape).into(),
+                }
+            };
+            match &graph.inputs {
+                TextInputs::Ids { name, ids } => vec![(name.clone(), fact(*ids))],
+                TextInputs::IdsAndMask {
+                    ids_name,
+                    mask_name,
+                    ids,
+                } => vec![(ids_name.clone(), fact(*ids)), (mask_name.clone(), fact(*ids))],
+            }
+        })?;
         Ok(Self {
             loaded,
+            graph,
             manifest: dir.manifest.clone(),
+            pad_id,
         })
     }
 }
@@ -284,6 +338,9 @@ impl ImageEncoder for CpuImageEncoder {
     fn resize_mode(&self) -> ResizeMode {
         self.manifest.resize
     }
+    fn interpolation(&self) -> Interpolation {
+        self.graph.interpolation
+    }
     fn embedding_dim(&self) -> usize {
         self.manifest.embedding_dim
     }
@@ -294,8 +351,23 @@ impl ImageEncoder for CpuImageEncoder {
         self.loaded.info()
     }
     fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError> {
-        let pixels = normalize_nchw(images, self.manifest.image_mean, self.manifest.image_std);
-        self.loaded.run(pixels, self.manifest.embedding_dim)
+        let m = &self.manifest;
+        let feeds = |rows: std::ops::Range<usize>| {
+            let images = &images[rows];
+            let feed = match self.graph.pixels {
+                PixelInput::NormalizedF32 => {
+                    Feed::F32(normalize_nchw(images, m.image_mean, m.image_std).into_dyn())
+                }
+                PixelInput::RawU8 => Feed::U8(raw_nhwc(images)),
+            };
+            vec![(self.graph.input.clone(), feed)]
+        };
+        self.loaded.run_rows(
+            images.len(),
+            self.graph.batch_of_one,
+            m.embedding_dim,
+            feeds,
+        )
     }
 }
 
@@ -311,14 +383,53 @@ impl TextEncoder for CpuTextEncoder {
     }
     fn encode_texts(&self, token_ids: &[Vec<u32>]) -> Result<Array2<f32>, EncoderError> {
         let context = self.manifest.context_length;
-        // Padding with EOT as Hugging Face's CLIP tokenizer does; the causal mask keeps
-        // padding from touching the EOT row the pooler reads.
-        let mut ids = Array2::<i64>::zeros((token_ids.len(), context));
-        for (row, seq) in token_ids.iter().enumerate() {
-            for (col, id) in pad(seq, context, EOT_ID).into_iter().enumerate() {
-                ids[[row, col]] = i64::from(id);
+        // Padded with the tokenizer's pad id, as the model's origin pads (Hugging Face's CLIP
+        // tokenizer and Immich's set-up both pad with <|endoftext|> for CLIP's BPE); the
+        // causal mask keeps padding from touching the EOT row the pooler reads.
+        let feeds = |rows: std::ops::Range<usize>| {
+            let seqs = &token_ids[rows];
+            let mut ids = Array2::<i64>::zeros((seqs.len(), context));
+            let mut mask = Array2::<i64>::zeros((seqs.len(), context));
+            for (row, seq) in seqs.iter().enumerate() {
+                let used = seq.len().min(context);
+                for (col, id) in pad(seq, context, self.pad_id).into_iter().enumerate() {
+                    ids[[row, col]] = i64::from(id);
+                    mask[[row, col]] = i64::from(col < used);
+                }
             }
-        }
-        self.loaded.run(ids, self.manifest.embedding_dim)
+            let typed = |a: Array2<i64>, t: IdType| match t {
+                IdType::I64 => Feed::I64(a.into_dyn()),
+                // Token ids are below 2^31 (vocabularies are a few hundred thousand).
+                IdType::I32 => Feed::I32(a.mapv(|v| v as i32).into_dyn()),
+            };
+            match &self.graph.inputs {
+                TextInputs::Ids { name, ids: t } => vec![(name.clone(), typed(ids, *t))],
+                TextInputs::IdsAndMask {
+                    ids_name,
+                    mask_name,
+                    ids: t,
+                } => vec![
+                    (ids_name.clone(), typed(ids, *t)),
+                    (mask_name.clone(), typed(mask, *t)),
+                ],
+            }
+        };
+        self.loaded.run_rows(
+            token_ids.len(),
+            self.graph.batch_of_one,
+            self.manifest.embedding_dim,
+            feeds,
+        )
     }
+}
+
+/// Square RGB images as one u8 NHWC array, as they are.
+fn raw_nhwc(images: &[RgbImage]) -> ArrayD<u8> {
+    let size = images.first().map_or(0, |i| i.width() as usize);
+    let mut data = Vec::with_capacity(images.len() * size * size * 3);
+    for image in images {
+        data.extend_from_slice(image.as_raw());
+    }
+    ArrayD::from_shape_vec(vec![images.len(), size, size, 3], data)
+        .expect("square images of one size")
 }

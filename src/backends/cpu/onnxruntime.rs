@@ -14,7 +14,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
 
-use super::{CpuLoadError, CpuLoadProblem};
+use super::{CpuLoadError, CpuLoadProblem, Feed};
 use crate::encoder::EncoderError;
 
 /// The loaded library: its file and version, for the log and /health.
@@ -145,15 +145,15 @@ fn file_version(path: &Path) -> Option<String> {
 /// per encoder (the service's workers already do one batch at a time).
 pub struct OrtRunner {
     session: Mutex<Session>,
-    input: String,
     output: String,
     path: PathBuf,
 }
 
 impl OrtRunner {
+    /// Loads the graph at `path`, whose inputs must be exactly `inputs` (in any order).
     pub fn load(
         path: &Path,
-        input: &str,
+        inputs: &[&str],
         output: &str,
         threads: usize,
     ) -> Result<OrtRunner, CpuLoadError> {
@@ -174,11 +174,14 @@ impl OrtRunner {
             .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
             .and_then(|mut b| b.commit_from_file(path))
             .map_err(|e| err(CpuLoadProblem::OnnxRuntime(e)))?;
-        let inputs: Vec<String> = session.inputs().iter().map(|o| o.name().into()).collect();
-        if inputs != [input] {
+        let mut found: Vec<String> = session.inputs().iter().map(|o| o.name().into()).collect();
+        let mut expected: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
+        found.sort();
+        expected.sort();
+        if found != expected {
             return Err(err(CpuLoadProblem::Inputs {
-                expected: input.into(),
-                found: inputs,
+                expected: expected.join(", "),
+                found,
             }));
         }
         if !session.outputs().iter().any(|o| o.name() == output) {
@@ -189,7 +192,6 @@ impl OrtRunner {
         }
         Ok(OrtRunner {
             session: Mutex::new(session),
-            input: input.to_string(),
             output: output.to_string(),
             path: path.to_path_buf(),
         })
@@ -199,20 +201,35 @@ impl OrtRunner {
         EncoderError::failed(format!("{}: {what}: {e}", self.path.display()))
     }
 
-    pub fn run<T>(
+    /// Runs one batch of `batch` rows; each feed is one named input.
+    pub fn run(
         &self,
-        shape: Vec<usize>,
-        data: Vec<T>,
+        feeds: Vec<(String, Feed)>,
+        batch: usize,
         expected_dim: usize,
-    ) -> Result<Array2<f32>, EncoderError>
-    where
-        T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static,
-    {
-        let batch = shape[0];
-        let tensor = Tensor::from_array((shape, data)).map_err(|e| self.fail("input tensor", e))?;
+    ) -> Result<Array2<f32>, EncoderError> {
+        fn value<T>(array: ndarray::ArrayD<T>) -> Result<ort::value::DynValue, ort::Error>
+        where
+            T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static,
+        {
+            let shape = array.shape().to_vec();
+            let data = array.as_standard_layout().into_owned().into_raw_vec_and_offset().0;
+            Ok(Tensor::from_array((shape, data))?.into_dyn())
+        }
+        let mut inputs = Vec::with_capacity(feeds.len());
+        for (name, feed) in feeds {
+            let v = match feed {
+                Feed::F32(a) => value(a),
+                Feed::U8(a) => value(a),
+                Feed::I32(a) => value(a),
+                Feed::I64(a) => value(a),
+            }
+            .map_err(|e| self.fail("input tensor", e))?;
+            inputs.push((name, v));
+        }
         let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
         let outputs = session
-            .run(ort::inputs![self.input.as_str() => tensor])
+            .run(inputs)
             .map_err(|e| self.fail("inference failed", e))?;
         let (shape, values) = outputs[self.output.as_str()]
             .try_extract_tensor::<f32>()

@@ -11,24 +11,28 @@ use ndarray::{Array2, Ix2};
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::*;
 
-use super::{CpuLoadError, CpuLoadProblem};
+use super::{CpuLoadError, CpuLoadProblem, Feed};
 use crate::encoder::EncoderError;
 
 type Plan = Arc<TypedSimplePlan>;
 
-/// One ONNX encoder with a single input and a single output, batch dimension symbolic.
+/// One ONNX encoder with named inputs and one output, batch dimension symbolic (or 1 where
+/// the graph fixes it).
 pub struct TractRunner {
     plan: Plan,
+    /// The graph's input names, in its order.
+    inputs: Vec<String>,
     path: PathBuf,
     executor: Executor,
 }
 
 impl TractRunner {
+    /// Loads the graph at `path`, whose inputs must be exactly those named in `input_facts`
+    /// (in any order), each given the fact there.
     pub fn load(
         path: &Path,
-        input_name: &str,
         output_name: &str,
-        input_fact: impl Fn(&SymbolScope) -> InferenceFact,
+        input_facts: impl Fn(&SymbolScope) -> Vec<(String, InferenceFact)>,
         executor: Executor,
     ) -> Result<TractRunner, CpuLoadError> {
         let err = |problem: CpuLoadProblem| CpuLoadError {
@@ -39,13 +43,21 @@ impl TractRunner {
         let mut model = tract_onnx::onnx().model_for_path(path).map_err(tract)?;
         let inputs = model.input_outlets().map_err(tract)?.to_vec();
         let outputs = model.output_outlets().map_err(tract)?.to_vec();
-        if inputs.len() != 1 || model.node(inputs[0].node).name != input_name {
+        let facts = input_facts(&model.symbols);
+        let names: Vec<String> = inputs
+            .iter()
+            .map(|o| model.node(o.node).name.clone())
+            .collect();
+        let (mut found, mut expected) = (
+            names.clone(),
+            facts.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        );
+        found.sort();
+        expected.sort();
+        if found != expected {
             return Err(err(CpuLoadProblem::Inputs {
-                expected: input_name.into(),
-                found: inputs
-                    .iter()
-                    .map(|o| model.node(o.node).name.clone())
-                    .collect(),
+                expected: expected.join(", "),
+                found: names,
             }));
         }
         let output_names: Vec<String> = outputs
@@ -66,24 +78,50 @@ impl TractRunner {
         model
             .select_output_outlets(&[outputs[index]])
             .map_err(tract)?;
-        let fact = input_fact(&model.symbols);
-        model.set_input_fact(0, fact).map_err(tract)?;
+        for (index, name) in names.iter().enumerate() {
+            let fact = facts
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, f)| f.clone())
+                .expect("checked above");
+            model.set_input_fact(index, fact).map_err(tract)?;
+        }
         let plan = model
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| err(CpuLoadProblem::TractPlan(e.into())))?;
         Ok(TractRunner {
             plan,
+            inputs: names,
             path: path.to_path_buf(),
             executor,
         })
     }
 
-    pub fn run(&self, input: Tensor, expected_dim: usize) -> Result<Array2<f32>, EncoderError> {
-        let batch = input.shape()[0];
-        let outputs = multithread_tract_scope(self.executor.clone(), || {
-            self.plan.run(tvec!(input.into_tvalue()))
-        })
+    /// Runs one batch of `batch` rows; each feed is one named input.
+    pub fn run(
+        &self,
+        mut feeds: Vec<(String, Feed)>,
+        batch: usize,
+        expected_dim: usize,
+    ) -> Result<Array2<f32>, EncoderError> {
+        let mut values: TVec<TValue> = tvec!();
+        for name in &self.inputs {
+            let Some(at) = feeds.iter().position(|(n, _)| n == name) else {
+                return Err(EncoderError::failed(format!(
+                    "{}: no value for input {name}",
+                    self.path.display()
+                )));
+            };
+            let tensor: Tensor = match feeds.swap_remove(at).1 {
+                Feed::F32(a) => a.into(),
+                Feed::U8(a) => a.into(),
+                Feed::I32(a) => a.into(),
+                Feed::I64(a) => a.into(),
+            };
+            values.push(tensor.into_tvalue());
+        }
+        let outputs = multithread_tract_scope(self.executor.clone(), || self.plan.run(values))
         .map_err(|e| {
             EncoderError::failed(format!("{}: inference failed: {e:#}", self.path.display()))
         })?;

@@ -15,7 +15,7 @@ use ndarray_npy::npy::header::Header;
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use safetensors::{Dtype, SafeTensors};
 
-use crate::tokenize::{ClipTokenizer, TokenizerError, EOT_ID};
+use crate::tokenize::{TextTokenizer, TokenizerError, EOT_ID};
 
 pub const TOKENIZER_FILE: &str = "clip_tokenizer.json";
 pub const LUT_FILE: &str = "token_embedding_lut.npy";
@@ -51,7 +51,7 @@ fn invalid(path: &Path, message: impl Into<String>) -> AssetError {
 
 /// The text path's files, loaded and checked against each other.
 pub struct TextAssets {
-    pub tokenizer: ClipTokenizer,
+    pub tokenizer: TextTokenizer,
     /// vocabulary × hidden
     pub lut: Array2<f32>,
     /// hidden × embedding
@@ -83,7 +83,7 @@ impl TextAssets {
         let tokenizer_path = find(TOKENIZER_FILE, "the CLIP tokenizer")?;
         let lut_path = find(LUT_FILE, "the token-embedding lookup table")?;
         let projection_path = find(PROJECTION_FILE, "the text projection")?;
-        let tokenizer = ClipTokenizer::from_file(&tokenizer_path, CONTEXT_LENGTH)?;
+        let tokenizer = TextTokenizer::from_file(&tokenizer_path, CONTEXT_LENGTH)?;
         let lut = read_matrix(&lut_path)?;
         if lut.nrows() <= EOT_ID as usize || lut.ncols() == 0 {
             return Err(invalid(
@@ -167,7 +167,7 @@ pub fn export(hf_dir: &Path, out: &Path) -> Result<ExportSummary, AssetError> {
             hint: "the checkpoint's fast tokenizer (tokenizer.json) is needed".into(),
         });
     }
-    ClipTokenizer::from_file(&tokenizer_path, CONTEXT_LENGTH)?;
+    TextTokenizer::from_file(&tokenizer_path, CONTEXT_LENGTH)?;
     let bytes = std::fs::read(&weights_path)
         .map_err(|e| invalid(&weights_path, format!("cannot read: {e}")))?;
     let tensors = SafeTensors::deserialize(&bytes)
@@ -290,4 +290,226 @@ fn tensor_values(
             ))
         }
     })
+}
+
+/// Writes `clip_tokenizer.json`, `token_embedding_lut.npy` and `text_projection.npy` into
+/// `out` from a model directory's text encoder graph (Immich's `textual/model.onnx`, or the
+/// flat layout's `textual.onnx`), with no checkpoint: the token embedding is the initializer
+/// `[vocab, width]` that a Gather on the token input reads, and the projection the
+/// initializer `[width, embed]` of the MatMul nearest the graph's output. Found by their
+/// role in the graph, since exporters rename them; written as exact copies.
+pub fn export_from_onnx(model: &crate::model::ModelDir, out: &Path) -> Result<ExportSummary, AssetError> {
+    let graph_path = model.textual();
+    let tokenizer_path = model.tokenizer();
+    TextTokenizer::from_file(&tokenizer_path, CONTEXT_LENGTH)?;
+    let weights = onnx_weights::find(&graph_path)?;
+    let (lut, projection) = (weights.token_embedding, weights.projection);
+    if lut.nrows() <= EOT_ID as usize || projection.nrows() != lut.ncols() {
+        return Err(invalid(
+            &graph_path,
+            format!(
+                "token embedding {:?} and projection {:?} are not a CLIP text tower's",
+                lut.shape(),
+                projection.shape()
+            ),
+        ));
+    }
+    std::fs::create_dir_all(out).map_err(|e| AssetError::Write {
+        path: out.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let files = vec![
+        out.join(TOKENIZER_FILE),
+        out.join(LUT_FILE),
+        out.join(PROJECTION_FILE),
+    ];
+    write_atomically(&files[0], |file| {
+        std::io::copy(&mut std::fs::File::open(&tokenizer_path)?, file).map(|_| ())
+    })?;
+    write_atomically(&files[1], |file| {
+        lut.write_npy(file).map_err(std::io::Error::other)
+    })?;
+    write_atomically(&files[2], |file| {
+        projection.write_npy(file).map_err(std::io::Error::other)
+    })?;
+    Ok(ExportSummary {
+        files,
+        vocabulary: lut.nrows(),
+        hidden: lut.ncols(),
+        embedding: projection.ncols(),
+        logit_scale: None,
+    })
+}
+
+/// The two weights of a text encoder graph the Hailo text path needs.
+mod onnx_weights {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use ndarray::Array2;
+    use tract_onnx::pb::{tensor_proto::DataType, GraphProto, NodeProto, TensorProto};
+
+    use super::{invalid, AssetError};
+
+    pub struct Found {
+        pub token_embedding: Array2<f32>,
+        /// `[width, embed]`, applied as `hidden @ projection`.
+        pub projection: Array2<f32>,
+    }
+
+    pub fn find(path: &Path) -> Result<Found, AssetError> {
+        use tract_onnx::prelude::Framework;
+        let proto = tract_onnx::onnx()
+            .proto_model_for_path(path)
+            .map_err(|e| invalid(path, format!("not a readable ONNX model: {e}")))?;
+        let graph = proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| invalid(path, "the model has no graph"))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let tensors = constants(graph);
+        let producers: HashMap<&str, &NodeProto> = graph
+            .node
+            .iter()
+            .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
+            .collect();
+        let tokens: Vec<&str> = graph
+            .input
+            .iter()
+            .map(|i| i.name.as_str())
+            .filter(|n| !tensors.contains_key(n))
+            .collect();
+        // Whether `name` is computed from a token input, a few ops back (Cast, Reshape...).
+        let from_tokens = |name: &str| {
+            let mut frontier = vec![name.to_string()];
+            for _ in 0..6 {
+                let mut next = Vec::new();
+                for n in &frontier {
+                    if tokens.contains(&n.as_str()) {
+                        return true;
+                    }
+                    if let Some(node) = producers.get(n.as_str()) {
+                        next.extend(node.input.iter().filter(|i| !tensors.contains_key(i.as_str())).cloned());
+                    }
+                }
+                frontier = next;
+            }
+            false
+        };
+        let two_d = |name: &str| tensors.get(name).filter(|t| t.dims.len() == 2);
+        let embedding = graph
+            .node
+            .iter()
+            .filter(|n| n.op_type == "Gather" && n.input.len() == 2)
+            .find_map(|n| two_d(&n.input[0]).filter(|_| from_tokens(&n.input[1])))
+            .ok_or_else(|| {
+                invalid(path, "no Gather reads a [vocab, width] table with the token ids: not a CLIP text encoder")
+            })?;
+        let width = embedding.dims[1];
+        // Breadth-first from the output back: the first MatMul (or Gemm) with a [width, E]
+        // weight is the projection.
+        let output = graph
+            .output
+            .first()
+            .ok_or_else(|| invalid(path, "the graph has no output"))?;
+        let mut frontier = vec![output.name.clone()];
+        let mut seen = std::collections::HashSet::new();
+        let mut projection = None;
+        'search: for _ in 0..64 {
+            let mut next = Vec::new();
+            for name in &frontier {
+                let Some(node) = producers.get(name.as_str()) else {
+                    continue;
+                };
+                if !seen.insert(node.name.clone() + &node.output.join(",")) {
+                    continue;
+                }
+                if node.op_type == "MatMul" && node.input.len() == 2 {
+                    if let Some(w) = two_d(&node.input[1]).filter(|w| w.dims[0] == width) {
+                        projection = Some(matrix(w, dir, path)?);
+                        break 'search;
+                    }
+                }
+                if node.op_type == "Gemm" && node.input.len() >= 2 {
+                    let trans_b = node
+                        .attribute
+                        .iter()
+                        .any(|a| a.name == "transB" && a.i == 1);
+                    if let Some(w) = two_d(&node.input[1]) {
+                        let m = matrix(w, dir, path)?;
+                        let m = if trans_b { m.t().as_standard_layout().into_owned() } else { m };
+                        if m.nrows() as i64 == width {
+                            projection = Some(m);
+                            break 'search;
+                        }
+                    }
+                }
+                next.extend(node.input.iter().filter(|i| !tensors.contains_key(i.as_str())).cloned());
+            }
+            if next.is_empty() {
+                break;
+            }
+            frontier = next;
+        }
+        let projection = projection.ok_or_else(|| {
+            invalid(path, format!("no MatMul near the output applies a [{width}, embed] projection"))
+        })?;
+        Ok(Found {
+            token_embedding: matrix(embedding, dir, path)?,
+            projection,
+        })
+    }
+
+    /// Initializers and Constant nodes' values, by name.
+    fn constants(graph: &GraphProto) -> HashMap<&str, &TensorProto> {
+        let mut out: HashMap<&str, &TensorProto> =
+            graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+        for node in graph.node.iter().filter(|n| n.op_type == "Constant") {
+            if let (Some(out_name), Some(t)) = (
+                node.output.first(),
+                node.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.as_ref()),
+            ) {
+                out.insert(out_name.as_str(), t);
+            }
+        }
+        out
+    }
+
+    /// A 2-D float tensor's values (f32 or f16; inline or in external data beside the graph).
+    fn matrix(t: &TensorProto, dir: &Path, path: &Path) -> Result<Array2<f32>, AssetError> {
+        let (rows, cols) = (t.dims[0] as usize, t.dims[1] as usize);
+        let n = rows * cols;
+        let external;
+        let raw: &[u8] = if !t.external_data.is_empty() {
+            let get = |k: &str| t.external_data.iter().find(|e| e.key == k).map(|e| e.value.clone());
+            let location = get("location").ok_or_else(|| invalid(path, format!("{}: external data without a location", t.name)))?;
+            let offset: u64 = get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let file = dir.join(&location);
+            let bytes = std::fs::read(&file).map_err(|e| invalid(&file, format!("cannot read: {e}")))?;
+            let width = if t.data_type == DataType::Float16 as i32 { 2 } else { 4 };
+            let start = offset as usize;
+            external = bytes
+                .get(start..start + n * width)
+                .ok_or_else(|| invalid(&file, format!("too short for {}", t.name)))?
+                .to_vec();
+            &external
+        } else {
+            &t.raw_data
+        };
+        let values: Vec<f32> = if t.data_type == DataType::Float as i32 {
+            if raw.is_empty() {
+                t.float_data.clone()
+            } else {
+                raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+            }
+        } else if t.data_type == DataType::Float16 as i32 {
+            raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+        } else {
+            return Err(invalid(path, format!("{} has ONNX data type {}; float and float16 are read", t.name, t.data_type)));
+        };
+        if values.len() != n {
+            return Err(invalid(path, format!("{} holds {} values for shape {:?}", t.name, values.len(), t.dims)));
+        }
+        Array2::from_shape_vec((rows, cols), values).map_err(|e| invalid(path, format!("{}: {e}", t.name)))
+    }
 }

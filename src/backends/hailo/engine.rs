@@ -31,7 +31,7 @@ use crate::encoder::{
     Backend, EncoderError, EncoderErrorKind, EncoderInfo, HailoInfo, ImageEncoder, TextEncoder,
 };
 use crate::preprocess::ResizeMode;
-use crate::tokenize::{eot_position, pad, ClipTokenizer};
+use crate::tokenize::{eot_position, pad, TextTokenizer};
 
 /// Token id the text path pads with, as hailo-apps does (CLIP's causal mask keeps padding
 /// from reaching the EOT row).
@@ -493,7 +493,7 @@ impl HailoTextEncoder {
     pub fn load(
         device: &HailoDevice,
         config: &HailoConfig,
-    ) -> Result<(HailoTextEncoder, ClipTokenizer), HailoLoadError> {
+    ) -> Result<(HailoTextEncoder, TextTokenizer), HailoLoadError> {
         let TextAssets {
             tokenizer,
             lut,

@@ -1,35 +1,16 @@
-//! The model directory's `manifest.json`: what a CLIP export needs besides its weights
-//! (embedding size, image size and normalization, resize mode, context length, logit scale).
+//! A model's facts (embedding size, image size and normalization, resize mode, context
+//! length, logit scale, name): the flat layout's `manifest.json` holds them as they are, and
+//! the Immich layout's files are read into the same struct (see [`super::immich`]).
 //!
 //! Loading validates every field and names the file in each error: a model directory that
 //! is half right must stop the daemon, never run with guessed values.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::ModelDirError;
 use crate::preprocess::ResizeMode;
-
-pub const MANIFEST_FILE: &str = "manifest.json";
-pub const VISUAL_FILE: &str = "visual.onnx";
-pub const TEXTUAL_FILE: &str = "textual.onnx";
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ModelDirError {
-    #[error("model directory {0} does not exist (set model.dir in the config, or export a model with scripts/export_onnx.py)")]
-    MissingDir(PathBuf),
-    #[error("model file {path} is missing: {hint}")]
-    MissingFile { path: PathBuf, hint: &'static str },
-    #[error("cannot read {path}: {source}")]
-    Unreadable {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -56,59 +37,6 @@ pub struct Manifest {
     pub immich_model: Option<String>,
 }
 
-/// A model directory whose files all exist and whose manifest is valid.
-#[derive(Debug, Clone)]
-pub struct ModelDir {
-    pub root: PathBuf,
-    pub manifest: Manifest,
-}
-
-impl ModelDir {
-    pub fn open(root: &Path) -> Result<ModelDir, ModelDirError> {
-        if !root.is_dir() {
-            return Err(ModelDirError::MissingDir(root.to_path_buf()));
-        }
-        for (file, hint) in [
-            (
-                MANIFEST_FILE,
-                "a model directory needs manifest.json (written by scripts/export_onnx.py)",
-            ),
-            (
-                VISUAL_FILE,
-                "the image encoder ONNX is absent (written by scripts/export_onnx.py)",
-            ),
-            (
-                TEXTUAL_FILE,
-                "the text encoder ONNX is absent (written by scripts/export_onnx.py)",
-            ),
-            (
-                TOKENIZER_FILE,
-                "the CLIP tokenizer is absent (written by scripts/export_onnx.py)",
-            ),
-        ] {
-            let path = root.join(file);
-            if !path.is_file() {
-                return Err(ModelDirError::MissingFile { path, hint });
-            }
-        }
-        let manifest = Manifest::load(&root.join(MANIFEST_FILE))?;
-        Ok(ModelDir {
-            root: root.to_path_buf(),
-            manifest,
-        })
-    }
-
-    pub fn visual(&self) -> PathBuf {
-        self.root.join(VISUAL_FILE)
-    }
-    pub fn textual(&self) -> PathBuf {
-        self.root.join(TEXTUAL_FILE)
-    }
-    pub fn tokenizer(&self) -> PathBuf {
-        self.root.join(TOKENIZER_FILE)
-    }
-}
-
 impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest, ModelDirError> {
         let text = std::fs::read_to_string(path).map_err(|source| ModelDirError::Unreadable {
@@ -129,7 +57,7 @@ impl Manifest {
         Ok(manifest)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    pub(super) fn validate(&self) -> Result<(), String> {
         if self.format_version != 1 {
             return Err(format!(
                 "format_version {} is not supported (this build reads version 1)",
@@ -175,17 +103,6 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn missing_dir_and_file_are_named() {
-        let err = ModelDir::open(Path::new("/nonexistent/model")).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/model"));
-        let dir = std::env::temp_dir().join(format!("hc-manifest-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let err = ModelDir::open(&dir).unwrap_err().to_string();
-        assert!(err.contains("manifest.json"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn bad_manifest_names_the_problem() {

@@ -1,0 +1,631 @@
+//! One file over HTTP: streamed to a `.part` file and hashed as it arrives, resumed with
+//! `Range: bytes=N-` where a transfer was cut (a 206 continues, a 200 starts over), retried
+//! with backoff, and accepted only when its size and hash are what the listing said.
+//!
+//! Redirects are followed here, not by the client, so that the token goes only to the host
+//! it was given for (the Hub answers a large file with a 302 to its CDN on another host) and
+//! the first response's headers can be checked (`X-Repo-Commit`, `X-Linked-Size`).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use md5::Md5;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+use super::{hex, FetchError};
+
+/// What a file must be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expect {
+    /// Its name in messages (a path in the repository, or a HEF's name).
+    pub name: String,
+    pub size: Option<u64>,
+    pub check: Check,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    /// The Hub's LFS hash of the file.
+    Sha256(String),
+    /// git's blob id: sha1 of `blob <size>\0` and the content (the Hub's `blobId`).
+    GitBlobSha1(String),
+    /// S3's ETag of a single-part upload: the MD5 of the content.
+    Md5(String),
+    /// Size only (a multipart ETag is no content hash).
+    SizeOnly,
+}
+
+/// A fetched file: where it is, its size, and its sha256 for the record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetched {
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// How a transfer is shown: a bar on a terminal, a line per file otherwise.
+pub trait Progress: Sync {
+    fn start(&self, name: &str, total: Option<u64>, already: u64);
+    fn advance(&self, bytes: u64);
+    fn finish(&self, name: &str, size: u64, elapsed: Duration, resumed_from: u64);
+    fn note(&self, message: &str);
+}
+
+/// The HTTP side: one agent, the token and the origin it may be sent to, retry policy.
+pub struct Http {
+    agent: ureq::Agent,
+    token: Option<String>,
+    /// `scheme://host:port` the token belongs to.
+    token_origin: Option<String>,
+    pub retries: u32,
+    pub backoff: Duration,
+}
+
+/// The part of a URL a credential belongs to.
+pub fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?;
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, Some(p)),
+        _ => (authority, None),
+    };
+    let port = port
+        .map(str::to_string)
+        .unwrap_or_else(|| if scheme == "https" { "443" } else { "80" }.into());
+    Some(format!(
+        "{}://{}:{port}",
+        scheme.to_ascii_lowercase(),
+        host.to_ascii_lowercase()
+    ))
+}
+
+/// `location` resolved against `base` (absolute, absolute-path or relative).
+fn resolve(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let (scheme, rest) = base.split_once("://").unwrap_or(("http", base));
+    let authority = rest.split('/').next().unwrap_or("");
+    if let Some(stripped) = location.strip_prefix("//") {
+        return format!("{scheme}://{stripped}");
+    }
+    if location.starts_with('/') {
+        return format!("{scheme}://{authority}{location}");
+    }
+    let path = rest.split(['?', '#']).next().unwrap_or("");
+    let dir = path.rsplit_once('/').map_or(authority, |(d, _)| d);
+    format!("{scheme}://{dir}/{location}")
+}
+
+/// A response and the URL it came from, after redirects.
+pub struct Reply {
+    pub url: String,
+    /// Headers of the first response (before any redirect): where the Hub puts its own.
+    pub first_headers: ureq::http::HeaderMap,
+    pub response: ureq::http::Response<ureq::Body>,
+}
+
+impl Reply {
+    pub fn status(&self) -> u16 {
+        self.response.status().as_u16()
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        header(self.response.headers(), name)
+    }
+    pub fn first_header(&self, name: &str) -> Option<String> {
+        header(&self.first_headers, name)
+    }
+}
+
+pub fn header(headers: &ureq::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+}
+
+const MAX_REDIRECTS: usize = 5;
+
+impl Http {
+    pub fn new(token: Option<String>, token_origin: Option<String>) -> Http {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .timeout_resolve(Some(Duration::from_secs(15)))
+            .timeout_send_request(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .user_agent(concat!("hailo-clip/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Http {
+            agent,
+            token,
+            token_origin,
+            retries: 5,
+            backoff: Duration::from_secs(1),
+        }
+    }
+
+    /// GET `url`, following redirects; `headers` go with every hop, the token only to its
+    /// origin. `body_time` bounds the receipt of the body.
+    pub fn get(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body_time: Duration,
+    ) -> Result<Reply, ureq::Error> {
+        let mut url = url.to_string();
+        let mut first_headers = None;
+        for _ in 0..=MAX_REDIRECTS {
+            let mut request = self.agent.get(&url);
+            for (k, v) in headers {
+                request = request.header(*k, v);
+            }
+            if let (Some(token), Some(o)) = (&self.token, &self.token_origin) {
+                if origin(&url).as_deref() == Some(o.as_str()) {
+                    request = request.header("Authorization", format!("Bearer {token}"));
+                }
+            }
+            let response = request
+                .config()
+                .timeout_recv_body(Some(body_time))
+                .build()
+                .call()?;
+            if first_headers.is_none() {
+                first_headers = Some(response.headers().clone());
+            }
+            let status = response.status().as_u16();
+            if (300..400).contains(&status) && status != 304 {
+                if let Some(location) = header(response.headers(), "location") {
+                    url = resolve(&url, &location);
+                    continue;
+                }
+            }
+            return Ok(Reply {
+                url,
+                first_headers: first_headers.unwrap_or_default(),
+                response,
+            });
+        }
+        Err(ureq::Error::TooManyRedirects)
+    }
+
+    /// Fetches `url` into `dest` (through `dest.part`), resuming a `.part` left by an earlier
+    /// run, verifying `expect`. `check_first` looks at each first response (the Hub checks its
+    /// commit and size headers there). `what`/`hint` name the server in errors.
+    pub fn download(
+        &self,
+        url: &str,
+        dest: &Path,
+        expect: &Expect,
+        progress: &dyn Progress,
+        check_first: &dyn Fn(&Reply) -> Result<(), FetchError>,
+        unreachable: &dyn Fn(String) -> FetchError,
+    ) -> Result<Fetched, FetchError> {
+        let part = part_path(dest);
+        if let Some(parent) = part.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| FetchError::disk("creating", parent, e))?;
+        }
+        let mut attempt = 0u32;
+        let mut last_error: Option<FetchError> = None;
+        loop {
+            if attempt > self.retries {
+                return Err(last_error.unwrap_or_else(|| unreachable("gave up".into())));
+            }
+            if attempt > 0 {
+                let wait = self.backoff * 2u32.saturating_pow(attempt - 1).min(16);
+                if let Some(e) = &last_error {
+                    progress.note(&format!(
+                        "{}: {e}; retrying in {:.0} s ({attempt}/{})",
+                        expect.name,
+                        wait.as_secs_f64(),
+                        self.retries
+                    ));
+                }
+                std::thread::sleep(wait);
+            }
+            attempt += 1;
+            match self.attempt(url, &part, expect, progress, check_first, unreachable) {
+                Ok(Some(fetched_size)) => {
+                    // The body is all here: verify the whole file.
+                    match verify(&part, expect) {
+                        Ok(sha256) => {
+                            std::fs::rename(&part, dest)
+                                .map_err(|e| FetchError::disk("moving into place", dest, e))?;
+                            return Ok(Fetched {
+                                path: dest.to_path_buf(),
+                                size: fetched_size,
+                                sha256,
+                            });
+                        }
+                        Err(e) => {
+                            // A corrupt file is not resumed: it starts over, once.
+                            let _ = std::fs::remove_file(&part);
+                            if matches!(e, FetchError::Mismatch { .. }) && attempt >= 2 {
+                                return Err(e);
+                            }
+                            last_error = Some(e);
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(Attempt::Retry(e)) => last_error = Some(e),
+                Err(Attempt::Fatal(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// One request: Ok(Some(size)) when the body is complete, Ok(None) to go again at once.
+    fn attempt(
+        &self,
+        url: &str,
+        part: &Path,
+        expect: &Expect,
+        progress: &dyn Progress,
+        check_first: &dyn Fn(&Reply) -> Result<(), FetchError>,
+        unreachable: &dyn Fn(String) -> FetchError,
+    ) -> Result<Option<u64>, Attempt> {
+        let fatal = Attempt::Fatal;
+        let mut have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+        if let Some(size) = expect.size {
+            if have > size {
+                truncate(part).map_err(fatal)?;
+                have = 0;
+            }
+            if have == size {
+                return Ok(Some(size));
+            }
+        }
+        let mut headers = vec![("Accept-Encoding", "identity".to_string())];
+        if have > 0 {
+            headers.push(("Range", format!("bytes={have}-")));
+        }
+        // A transfer slower than 100 kB/s on average is cut and resumed.
+        let body_time = Duration::from_secs(
+            120 + expect.size.unwrap_or(1 << 30).saturating_sub(have) / 100_000,
+        );
+        let mut reply = match self.get(url, &headers, body_time) {
+            Ok(r) => r,
+            Err(e) => return Err(Attempt::Retry(unreachable(e.to_string()))),
+        };
+        check_first(&reply).map_err(fatal)?;
+        let status = reply.status();
+        let start = match status {
+            200 => 0,
+            206 => {
+                let from = reply
+                    .header("content-range")
+                    .and_then(|r| content_range_start(&r));
+                if from != Some(have) {
+                    // Not where this file ends: start over.
+                    truncate(part).map_err(fatal)?;
+                    return Ok(None);
+                }
+                have
+            }
+            416 => {
+                // Nothing past what is here: the file may be complete; verify it.
+                return Ok(Some(have));
+            }
+            408 | 429 | 500..=599 => {
+                return Err(Attempt::Retry(FetchError::Http {
+                    url: reply.url.clone(),
+                    status,
+                    detail: String::new(),
+                }))
+            }
+            _ => {
+                return Err(fatal(FetchError::Http {
+                    url: reply.url.clone(),
+                    status,
+                    detail: error_detail(&mut reply),
+                }))
+            }
+        };
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(part)
+            .map_err(|e| fatal(FetchError::disk("writing", part, e)))?;
+        file.set_len(start)
+            .and_then(|_| file.seek(SeekFrom::Start(start)).map(|_| ()))
+            .map_err(|e| fatal(FetchError::disk("writing", part, e)))?;
+        let began = Instant::now();
+        progress.start(&expect.name, expect.size, start);
+        let mut reader = reply.response.into_body().into_reader();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut written = start;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    file.flush().ok();
+                    return Err(Attempt::Retry(unreachable(format!(
+                        "the transfer of {} was cut after {written} bytes: {e}",
+                        expect.name
+                    ))));
+                }
+            };
+            if expect.size.is_some_and(|size| written + n as u64 > size) {
+                return Err(fatal(FetchError::Mismatch {
+                    file: expect.name.clone(),
+                    what: "size",
+                    expected: expect.size.unwrap_or(0).to_string(),
+                    actual: format!("more than {}", written + n as u64 - 1),
+                }));
+            }
+            file.write_all(&buf[..n])
+                .map_err(|e| fatal(FetchError::disk("writing", part, e)))?;
+            written += n as u64;
+            progress.advance(n as u64);
+        }
+        file.sync_all()
+            .map_err(|e| fatal(FetchError::disk("writing", part, e)))?;
+        if let Some(size) = expect.size {
+            if written < size {
+                return Err(Attempt::Retry(unreachable(format!(
+                    "the transfer of {} ended after {written} of {size} bytes",
+                    expect.name
+                ))));
+            }
+        }
+        progress.finish(&expect.name, written, began.elapsed(), start);
+        Ok(Some(written))
+    }
+}
+
+enum Attempt {
+    Retry(FetchError),
+    Fatal(FetchError),
+}
+
+/// The server's words for an error, short.
+fn error_detail(reply: &mut Reply) -> String {
+    let mut detail = reply
+        .header("x-error-message")
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    if detail.is_empty() {
+        if let Ok(text) = reply
+            .response
+            .body_mut()
+            .with_config()
+            .limit(2048)
+            .read_to_string()
+        {
+            let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            if !text.is_empty() {
+                detail = format!(": {}", text.chars().take(200).collect::<String>());
+            }
+        }
+    }
+    detail
+}
+
+fn content_range_start(value: &str) -> Option<u64> {
+    // "bytes START-END/TOTAL"
+    value
+        .strip_prefix("bytes ")?
+        .split('-')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+pub fn part_path(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".part");
+    dest.with_file_name(name)
+}
+
+fn truncate(path: &Path) -> Result<(), FetchError> {
+    match OpenOptions::new().write(true).open(path) {
+        Ok(f) => f.set_len(0).map_err(|e| FetchError::disk("writing", path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(FetchError::disk("writing", path, e)),
+    }
+}
+
+/// Hashes the file at `path` and checks it against `expect`; answers its sha256.
+pub fn verify(path: &Path, expect: &Expect) -> Result<String, FetchError> {
+    let mut file = File::open(path).map_err(|e| FetchError::disk("reading", path, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| FetchError::disk("reading", path, e))?
+        .len();
+    let mismatch = |what, expected: String, actual: String| FetchError::Mismatch {
+        file: expect.name.clone(),
+        what,
+        expected,
+        actual,
+    };
+    if let Some(want) = expect.size {
+        if size != want {
+            return Err(mismatch("size", want.to_string(), size.to_string()));
+        }
+    }
+    let mut sha256 = Sha256::new();
+    let mut sha1 = Sha1::new();
+    let mut md5 = Md5::new();
+    match &expect.check {
+        Check::GitBlobSha1(_) => sha1.update(format!("blob {size}\0").as_bytes()),
+        Check::Md5(_) | Check::Sha256(_) | Check::SizeOnly => {}
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| FetchError::disk("reading", path, e))?;
+        if n == 0 {
+            break;
+        }
+        sha256.update(&buf[..n]);
+        match &expect.check {
+            Check::GitBlobSha1(_) => sha1.update(&buf[..n]),
+            Check::Md5(_) => md5.update(&buf[..n]),
+            _ => {}
+        }
+    }
+    let sha256 = hex(&sha256.finalize());
+    match &expect.check {
+        Check::Sha256(want) if !want.eq_ignore_ascii_case(&sha256) => {
+            Err(mismatch("sha256", want.to_lowercase(), sha256))
+        }
+        Check::GitBlobSha1(want) => {
+            let got = hex(&sha1.finalize());
+            if want.eq_ignore_ascii_case(&got) {
+                Ok(sha256)
+            } else {
+                Err(mismatch("git blob sha1", want.to_lowercase(), got))
+            }
+        }
+        Check::Md5(want) => {
+            let got = hex(&md5.finalize());
+            if want.eq_ignore_ascii_case(&got) {
+                Ok(sha256)
+            } else {
+                Err(mismatch("MD5 (S3 ETag)", want.to_lowercase(), got))
+            }
+        }
+        _ => Ok(sha256),
+    }
+}
+
+/// The progress of a pull on a terminal: one bar per file (indicatif).
+pub struct Bar {
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl Bar {
+    pub fn new() -> Bar {
+        Bar {
+            bar: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl Default for Bar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, name: &str, total: Option<u64>, already: u64) {
+        let bar = match total {
+            Some(t) => indicatif::ProgressBar::new(t),
+            None => indicatif::ProgressBar::no_length(),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:32!} {bar:30} {bytes:>10}/{total_bytes:10} {bytes_per_sec:>12} {eta:>4}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(name.to_string());
+        bar.set_position(already);
+        *self.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);
+    }
+    fn advance(&self, bytes: u64) {
+        if let Some(bar) = &*self.bar.lock().unwrap_or_else(|p| p.into_inner()) {
+            bar.inc(bytes);
+        }
+    }
+    fn finish(&self, _name: &str, _size: u64, _elapsed: Duration, _resumed_from: u64) {
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            bar.finish();
+        }
+    }
+    fn note(&self, message: &str) {
+        match &*self.bar.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(bar) => bar.println(message),
+            None => eprintln!("{message}"),
+        }
+    }
+}
+
+/// The progress of a pull in a journal or CI log: one line per file.
+pub struct Lines;
+
+impl Progress for Lines {
+    fn start(&self, _name: &str, _total: Option<u64>, _already: u64) {}
+    fn advance(&self, _bytes: u64) {}
+    fn finish(&self, name: &str, size: u64, elapsed: Duration, resumed_from: u64) {
+        let fetched = size - resumed_from;
+        let secs = elapsed.as_secs_f64().max(1e-3);
+        let resumed = if resumed_from > 0 {
+            format!(", resumed at {resumed_from} bytes")
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "fetched {name}: {:.1} MB in {secs:.1} s ({:.1} MB/s{resumed})",
+            size as f64 / 1e6,
+            fetched as f64 / 1e6 / secs
+        );
+    }
+    fn note(&self, message: &str) {
+        eprintln!("{message}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_and_redirect_targets() {
+        assert_eq!(
+            origin("https://huggingface.co/api/models/x").as_deref(),
+            Some("https://huggingface.co:443")
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:8080/a?b").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_ne!(
+            origin("http://localhost:8080/a"),
+            origin("http://127.0.0.1:8080/a")
+        );
+        assert_eq!(
+            resolve("https://hf.co/a/b/c", "https://cdn.example/x"),
+            "https://cdn.example/x"
+        );
+        assert_eq!(resolve("https://hf.co/a/b/c", "/d/e"), "https://hf.co/d/e");
+        assert_eq!(resolve("https://hf.co/a/b/c", "d"), "https://hf.co/a/b/d");
+        assert_eq!(content_range_start("bytes 100-199/200"), Some(100));
+    }
+
+    #[test]
+    fn verify_names_the_file_and_both_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"hello\n").unwrap();
+        // git hash-object of "hello\n".
+        let blob = Expect {
+            name: "f".into(),
+            size: Some(6),
+            check: Check::GitBlobSha1("ce013625030ba8dba906f756967f9e9ca394464a".into()),
+        };
+        verify(&path, &blob).unwrap();
+        let wrong = Expect {
+            check: Check::Sha256("00".repeat(32)),
+            ..blob
+        };
+        let err = verify(&path, &wrong).unwrap_err().to_string();
+        assert!(
+            err.contains("f: sha256 mismatch")
+                && err.contains(&"00".repeat(32))
+                && err.contains("5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"),
+            "{err}"
+        );
+    }
+}
