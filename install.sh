@@ -16,7 +16,7 @@ readonly TEXT_ASSETS=(clip_tokenizer.json token_embedding_lut.npy text_projectio
 readonly CPU_MODEL_FILES=(visual.onnx textual.onnx tokenizer.json manifest.json)
 
 PREFIX=/usr/local DESTDIR='' BINARY='' FEATURES=auto MODELS=none HF_DIR='' DEVICE_GROUP=''
-MODEL_ARCHIVE='' MODEL_URL='' MODEL_NAME='' ALLOW_RANDOM=0 HAILORT_VERSION=''
+MODEL_ARCHIVE='' MODEL_URL='' MODEL_NAME='' ALLOW_RANDOM=0 HAILORT_VERSION='' MODEL=''
 ZOO_URL=${HAILO_CLIP_ZOO_URL:-$DEFAULT_ZOO_URL} RESOURCES_DIR=/usr/local/hailo/resources
 WARMUP=0 DRY_RUN=0 UNINSTALL=0 PURGE=0 PYTHON=${PYTHON:-python3}
 
@@ -35,9 +35,16 @@ the same options changes nothing. Run as root, or with --destdir.
   --device-group NAME       group allowed to use the Hailo device (default: the device's group, or hailo)
   --warmup                  start the service, wait for /health 200, classify a sample, run the self-test
   --dry-run                 print every action without doing any of them
-  --models LIST             none (default), cpu, hailo10h, or a comma-separated list
-  --hf-dir DIR              a Hugging Face CLIP checkpoint: cpu exports it (scripts/export_onnx.py,
-                            $PYTHON with torch), hailo10h writes the text assets from it
+  --model NAME              a real model by name, with no Python: `hailo-clip pull NAME` fetches Immich's
+                            ONNX export (immich-app/NAME on the Hugging Face Hub, e.g. ViT-B-32__openai)
+                            into PREFIX/share/hailo-clip/models/NAME, with its Model Zoo HEFs and the
+                            Hailo text files when --models has hailo10h; a config this run creates
+                            serves it (model.dir)
+  --models LIST             none (default), cpu, hailo10h, or a comma-separated list: which backends get
+                            files (with --model, hailo10h adds the HEFs to the pull)
+  --hf-dir DIR              a Hugging Face CLIP checkpoint only Python can export (no Immich export of
+                            it): cpu exports it (scripts/export_onnx.py, $PYTHON with torch), hailo10h
+                            writes the text assets from it
   --model-archive PATH      cpu: an exported model directory, or a tarball holding one
   --model-url URL           cpu: download such a tarball (resumable), then install it
   --model-name NAME         cpu: directory name under models/ (default: the manifest name)
@@ -83,7 +90,7 @@ while [ "$#" -gt 0 ]; do
   if [[ "$1" == --*=* ]]; then set -- "${1%%=*}" "${1#*=}" "${@:2}"; fi
   case "$1" in
     # Each option sets the variable of its name: --hf-dir DIR sets HF_DIR, --dry-run DRY_RUN=1.
-    --prefix | --destdir | --binary | --features | --models | --hf-dir | --model-archive | --model-url | \
+    --prefix | --destdir | --binary | --features | --model | --models | --hf-dir | --model-archive | --model-url | \
       --model-name | --hailort-version | --zoo-url | --resources-dir | --device-group)
       need_arg "$@"; v=${1#--}; v=${v^^}; printf -v "${v//-/_}" '%s' "$2"; shift 2 ;;
     --warmup | --dry-run | --uninstall | --purge) v=${1#--}; v=${v^^}; printf -v "${v//-/_}" 1; shift ;;
@@ -120,6 +127,10 @@ ZOO_URL=${ZOO_URL%/}
 [ "$WANT_CPU" = 1 ] || { [ -z "$MODEL_ARCHIVE$MODEL_URL$MODEL_NAME" ] && [ "$ALLOW_RANDOM" = 0 ]; } ||
   die "--model-archive, --model-url, --model-name and --allow-random-weights go with --models cpu"
 [ -z "$MODEL_ARCHIVE" ] || [ -z "$MODEL_URL" ] || die "give --model-archive or --model-url, not both"
+if [ -n "$MODEL" ]; then
+  [[ "$MODEL" =~ ^([A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || die "--model takes NAME or ORG/NAME, e.g. ViT-B-32__openai (got '$MODEL')"
+  [ -z "$HF_DIR$MODEL_ARCHIVE$MODEL_URL" ] || die "--model fetches the model: it does not go with --hf-dir, --model-archive or --model-url"
+fi
 if [ -n "$HF_DIR" ]; then
   [ "$WANT_CPU$WANT_HAILO" != 00 ] || die "--hf-dir goes with --models cpu or --models hailo10h"
   [ -d "$HF_DIR" ] || die "--hf-dir $HF_DIR is not a directory"
@@ -135,6 +146,8 @@ BIN_PATH=$PREFIX/bin/hailo-clip
 [ "$PREFIX" != / ] || BIN_PATH=/bin/hailo-clip
 SHARE_DIR=${PREFIX%/}/share/hailo-clip
 MODELS_ROOT=$SHARE_DIR/models
+PULLED_DIR=''
+[ -z "$MODEL" ] || PULLED_DIR=$MODELS_ROOT/${MODEL##*/}
 CONFIG_DIST=$SHARE_DIR/hailo-clip.yaml.dist
 SYSUSERS_PATH=${PREFIX%/}/lib/sysusers.d/hailo-clip.conf
 readonly UNIT_PATH=/etc/systemd/system/hailo-clip.service CONFIG_DIR=/etc/hailo CONFIG_PATH=/etc/hailo/hailo-clip.yaml
@@ -381,7 +394,12 @@ create_users() {
 
 install_config() {
   local new=$TMP/hailo-clip.yaml cfg dist
-  sed "s|^\([[:space:]]*dir:[[:space:]]*\)/usr/local/share/hailo-clip/models/|\1$MODELS_ROOT/|" "$CONFIG_SRC" >"$new"
+  if [ -n "$PULLED_DIR" ]; then
+    # The pulled model is the one a config made here serves.
+    sed "s|^\([[:space:]]*dir:[[:space:]]*\)/usr/local/share/hailo-clip/models/.*|\1$PULLED_DIR|" "$CONFIG_SRC" >"$new"
+  else
+    sed "s|^\([[:space:]]*dir:[[:space:]]*\)/usr/local/share/hailo-clip/models/|\1$MODELS_ROOT/|" "$CONFIG_SRC" >"$new"
+  fi
   cfg=$(R "$CONFIG_PATH")
   dist=$(R "$CONFIG_DIST")
   ensure_dir "$(R "$CONFIG_DIR")" 0755
@@ -641,6 +659,47 @@ install_cpu_model() {
     "  (docs/INSTALL.md, 'CPU model'), or copy the exported directory to $configured by hand." >&2
 }
 
+# ---------------------------------------------------------------- models: --model NAME
+
+# `hailo-clip pull`: the Hub's Immich export of MODEL into PULLED_DIR (verified, resumable,
+# atomic, a no-op when installed), with the Model Zoo HEFs and the Hailo text files in
+# PULLED_DIR/hailo/ARCH/ when hailo10h is wanted. The binary does all of it; no curl, no Python.
+install_pulled_model() {
+  local args version configured out rc=0
+  args=(pull "$MODEL" --to "$(R "$PULLED_DIR")")
+  if [ "$WANT_HAILO" = 1 ]; then
+    args+=(--hef --arch "$HEF_ARCH")
+    version=$(detect_hailort_version)
+    if [ -n "$version" ]; then
+      args+=(--hailort-version "$version")
+    else
+      model_failure "cannot tell the installed HailoRT version for the HEFs (no hailortcli, no h10-hailort/hailort package, no libhailort.so.X.Y.Z): install HailoRT first, or pass --hailort-version X.Y.Z"
+      return 0
+    fi
+  fi
+  if [ -z "$NEW_BIN" ] || [ "$BIN_RUNS" = 0 ]; then
+    if [ "$DRY_RUN" = 1 ]; then would "hailo-clip ${args[*]}"; return 0; fi
+    model_failure "the binary does not run on this machine, so it cannot pull $MODEL here: run hailo-clip ${args[*]} on the target"
+    return 0
+  fi
+  if [ "$DRY_RUN" = 1 ]; then would "hailo-clip ${args[*]}"; return 0; fi
+  ensure_dir "$(R "$MODELS_ROOT")" 0755
+  say "hailo-clip ${args[*]}"
+  out=$(HAILO_CLIP_CONFIG=$TMP/defaults.yaml "$NEW_BIN" "${args[@]}") || rc=$?
+  [ -z "$out" ] || printf '  %s\n' "$out"
+  if [ "$rc" != 0 ]; then
+    model_failure "hailo-clip pull $MODEL failed (above); run install.sh again to resume it"
+    return 0
+  fi
+  case "$out" in
+    *"nothing to do"*) unchanged "$(R "$PULLED_DIR") ($MODEL)" ;;
+    *) changed "$(R "$PULLED_DIR") ($MODEL)"; RESTART_NEEDED=1 ;;
+  esac
+  configured=$(config_get model.dir)
+  [ -z "$configured" ] || [ "$configured" = "$PULLED_DIR" ] ||
+    say "note: $CONFIG_PATH has model.dir: $configured; to serve $MODEL change that line to: model.dir: $PULLED_DIR"
+}
+
 # ---------------------------------------------------------------- service
 
 enable_service() {
@@ -793,13 +852,19 @@ install_config
 install_unit
 install_socket
 
-if [ "$WANT_HAILO" = 1 ]; then
+if [ -n "$MODEL" ]; then
+  say "model: $MODEL into $PULLED_DIR"
+  install_pulled_model
+  # The pulled model's ONNX files serve the CPU engine (and the text encoder where no text
+  # HEF is published); ONNX Runtime makes that twice as fast as tract.
+  install_onnxruntime
+elif [ "$WANT_HAILO" = 1 ]; then
   say "models: hailo10h into $RESOURCES_DIR"
   ensure_dir "$(R "$RESOURCES_DIR")" 0755
   install_hefs
   install_text_assets
 fi
-if [ "$WANT_CPU" = 1 ]; then
+if [ "$WANT_CPU" = 1 ] && [ -z "$MODEL" ]; then
   say "models: cpu into $MODELS_ROOT"
   install_cpu_model
   install_onnxruntime

@@ -14,6 +14,8 @@ Writes (replacing previous contents):
                                               encode_text with normalize=True, input names image /
                                               text, output embedding, batch fixed at 1, the
                                               TorchScript exporter, opset 19)
+    tests/fixtures/immich-tiny-random-flat/   the same weights in the flat layout (manifest.json,
+                                              dynamic batch), to compare the two layouts
     tests/fixtures/golden/immich_*.npy|json   its embeddings as Immich's machine-learning service
                                               computes them (immich_ml/models/clip/{visual,textual}.py,
                                               models/transforms.py), run with onnxruntime
@@ -38,6 +40,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIX = os.path.join(ROOT, "tests", "fixtures")
 OUT = os.path.join(FIX, "immich-tiny-random")
+FLAT = os.path.join(FIX, "immich-tiny-random-flat")
 GOLD = os.path.join(FIX, "golden")
 TOKENIZER = os.path.join(ROOT, "assets", "models", "clip-tiny-random", "tokenizer.json")
 SEED = 20261205
@@ -163,6 +166,49 @@ def export(model):
             Text(model), (torch.ones(1, 77, dtype=torch.int32),), os.path.join(OUT, "textual", "model.onnx"),
             input_names=["text"], output_names=["embedding"], opset_version=OPSET, dynamo=False,
         )
+    # The same weights in the flat layout (dynamic batch, scripts/export_onnx.py's names), so
+    # the two layouts can be compared on one model (examples/bench.rs, tests/immich_layout.rs).
+    os.makedirs(FLAT, exist_ok=True)
+
+    class FlatImage(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, pixel_values):
+            return self.m.encode_image(pixel_values)
+
+    class FlatText(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids):
+            return self.m.encode_text(input_ids)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            FlatImage(model), (torch.randn(2, 3, size, size),), os.path.join(FLAT, "visual.onnx"),
+            input_names=["pixel_values"], output_names=["image_embeds"], opset_version=OPSET, dynamo=False,
+            dynamic_axes={"pixel_values": {0: "N"}, "image_embeds": {0: "N"}},
+        )
+        torch.onnx.export(
+            FlatText(model), (torch.ones(2, 77, dtype=torch.int64),), os.path.join(FLAT, "textual.onnx"),
+            input_names=["input_ids"], output_names=["text_embeds"], opset_version=OPSET, dynamo=False,
+            dynamic_axes={"input_ids": {0: "N"}, "text_embeds": {0: "N"}},
+        )
+    with open(TOKENIZER, "rb") as src, open(os.path.join(FLAT, "tokenizer.json"), "wb") as dst:
+        dst.write(src.read())
+    pre = open_clip.get_model_preprocess_cfg(model)
+    manifest = {
+        "format_version": 1, "name": "immich-tiny-random-flat", "embedding_dim": MODEL_CFG["embed_dim"],
+        "image_size": size, "image_mean": list(pre["mean"]), "image_std": list(pre["std"]),
+        "resize": "immich", "context_length": 77, "logit_scale": 100.0, "random_weights": True,
+        "source": "scripts/make_immich_fixture.py: tests/fixtures/immich-tiny-random's weights in the flat layout",
+    }
+    with open(os.path.join(FLAT, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
     readme = os.path.join(OUT, "README.md")
     with open(readme, "w") as f:
         f.write("A tiny random OpenCLIP model in Immich's layout, made by scripts/make_immich_fixture.py. "

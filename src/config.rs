@@ -57,6 +57,9 @@ pub struct Config {
     pub selftest: SelfTestConfig,
     pub immich: ImmichConfig,
     pub cpu: CpuConfig,
+    /// The `hailo.*` keys the YAML sets: they win over files a pull put in `model.dir`.
+    #[serde(skip)]
+    pub hailo_keys_set: Vec<String>,
 }
 
 /// Which engine runs the CPU backend's ONNX models.
@@ -563,6 +566,15 @@ impl Config {
                 source: err.into_inner(),
             }
         })?;
+        let mut config = config;
+        if let Ok(serde_yaml_ng::Value::Mapping(top)) = serde_yaml_ng::from_str(text) {
+            if let Some(serde_yaml_ng::Value::Mapping(hailo)) = top.get("hailo") {
+                config.hailo_keys_set = hailo
+                    .keys()
+                    .filter_map(|k| k.as_str().map(str::to_string))
+                    .collect();
+            }
+        }
         config.validate()?;
         Ok(config)
     }

@@ -423,7 +423,7 @@ struct HailoFiles {
 }
 
 fn hailo_files(config: &Config) -> HailoFiles {
-    let h = &config.hailo;
+    let h = &crate::backends::hailo::pulled::settings(config).0;
     let hef = |name: &Path| {
         let found = layout::hef(&h.resources_dir, name).map_err(|e| e.to_string())?;
         let mut head = [0u8; 4];

@@ -130,6 +130,10 @@ enum Command {
         /// The Model Zoo version, e.g. v5.2.0 [default: the one of the installed HailoRT]
         #[arg(long, requires = "hef")]
         zoo_version: Option<String>,
+        /// The HailoRT version to match instead of the installed library's (X.Y.Z; 5.x means
+        /// hailo10h unless --arch says otherwise)
+        #[arg(long, requires = "hef", conflicts_with = "zoo_version")]
+        hailort_version: Option<String>,
     },
 }
 
@@ -230,6 +234,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         hef,
         arch,
         zoo_version,
+        hailort_version,
     } = &cli.command
     {
         let request = hailo_clip::fetch::command::pull_request(
@@ -239,6 +244,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             *hef,
             arch.as_deref(),
             zoo_version.as_deref(),
+            hailort_version.as_deref(),
         )?;
         return hailo_clip::fetch::command::run_pull(&request);
     }

@@ -139,7 +139,9 @@ impl TextTokenizer {
             cleaning,
             pad_id,
         };
-        let probe = tokenizer.encode("a photo").map_err(|e| load(e.to_string()))?;
+        let probe = tokenizer
+            .encode("a photo")
+            .map_err(|e| load(e.to_string()))?;
         if probe.is_empty() {
             return Err(load("\"a photo\" encodes to no tokens".into()));
         }

@@ -253,11 +253,14 @@ fn check_model_loads_and_runs_a_model_and_answers_manifest_fields() {
     let (code, _, err) = run(&[&"check-model", dir]);
     assert_eq!(code, Some(1));
     assert!(err.contains(&visual.display().to_string()), "{err}");
-    // No manifest: not a model directory, even for --get.
+    // No manifest (and not Immich's layout either): not a model directory, even for --get.
     std::fs::remove_file(scratch.path().join("manifest.json")).unwrap();
     let (code, _, err) = run(&[&"check-model", dir, &"--get", &"name"]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("manifest.json is missing"), "{err}");
+    assert!(
+        err.contains("is not a model directory: it has neither manifest.json"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -131,7 +131,9 @@ fn image_embeddings_equal_immichs_including_previews() {
             .iter()
             .map(|f| {
                 let bytes = std::fs::read(fixture(f)).unwrap();
-                input.resize(&input.decode(&bytes, 100_000_000).unwrap()).unwrap()
+                input
+                    .resize(&input.decode(&bytes, 100_000_000).unwrap())
+                    .unwrap()
             })
             .collect();
         // More than one image at once: the graph's batch is 1, so they run one by one.
@@ -167,7 +169,10 @@ fn what_cannot_be_served_is_refused_with_the_reason() {
     // NLLB needs Immich's language table.
     let (_tmp, dir) = copy_of_fixture("nllb-clip-base-siglip__v1");
     let err = ModelDir::open(&dir).unwrap_err().to_string();
-    assert!(err.contains("nllb-clip-base-siglip__v1") && err.contains("FLORES-200"), "{err}");
+    assert!(
+        err.contains("nllb-clip-base-siglip__v1") && err.contains("FLORES-200"),
+        "{err}"
+    );
 
     // A resampling filter not done as PIL does it.
     let (_tmp, dir) = copy_of_fixture("m");
@@ -187,7 +192,10 @@ fn what_cannot_be_served_is_refused_with_the_reason() {
     )
     .unwrap();
     let err = ModelDir::open(&dir).unwrap_err().to_string();
-    assert!(err.contains("textual/model.onnx") && err.contains("[\"image\"]"), "{err}");
+    assert!(
+        err.contains("textual/model.onnx") && err.contains("[\"image\"]"),
+        "{err}"
+    );
 
     // A pad token that is not in the vocabulary: refused when the tokenizer loads.
     let (_tmp, dir) = copy_of_fixture("m");
@@ -226,5 +234,200 @@ fn a_pull_record_names_the_model() {
     .unwrap();
     let model = ModelDir::open(&dir).unwrap();
     assert_eq!(model.manifest.name, "ViT-B-32__openai");
-    assert_eq!(model.manifest.immich_model.as_deref(), Some("ViT-B-32__openai"));
+    assert_eq!(
+        model.manifest.immich_model.as_deref(),
+        Some("ViT-B-32__openai")
+    );
+}
+
+/// `POST /predict` as Immich's server sends it: multipart `entries` and `text` or a Blob
+/// `image` (tests/immich.rs has the full protocol).
+fn predict(port: u16, entries: &str, text: Option<&str>, image: Option<&[u8]>) -> (u16, String) {
+    const B: &str = "----immichLayoutBoundary";
+    let mut body = Vec::new();
+    let mut part = |headers: &str, content: &[u8]| {
+        body.extend_from_slice(format!("--{B}\r\n{headers}\r\n\r\n").as_bytes());
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    };
+    part(
+        "Content-Disposition: form-data; name=\"entries\"",
+        entries.as_bytes(),
+    );
+    if let Some(t) = text {
+        part(
+            "Content-Disposition: form-data; name=\"text\"",
+            t.as_bytes(),
+        );
+    }
+    if let Some(i) = image {
+        part(
+            "Content-Disposition: form-data; name=\"image\"; filename=\"blob\"\r\nContent-Type: application/octet-stream",
+            i,
+        );
+    }
+    body.extend_from_slice(format!("--{B}--\r\n").as_bytes());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut response = agent
+        .post(format!("http://127.0.0.1:{port}/predict"))
+        .header("content-type", format!("multipart/form-data; boundary={B}"))
+        .send(&body[..])
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap())
+}
+
+#[test]
+fn an_immich_cache_directory_is_served_as_it_is_under_its_name() {
+    let dir = immich_dir();
+    let before = std::fs::read_dir(dir.join("visual")).unwrap().count();
+    let scratch = scratch();
+    // Random weights fail the known-answer self-test: serving anyway shows the rest.
+    let config = scratch.path().join("c.yaml");
+    std::fs::write(&config, "backend: cpu\nselftest:\n  enforce: false\n").unwrap();
+    let port = free_port();
+    let mut child = hailo_clip()
+        .env("HAILO_CLIP_CONFIG", &config)
+        .arg("--model-dir")
+        .arg(&dir)
+        .args(["serve", "--port", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let health = wait_ready(port);
+    assert!(
+        health.contains("\"model\":\"immich-tiny-random\""),
+        "{health}"
+    );
+    // The known-answer self-test applies to this layout too: random weights fail it, and
+    // /health says so.
+    assert!(
+        health.contains("\"selftest\":\"failed (not enforced)\""),
+        "{health}"
+    );
+
+    let name = "immich-tiny-random";
+    let inputs = golden_json("immich_inputs.json");
+    let prompts: Vec<String> = serde_json::from_value(inputs["prompts"].clone()).unwrap();
+    let images: Vec<String> = serde_json::from_value(inputs["images"].clone()).unwrap();
+    let text_golden = golden_f32("immich_text_embeds_canonical.npy");
+    let image_golden = golden_f32("immich_image_embeds.npy");
+    let vector = |body: &str| -> ndarray::Array1<f32> {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let clip: Vec<f32> = serde_json::from_str(v["clip"].as_str().unwrap()).unwrap();
+        ndarray::Array1::from(clip)
+    };
+    let textual = format!(
+        r#"{{"clip":{{"textual":{{"modelName":"{name}","options":{{"language":"en"}}}}}}}}"#
+    );
+    for i in [1, 2, 4] {
+        let (status, body) = predict(port, &textual, Some(&prompts[i]), None);
+        assert_eq!(status, 200, "{body}");
+        let c = cosine(vector(&body).view(), text_golden.row(i));
+        assert!(c >= 0.9999, "{:?}: cosine {c}", prompts[i]);
+    }
+    let visual = format!(r#"{{"clip":{{"visual":{{"modelName":"{name}"}}}}}}"#);
+    let preview = images
+        .iter()
+        .position(|f| f == "previews/chelsea_preview.jpg")
+        .unwrap();
+    let bytes = std::fs::read(fixture(&images[preview])).unwrap();
+    let (status, body) = predict(port, &visual, None, Some(&bytes));
+    assert_eq!(status, 200, "{body}");
+    let c = cosine(vector(&body).view(), image_golden.row(preview));
+    assert!(c >= 0.999, "preview: cosine {c}");
+    // Another model's name is refused, as for any model.
+    let (status, body) = predict(
+        port,
+        r#"{"clip":{"textual":{"modelName":"ViT-B-32__openai"}}}"#,
+        Some("a cat"),
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("ViT-B-32__openai"), "{body}");
+    sigterm(&child);
+    child.wait().unwrap();
+    // Nothing was written into the model directory.
+    assert_eq!(
+        std::fs::read_dir(dir.join("visual")).unwrap().count(),
+        before
+    );
+    assert!(!dir.join("hailo-clip-pull.json").exists());
+}
+
+#[test]
+fn the_same_weights_give_the_same_embeddings_in_either_layout() {
+    // tests/fixtures/immich-tiny-random-flat holds the Immich fixture's weights in the flat
+    // layout (dynamic batch, padded with EOT): batch-of-one runs and cleaning must not change
+    // what a clean prompt or an image embeds to.
+    let immich = ModelDir::open(&immich_dir()).unwrap();
+    let flat = ModelDir::open(&fixture("immich-tiny-random-flat")).unwrap();
+    assert_eq!(flat.layout, Layout::Flat);
+    let prompts = ["a photo of a cat", "a rocket launch"];
+    let (ti, tf) = (
+        immich.load_tokenizer().unwrap(),
+        flat.load_tokenizer().unwrap(),
+    );
+    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| ti.encode(p).unwrap()).collect();
+    assert_eq!(
+        ids,
+        prompts
+            .iter()
+            .map(|p| tf.encode(p).unwrap())
+            .collect::<Vec<_>>()
+    );
+    let files = [
+        "images/chelsea.png",
+        "images/rocket.jpg",
+        "previews/coffee_preview.jpg",
+    ];
+    for (name, engine) in cpu_engines() {
+        let a = CpuTextEncoder::load(&immich, &engine, ti.pad_id())
+            .unwrap()
+            .encode_texts(&ids)
+            .unwrap();
+        let b = CpuTextEncoder::load(&flat, &engine, tf.pad_id())
+            .unwrap()
+            .encode_texts(&ids)
+            .unwrap();
+        for i in 0..ids.len() {
+            let c = cosine(a.row(i), b.row(i));
+            assert!(c >= 0.99999, "{name}: {}: cosine {c}", prompts[i]);
+        }
+        let (ei, ef) = (
+            CpuImageEncoder::load(&immich, &engine).unwrap(),
+            CpuImageEncoder::load(&flat, &engine).unwrap(),
+        );
+        let input = SquareInput {
+            size: 224,
+            mode: ResizeMode::Immich,
+            interpolation: ei.interpolation(),
+            jpeg_scaled_decode: false,
+        };
+        let squares: Vec<_> = files
+            .iter()
+            .map(|f| {
+                input
+                    .resize(
+                        &input
+                            .decode(&std::fs::read(fixture(f)).unwrap(), 100_000_000)
+                            .unwrap(),
+                    )
+                    .unwrap()
+            })
+            .collect();
+        let (a, b) = (
+            ei.encode_images(&squares).unwrap(),
+            ef.encode_images(&squares).unwrap(),
+        );
+        for (i, f) in files.iter().enumerate() {
+            let c = cosine(a.row(i), b.row(i));
+            assert!(c >= 0.99999, "{name}: {f}: cosine {c}");
+        }
+    }
 }

@@ -15,8 +15,8 @@ use hailo_clip::backends::cpu::CpuImageEncoder;
 use hailo_clip::encoder::ImageEncoder;
 use hailo_clip::model::ModelDir;
 use hailo_clip::preprocess::{
-    decode_rgb, decode_rgb_at_least, jpeg_scale_denominator, ResizeMode, SquareInput,
-    JPEG_SCALE_MARGIN,
+    decode_rgb, decode_rgb_at_least, jpeg_scale_denominator, Interpolation, ResizeMode,
+    SquareInput, JPEG_SCALE_MARGIN,
 };
 use ndarray::Array2;
 
@@ -63,6 +63,7 @@ fn previews_decode_at_half_size_and_keep_their_content() {
     let input = SquareInput {
         size: 224,
         mode: ResizeMode::ShortestEdgeCenterCrop,
+        interpolation: Interpolation::Bicubic,
         jpeg_scaled_decode: true,
     };
     for p in previews() {
@@ -184,6 +185,7 @@ fn preview_embeddings_match_transformers_and_immich() {
     let input = |mode, jpeg_scaled_decode| SquareInput {
         size,
         mode,
+        interpolation: Interpolation::Bicubic,
         jpeg_scaled_decode,
     };
     let mut smallest = f32::MAX;

@@ -101,7 +101,10 @@ fn a_pull_installs_only_the_models_files_verified_and_serves_by_its_name() {
     let out = pull(&hub.endpoint(), &[NAME, "--to", to.to_str().unwrap()], &[]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("installed immich-app/ViT-B-32__openai at "), "{stdout}");
+    assert!(
+        stdout.contains("installed immich-app/ViT-B-32__openai at "),
+        "{stdout}"
+    );
     // Not a terminal: one line per fetched file.
     assert!(stderr.contains("fetched visual/model.onnx: "), "{stderr}");
     let mut files: Vec<String> = snapshot(&to).into_iter().map(|(p, _)| p).collect();
@@ -189,7 +192,11 @@ fn a_cut_transfer_resumes_with_range() {
         .requests()
         .iter()
         .filter(|r| r["host"].as_str().unwrap().starts_with("localhost"))
-        .filter_map(|r| r["headers"].get("range").map(|v| v.as_str().unwrap().to_string()))
+        .filter_map(|r| {
+            r["headers"]
+                .get("range")
+                .map(|v| v.as_str().unwrap().to_string())
+        })
         .collect();
     assert_eq!(ranges, ["bytes=300000-"]);
     assert_eq!(
@@ -208,7 +215,8 @@ fn a_corrupt_byte_is_refused_naming_the_file_and_both_hashes_with_nothing_instal
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let published = sha256_file(&e.hub.join(REPO).join("textual/model.onnx"));
     assert!(
-        stderr.contains("textual/model.onnx: sha256 mismatch: expected ") && stderr.contains(&published),
+        stderr.contains("textual/model.onnx: sha256 mismatch: expected ")
+            && stderr.contains(&published),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -221,7 +229,11 @@ fn a_failed_pull_over_an_installed_model_leaves_it_as_it_was() {
     let to = e.models.join(NAME);
     {
         let good = StandIn::start(&e.hub, None, &[]);
-        assert!(pull(&good.endpoint(), &[NAME, "--to", to.to_str().unwrap()], &[]).status.success());
+        assert!(
+            pull(&good.endpoint(), &[NAME, "--to", to.to_str().unwrap()], &[])
+                .status
+                .success()
+        );
     }
     let before = snapshot(&to);
     // The Hub now has a different text encoder, and serves it with a flipped byte.
@@ -233,7 +245,10 @@ fn a_failed_pull_over_an_installed_model_leaves_it_as_it_was() {
     let out = pull(&bad.endpoint(), &[NAME, "--to", to.to_str().unwrap()], &[]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("textual/model.onnx: sha256 mismatch"), "{stderr}");
+    assert!(
+        stderr.contains("textual/model.onnx: sha256 mismatch"),
+        "{stderr}"
+    );
     assert_eq!(snapshot(&to), before, "the installed model changed");
 }
 
@@ -242,7 +257,11 @@ fn a_re_pull_of_the_installed_commit_is_a_no_op() {
     let e = env();
     let hub = StandIn::start(&e.hub, None, &[]);
     let to = e.models.join(NAME);
-    assert!(pull(&hub.endpoint(), &[NAME, "--to", to.to_str().unwrap()], &[]).status.success());
+    assert!(
+        pull(&hub.endpoint(), &[NAME, "--to", to.to_str().unwrap()], &[])
+            .status
+            .success()
+    );
     let before = snapshot(&to);
     let asked = hub.requests().len();
     let out = pull(&hub.endpoint(), &[NAME, "--to", to.to_str().unwrap()], &[]);
@@ -250,7 +269,12 @@ fn a_re_pull_of_the_installed_commit_is_a_no_op() {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("is already installed"), "{stdout}");
     let after = hub.requests();
-    assert_eq!(after.len(), asked + 1, "only the revision was asked: {:?}", &after[asked..]);
+    assert_eq!(
+        after.len(),
+        asked + 1,
+        "only the revision was asked: {:?}",
+        &after[asked..]
+    );
     assert_eq!(snapshot(&to), before);
 }
 
@@ -260,24 +284,45 @@ fn offline_a_pull_of_an_installed_model_verifies_it() {
     let to = e.models.join(NAME);
     {
         let hub = StandIn::start(&e.hub, None, &[]);
-        assert!(pull(&hub.endpoint(), &[NAME, "--to", to.to_str().unwrap()], &[]).status.success());
+        assert!(
+            pull(&hub.endpoint(), &[NAME, "--to", to.to_str().unwrap()], &[])
+                .status
+                .success()
+        );
     }
     let unreachable = closed_port_endpoint();
     let out = pull(&unreachable, &[NAME, "--to", to.to_str().unwrap()], &[]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.starts_with("offline: cannot reach the Hugging Face Hub at "), "{stdout}");
+    assert!(
+        stdout.starts_with("offline: cannot reach the Hugging Face Hub at "),
+        "{stdout}"
+    );
     assert!(stdout.contains("was verified"), "{stdout}");
-    let out = pull(&unreachable, &[NAME, "--to", to.to_str().unwrap()], &[("HF_HUB_OFFLINE", "1")]);
+    let out = pull(
+        &unreachable,
+        &[NAME, "--to", to.to_str().unwrap()],
+        &[("HF_HUB_OFFLINE", "1")],
+    );
     let (stdout, _) = text(&out);
     assert!(out.status.success());
-    assert!(stdout.starts_with("offline: HF_HUB_OFFLINE is set"), "{stdout}");
+    assert!(
+        stdout.starts_with("offline: HF_HUB_OFFLINE is set"),
+        "{stdout}"
+    );
     // A damaged installed file is found.
     std::fs::write(to.join("visual/preprocess_cfg.json"), "{}").unwrap();
-    let out = pull(&unreachable, &[NAME, "--to", to.to_str().unwrap()], &[("HF_HUB_OFFLINE", "1")]);
+    let out = pull(
+        &unreachable,
+        &[NAME, "--to", to.to_str().unwrap()],
+        &[("HF_HUB_OFFLINE", "1")],
+    );
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("visual/preprocess_cfg.json: size mismatch"), "{stderr}");
+    assert!(
+        stderr.contains("visual/preprocess_cfg.json: size mismatch"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -317,7 +362,10 @@ fn errors_are_one_line_in_words_with_a_non_zero_exit() {
         let out = pull(&endpoint, &args, &[]);
         let (_, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        assert!(stderr.starts_with("error: ") && stderr.contains(said), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(said),
+            "{args:?}: {stderr}"
+        );
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"));
     }
@@ -328,10 +376,17 @@ fn errors_are_one_line_in_words_with_a_non_zero_exit() {
     let busy = e.models.join("busy");
     std::fs::create_dir_all(&busy).unwrap();
     std::fs::write(busy.join("precious.txt"), "keep").unwrap();
-    let out = pull(&hub.endpoint(), &[NAME, "--to", busy.to_str().unwrap()], &[]);
+    let out = pull(
+        &hub.endpoint(),
+        &[NAME, "--to", busy.to_str().unwrap()],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("is not a model directory"));
-    assert_eq!(std::fs::read_to_string(busy.join("precious.txt")).unwrap(), "keep");
+    assert_eq!(
+        std::fs::read_to_string(busy.join("precious.txt")).unwrap(),
+        "keep"
+    );
 }
 
 /// `pull --hef` for one chip and Model Zoo version against the stand-in bucket.
@@ -339,7 +394,16 @@ fn pull_hef(e: &Env, hub: &StandIn, arch: &str, version: &str) -> (Output, PathB
     let to = e.models.join(format!("{NAME}-{arch}-{version}"));
     let out = pull(
         &hub.endpoint(),
-        &[NAME, "--to", to.to_str().unwrap(), "--hef", "--arch", arch, "--zoo-version", version],
+        &[
+            NAME,
+            "--to",
+            to.to_str().unwrap(),
+            "--hef",
+            "--arch",
+            arch,
+            "--zoo-version",
+            version,
+        ],
         &[("HAILO_CLIP_ZOO_URL", &hub.zoo_url())],
     );
     (out, to)
@@ -349,21 +413,81 @@ fn pull_hef(e: &Env, hub: &StandIn, arch: &str, version: &str) -> (Output, PathB
 fn hefs_come_from_the_model_zoo_for_each_chip_and_version() {
     let e = env();
     // What the Model Zoo publishes, by its docs (src/fetch/zoo.rs).
-    publish_hef(&e.zoo, "v5.2.0", "hailo10h", "clip_vit_b_32_image_encoder", 300_000);
-    publish_hef(&e.zoo, "v5.2.0", "hailo10h", "clip_vit_b_32_text_encoder", 200_000);
-    publish_hef(&e.zoo, "v5.1.0", "hailo10h", "clip_vit_b_32_image_encoder", 310_000);
+    publish_hef(
+        &e.zoo,
+        "v5.2.0",
+        "hailo10h",
+        "clip_vit_b_32_image_encoder",
+        300_000,
+    );
+    publish_hef(
+        &e.zoo,
+        "v5.2.0",
+        "hailo10h",
+        "clip_vit_b_32_text_encoder",
+        200_000,
+    );
+    publish_hef(
+        &e.zoo,
+        "v5.1.0",
+        "hailo10h",
+        "clip_vit_b_32_image_encoder",
+        310_000,
+    );
     publish_hef(&e.zoo, "v2.16.0", "hailo8", "clip_vit_b_32", 120_000);
-    publish_hef(&e.zoo, "v2.16.0", "hailo8", "clip_text_encoder_vitb_32", 110_000);
-    publish_hef(&e.zoo, "v2.18.0", "hailo8l", "clip_vit_b_32_image_encoder", 130_000);
-    publish_hef(&e.zoo, "v2.18.0", "hailo8l", "clip_vit_b_32_text_encoder", 140_000);
-    let hub = StandIn::start(&e.hub, Some(&e.zoo), &["--cut", "clip_vit_b_32_image_encoder.hef=100000"]);
+    publish_hef(
+        &e.zoo,
+        "v2.16.0",
+        "hailo8",
+        "clip_text_encoder_vitb_32",
+        110_000,
+    );
+    publish_hef(
+        &e.zoo,
+        "v2.18.0",
+        "hailo8l",
+        "clip_vit_b_32_image_encoder",
+        130_000,
+    );
+    publish_hef(
+        &e.zoo,
+        "v2.18.0",
+        "hailo8l",
+        "clip_vit_b_32_text_encoder",
+        140_000,
+    );
+    let hub = StandIn::start(
+        &e.hub,
+        Some(&e.zoo),
+        &["--cut", "clip_vit_b_32_image_encoder.hef=100000"],
+    );
     let weights = golden_json("immich_inputs.json")["text_weights"].clone();
 
     for (arch, version, hefs, text_files) in [
-        ("hailo10h", "v5.2.0", vec!["clip_vit_b_32_image_encoder", "clip_vit_b_32_text_encoder"], true),
-        ("hailo10h", "v5.1.0", vec!["clip_vit_b_32_image_encoder"], false),
-        ("hailo8", "v2.16.0", vec!["clip_vit_b_32", "clip_text_encoder_vitb_32"], true),
-        ("hailo8l", "v2.18.0", vec!["clip_vit_b_32_image_encoder", "clip_vit_b_32_text_encoder"], true),
+        (
+            "hailo10h",
+            "v5.2.0",
+            vec!["clip_vit_b_32_image_encoder", "clip_vit_b_32_text_encoder"],
+            true,
+        ),
+        (
+            "hailo10h",
+            "v5.1.0",
+            vec!["clip_vit_b_32_image_encoder"],
+            false,
+        ),
+        (
+            "hailo8",
+            "v2.16.0",
+            vec!["clip_vit_b_32", "clip_text_encoder_vitb_32"],
+            true,
+        ),
+        (
+            "hailo8l",
+            "v2.18.0",
+            vec!["clip_vit_b_32_image_encoder", "clip_vit_b_32_text_encoder"],
+            true,
+        ),
     ] {
         let (out, to) = pull_hef(&e, &hub, arch, version);
         let (stdout, stderr) = text(&out);
@@ -371,7 +495,14 @@ fn hefs_come_from_the_model_zoo_for_each_chip_and_version() {
         let dir = to.join("hailo").join(arch);
         let mut expected: Vec<String> = hefs.iter().map(|h| format!("{h}.hef")).collect();
         if text_files {
-            expected.extend(["clip_tokenizer.json", "text_projection.npy", "token_embedding_lut.npy"].map(String::from));
+            expected.extend(
+                [
+                    "clip_tokenizer.json",
+                    "text_projection.npy",
+                    "token_embedding_lut.npy",
+                ]
+                .map(String::from),
+            );
         }
         expected.sort();
         let mut found: Vec<String> = std::fs::read_dir(&dir)
@@ -388,51 +519,102 @@ fn hefs_come_from_the_model_zoo_for_each_chip_and_version() {
         }
         if text_files {
             // Exact copies of the text tower's weights, read from the pulled graph.
-            let lut = hailo_clip::backends::hailo::assets::read_matrix(&dir.join("token_embedding_lut.npy")).unwrap();
-            let proj = hailo_clip::backends::hailo::assets::read_matrix(&dir.join("text_projection.npy")).unwrap();
+            let lut = hailo_clip::backends::hailo::assets::read_matrix(
+                &dir.join("token_embedding_lut.npy"),
+            )
+            .unwrap();
+            let proj =
+                hailo_clip::backends::hailo::assets::read_matrix(&dir.join("text_projection.npy"))
+                    .unwrap();
             let digest = |a: &ndarray::Array2<f32>| {
                 let bytes: Vec<u8> = a.iter().flat_map(|v| v.to_le_bytes()).collect();
                 hailo_clip::fetch::hex(&Sha256::digest(bytes))
             };
             assert_eq!(lut.shape(), [49408, 32]);
-            assert_eq!(digest(&lut), weights["token_embedding"]["sha256"].as_str().unwrap());
-            assert_eq!(digest(&proj), weights["text_projection"]["sha256"].as_str().unwrap());
-            let check = hailo_clip().arg("check-text-assets").arg(&dir).output().unwrap();
+            assert_eq!(
+                digest(&lut),
+                weights["token_embedding"]["sha256"].as_str().unwrap()
+            );
+            assert_eq!(
+                digest(&proj),
+                weights["text_projection"]["sha256"].as_str().unwrap()
+            );
+            let check = hailo_clip()
+                .arg("check-text-assets")
+                .arg(&dir)
+                .output()
+                .unwrap();
             assert!(check.status.success(), "{}", text(&check).1);
         }
     }
     // The first image HEF was cut and resumed.
-    assert!(hub.requests().iter().any(|r| r["headers"].get("range").is_some_and(|v| v == "bytes=100000-")));
+    assert!(hub.requests().iter().any(|r| r["headers"]
+        .get("range")
+        .is_some_and(|v| v == "bytes=100000-")));
 
     // A key that does not exist: S3's 403 AccessDenied (no list permission) in words.
     let (out, _) = pull_hef(&e, &hub, "hailo8l", "v2.17.0");
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("clip_vit_b_32_image_encoder.hef is not in Model Zoo v2.17.0 for hailo8l") && stderr.contains("HTTP 403 AccessDenied"), "{stderr}");
+    assert!(
+        stderr.contains("clip_vit_b_32_image_encoder.hef is not in Model Zoo v2.17.0 for hailo8l")
+            && stderr.contains("HTTP 403 AccessDenied"),
+        "{stderr}"
+    );
     drop(hub);
     let listable = StandIn::start(&e.hub, Some(&e.zoo), &["--zoo-listable"]);
     let (out, _) = pull_hef(&e, &listable, "hailo8l", "v2.17.0");
-    assert!(text(&out).1.contains("HTTP 404 NoSuchKey"), "{}", text(&out).1);
+    assert!(
+        text(&out).1.contains("HTTP 404 NoSuchKey"),
+        "{}",
+        text(&out).1
+    );
     // A name with no twin lists those that have one.
     let out = pull(
         &listable.endpoint(),
-        &["ViT-H-14__laion2b-s32b-b79k", "--to", e.models.join("h").to_str().unwrap(), "--hef", "--arch", "hailo10h", "--zoo-version", "v5.2.0"],
+        &[
+            "ViT-H-14__laion2b-s32b-b79k",
+            "--to",
+            e.models.join("h").to_str().unwrap(),
+            "--hef",
+            "--arch",
+            "hailo10h",
+            "--zoo-version",
+            "v5.2.0",
+        ],
         &[("HAILO_CLIP_ZOO_URL", &listable.zoo_url())],
     );
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("ViT-H-14__laion2b-s32b-b79k has no twin") && stderr.contains("ViT-B-32__openai"), "{stderr}");
+    assert!(
+        stderr.contains("ViT-H-14__laion2b-s32b-b79k has no twin")
+            && stderr.contains("ViT-B-32__openai"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn a_hef_that_differs_from_its_etag_is_refused() {
     let e = env();
-    publish_hef(&e.zoo, "v5.1.0", "hailo10h", "clip_vit_b_32_image_encoder", 200_000);
-    let hub = StandIn::start(&e.hub, Some(&e.zoo), &["--flip", "clip_vit_b_32_image_encoder.hef=777"]);
+    publish_hef(
+        &e.zoo,
+        "v5.1.0",
+        "hailo10h",
+        "clip_vit_b_32_image_encoder",
+        200_000,
+    );
+    let hub = StandIn::start(
+        &e.hub,
+        Some(&e.zoo),
+        &["--flip", "clip_vit_b_32_image_encoder.hef=777"],
+    );
     let (out, to) = pull_hef(&e, &hub, "hailo10h", "v5.1.0");
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("clip_vit_b_32_image_encoder.hef: MD5 (S3 ETag) mismatch"), "{stderr}");
+    assert!(
+        stderr.contains("clip_vit_b_32_image_encoder.hef: MD5 (S3 ETag) mismatch"),
+        "{stderr}"
+    );
     assert!(!to.exists());
     // A multipart ETag is no MD5: size only, and the flipped byte is not seen. Said so here
     // because it is the bucket's limit, not pull's.

@@ -56,6 +56,14 @@ pub struct Encoders {
 }
 
 pub fn load(config: &Config) -> Result<Encoders, LoadError> {
+    let (hailo, said) = hailo::pulled::settings(config);
+    if let (Some(said), true) = (said, config.backend != BackendChoice::Cpu) {
+        tracing::info!("{said}");
+    }
+    let config = &Config {
+        hailo,
+        ..config.clone()
+    };
     match config.backend {
         BackendChoice::Cpu => load_cpu(config, "backend: cpu in the config".to_string()),
         BackendChoice::Hailo => load_required_hailo(config),

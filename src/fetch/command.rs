@@ -22,7 +22,7 @@ fn installed_hailort() -> Result<String, String> {
     }
     #[cfg(not(any(feature = "hailo", feature = "hailo-fake")))]
     {
-        Err("this binary was built without the `hailo` cargo feature, so it cannot ask HailoRT: give both --arch and --zoo-version".into())
+        Err("this binary was built without the `hailo` cargo feature, so it cannot ask HailoRT: give both --arch and --zoo-version (or --hailort-version)".into())
     }
 }
 
@@ -33,6 +33,7 @@ pub fn pull_request(
     hef: bool,
     arch: Option<&str>,
     zoo_version: Option<&str>,
+    hailort_version: Option<&str>,
 ) -> Result<PullRequest, FetchError> {
     let (repo, name) = PullRequest::parse_repo(model)?;
     let to = to
@@ -48,7 +49,10 @@ pub fn pull_request(
         let (arch, version) = match (arch, zoo_version) {
             (Some(a), Some(v)) => (a, v.to_string()),
             (arch, given) => {
-                let hailort = installed_hailort().map_err(FetchError::Refused)?;
+                let hailort = match hailort_version {
+                    Some(v) => v.to_string(),
+                    None => installed_hailort().map_err(FetchError::Refused)?,
+                };
                 // HailoRT 5.x drives the Hailo-10H (and -15); Hailo-8 and -8L stay on 4.x
                 // (the Model Zoo README's compatibility notice). 4.x cannot tell 8 from 8L.
                 let arch = match arch {

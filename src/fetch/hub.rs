@@ -42,7 +42,12 @@ impl HubSettings {
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty());
         let truthy = |v: Option<String>| {
-            v.is_some_and(|v| matches!(v.trim().to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE"))
+            v.is_some_and(|v| {
+                matches!(
+                    v.trim().to_ascii_uppercase().as_str(),
+                    "1" | "ON" | "YES" | "TRUE"
+                )
+            })
         };
         let offline = truthy(std::env::var("HF_HUB_OFFLINE").ok())
             || truthy(std::env::var("TRANSFORMERS_OFFLINE").ok());
@@ -226,10 +231,11 @@ impl Hub {
                 .limit(64 << 20)
                 .read_to_string()
                 .map_err(|e| self.unreachable(&url, e.to_string()))?;
-            let info: ModelInfo = serde_json::from_str(&text).map_err(|e| FetchError::Protocol {
-                url: url.clone(),
-                message: format!("not the Hub's model info: {e}"),
-            })?;
+            let info: ModelInfo =
+                serde_json::from_str(&text).map_err(|e| FetchError::Protocol {
+                    url: url.clone(),
+                    message: format!("not the Hub's model info: {e}"),
+                })?;
             let commit = info.sha.ok_or_else(|| FetchError::Protocol {
                 url: url.clone(),
                 message: "the model info has no sha (commit)".into(),
@@ -259,10 +265,7 @@ impl Hub {
     }
 
     pub fn file_url(&self, repo: &str, commit: &str, path: &str) -> String {
-        format!(
-            "{}/{repo}/resolve/{commit}/{path}",
-            self.settings.endpoint
-        )
+        format!("{}/{repo}/resolve/{commit}/{path}", self.settings.endpoint)
     }
 
     /// Checks the Hub's headers on a file's first response against the listing.

@@ -69,10 +69,18 @@ impl PullRequest {
 /// What a pull did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Installed { commit: String, fetched_bytes: u64 },
-    AlreadyInstalled { commit: String },
+    Installed {
+        commit: String,
+        fetched_bytes: u64,
+    },
+    AlreadyInstalled {
+        commit: String,
+    },
     /// The Hub could not be asked; the installed files were verified.
-    VerifiedOffline { commit: String, why: String },
+    VerifiedOffline {
+        commit: String,
+        why: String,
+    },
 }
 
 /// The files of the repository the model needs: Immich's layout, and the ONNX external
@@ -98,7 +106,10 @@ pub fn wanted(files: &[HubFile]) -> Result<Vec<HubFile>, String> {
         }
     }
     for f in files {
-        let top_level = matches!(f.path.split('/').collect::<Vec<_>>().as_slice(), ["visual" | "textual", _]);
+        let top_level = matches!(
+            f.path.split('/').collect::<Vec<_>>().as_slice(),
+            ["visual" | "textual", _]
+        );
         if top_level
             && (f.path.ends_with(".onnx_data") || f.path.ends_with(".onnx.data"))
             && !out.iter().any(|o| o.path == f.path)
@@ -116,9 +127,7 @@ fn check_destination(to: &Path) -> Result<(), FetchError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(FetchError::disk("reading", to, e)),
         Ok(mut entries) => {
-            if entries.next().is_none()
-                || to.join(RECORD_FILE).is_file()
-                || immich::looks_like(to)
+            if entries.next().is_none() || to.join(RECORD_FILE).is_file() || immich::looks_like(to)
             {
                 Ok(())
             } else {
@@ -132,10 +141,13 @@ fn check_destination(to: &Path) -> Result<(), FetchError> {
 }
 
 fn staging_dir(to: &Path, commit: &str) -> Result<PathBuf, FetchError> {
-    let name = to.file_name().ok_or_else(|| {
-        FetchError::Refused(format!("{} has no directory name", to.display()))
-    })?;
-    let parent = to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = to
+        .file_name()
+        .ok_or_else(|| FetchError::Refused(format!("{} has no directory name", to.display())))?;
+    let parent = to
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     Ok(parent.join(format!(
         ".{}.pull-{}",
         name.to_string_lossy(),
@@ -160,7 +172,13 @@ pub fn verify_installed(dir: &Path, record: &PullRecord) -> Result<(), FetchErro
 
 /// Whether the record already covers this request (same repo and commit, HEFs as asked),
 /// and the files are there at their sizes.
-fn satisfied(dir: &Path, record: &PullRecord, repo: &str, commit: &str, hef: &Option<HefRequest>) -> bool {
+fn satisfied(
+    dir: &Path,
+    record: &PullRecord,
+    repo: &str,
+    commit: &str,
+    hef: &Option<HefRequest>,
+) -> bool {
     let hef_ok = match hef {
         None => true,
         Some(h) => record
@@ -171,9 +189,11 @@ fn satisfied(dir: &Path, record: &PullRecord, repo: &str, commit: &str, hef: &Op
     record.repo == repo
         && record.commit == commit
         && hef_ok
-        && record.files.iter().chain(&record.hefs).all(|f| {
-            std::fs::metadata(dir.join(&f.path)).is_ok_and(|m| m.len() == f.size)
-        })
+        && record
+            .files
+            .iter()
+            .chain(&record.hefs)
+            .all(|f| std::fs::metadata(dir.join(&f.path)).is_ok_and(|m| m.len() == f.size))
 }
 
 /// Runs a pull.
@@ -229,9 +249,8 @@ pub fn pull(
             return Ok(Outcome::AlreadyInstalled { commit });
         }
     }
-    let files = wanted(&listing.files).map_err(|why| {
-        FetchError::Refused(format!("{} at {commit}: {why}", request.repo))
-    })?;
+    let files = wanted(&listing.files)
+        .map_err(|why| FetchError::Refused(format!("{} at {commit}: {why}", request.repo)))?;
 
     let staging = staging_dir(to, &commit)?;
     std::fs::create_dir_all(&staging).map_err(|e| FetchError::disk("creating", &staging, e))?;
@@ -245,8 +264,16 @@ pub fn pull(
             Some(f) => f,
             None => {
                 let url = hub.file_url(&request.repo, &commit, &file.path);
-                let check = |reply: &super::transfer::Reply| hub.check_headers(reply, &commit, file);
-                let f = hub.http.download(&url, &dest, &expect, progress, &check, &hub.unreachable_fn())?;
+                let check =
+                    |reply: &super::transfer::Reply| hub.check_headers(reply, &commit, file);
+                let f = hub.http.download(
+                    &url,
+                    &dest,
+                    &expect,
+                    progress,
+                    &check,
+                    &hub.unreachable_fn(),
+                )?;
                 fetched_bytes += f.size;
                 f
             }
@@ -290,8 +317,11 @@ pub fn pull(
     std::fs::write(&record_path, json + "\n")
         .map_err(|e| FetchError::disk("writing", &record_path, e))?;
     // The staged directory must read as the model it is before it replaces anything.
-    crate::model::ModelDir::open(&staging)
-        .map_err(|e| FetchError::Refused(format!("the pulled files are not a model hailo-clip can serve: {e}")))?;
+    crate::model::ModelDir::open(&staging).map_err(|e| {
+        FetchError::Refused(format!(
+            "the pulled files are not a model hailo-clip can serve: {e}"
+        ))
+    })?;
     install(&staging, to)?;
     Ok(Outcome::Installed {
         commit,
@@ -410,7 +440,14 @@ fn pull_hefs(
             None => {
                 let _ = std::fs::remove_file(&dest);
                 let url = zoo.url(&h.zoo_version, h.arch, hef);
-                let f = zoo.http.download(&url, &dest, &expect, progress, &|_| Ok(()), &zoo.unreachable_fn())?;
+                let f = zoo.http.download(
+                    &url,
+                    &dest,
+                    &expect,
+                    progress,
+                    &|_| Ok(()),
+                    &zoo.unreachable_fn(),
+                )?;
                 bytes += f.size;
                 f.sha256
             }
@@ -515,10 +552,16 @@ mod tests {
         ] {
             listing.push(file(extra));
         }
-        let got: Vec<String> = wanted(&listing).unwrap().into_iter().map(|f| f.path).collect();
+        let got: Vec<String> = wanted(&listing)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
         assert_eq!(got.len(), immich::FILES.len() + 1);
         assert!(got.contains(&"textual/model.onnx_data".to_string()));
-        assert!(!got.iter().any(|p| p.contains("rknpu") || p.contains("armnn") || p == "README.md"));
+        assert!(!got
+            .iter()
+            .any(|p| p.contains("rknpu") || p.contains("armnn") || p == "README.md"));
         let err = wanted(&listing[1..]).unwrap_err();
         assert!(err.contains("config.json"), "{err}");
     }
@@ -527,7 +570,10 @@ mod tests {
     fn names() {
         assert_eq!(
             PullRequest::parse_repo("ViT-B-32__openai").unwrap(),
-            ("immich-app/ViT-B-32__openai".into(), "ViT-B-32__openai".into())
+            (
+                "immich-app/ViT-B-32__openai".into(),
+                "ViT-B-32__openai".into()
+            )
         );
         assert_eq!(
             PullRequest::parse_repo("me/m").unwrap(),

@@ -231,9 +231,15 @@ impl Http {
             }
             attempt += 1;
             match self.attempt(url, &part, expect, progress, check_first, unreachable) {
-                Ok(Some(fetched_size)) => {
-                    // The body is all here: verify the whole file.
-                    match verify(&part, expect) {
+                Ok(Some(done)) => {
+                    // The body is all here, hashed as it streamed (a `.part` an earlier run
+                    // left complete is hashed from the disk).
+                    let fetched_size = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+                    let verified = match done {
+                        Complete::Hashed(hashes) => hashes.check(expect, fetched_size),
+                        Complete::OnDisk => verify(&part, expect),
+                    };
+                    match verified {
                         Ok(sha256) => {
                             std::fs::rename(&part, dest)
                                 .map_err(|e| FetchError::disk("moving into place", dest, e))?;
@@ -260,7 +266,7 @@ impl Http {
         }
     }
 
-    /// One request: Ok(Some(size)) when the body is complete, Ok(None) to go again at once.
+    /// One request: Ok(Some(how)) when the body is complete, Ok(None) to go again at once.
     fn attempt(
         &self,
         url: &str,
@@ -269,7 +275,7 @@ impl Http {
         progress: &dyn Progress,
         check_first: &dyn Fn(&Reply) -> Result<(), FetchError>,
         unreachable: &dyn Fn(String) -> FetchError,
-    ) -> Result<Option<u64>, Attempt> {
+    ) -> Result<Option<Complete>, Attempt> {
         let fatal = Attempt::Fatal;
         let mut have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
         if let Some(size) = expect.size {
@@ -278,7 +284,7 @@ impl Http {
                 have = 0;
             }
             if have == size {
-                return Ok(Some(size));
+                return Ok(Some(Complete::OnDisk));
             }
         }
         let mut headers = vec![("Accept-Encoding", "identity".to_string())];
@@ -310,7 +316,7 @@ impl Http {
             }
             416 => {
                 // Nothing past what is here: the file may be complete; verify it.
-                return Ok(Some(have));
+                return Ok(Some(Complete::OnDisk));
             }
             408 | 429 | 500..=599 => {
                 return Err(Attempt::Retry(FetchError::Http {
@@ -329,12 +335,31 @@ impl Http {
         };
         let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .write(true)
             .truncate(false)
             .open(part)
             .map_err(|e| fatal(FetchError::disk("writing", part, e)))?;
         file.set_len(start)
-            .and_then(|_| file.seek(SeekFrom::Start(start)).map(|_| ()))
+            .map_err(|e| fatal(FetchError::disk("writing", part, e)))?;
+        // A resumed file's first bytes are hashed from the disk, the rest as they arrive.
+        let mut hashes = Hashes::new(&expect.check, expect.size);
+        if start > 0 {
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| fatal(FetchError::disk("reading", part, e)))?;
+            let mut head = (&mut file).take(start);
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = head
+                    .read(&mut buf)
+                    .map_err(|e| fatal(FetchError::disk("reading", part, e)))?;
+                if n == 0 {
+                    break;
+                }
+                hashes.update(&buf[..n]);
+            }
+        }
+        file.seek(SeekFrom::Start(start))
             .map_err(|e| fatal(FetchError::disk("writing", part, e)))?;
         let began = Instant::now();
         progress.start(&expect.name, expect.size, start);
@@ -363,6 +388,7 @@ impl Http {
             }
             file.write_all(&buf[..n])
                 .map_err(|e| fatal(FetchError::disk("writing", part, e)))?;
+            hashes.update(&buf[..n]);
             written += n as u64;
             progress.advance(n as u64);
         }
@@ -377,13 +403,88 @@ impl Http {
             }
         }
         progress.finish(&expect.name, written, began.elapsed(), start);
-        Ok(Some(written))
+        Ok(Some(Complete::Hashed(hashes)))
     }
 }
 
 enum Attempt {
     Retry(FetchError),
     Fatal(FetchError),
+}
+
+/// How a complete body is to be verified.
+enum Complete {
+    /// Hashed while it streamed.
+    Hashed(Hashes),
+    /// Already whole on the disk: hash the file.
+    OnDisk,
+}
+
+/// The hashes a file is checked by, fed as its bytes go by: always sha256 (for the record),
+/// and the listing's own where it is another.
+struct Hashes {
+    sha256: Sha256,
+    sha1: Option<Sha1>,
+    md5: Option<Md5>,
+}
+
+impl Hashes {
+    fn new(check: &Check, size: Option<u64>) -> Hashes {
+        let sha1 = match (check, size) {
+            (Check::GitBlobSha1(_), Some(size)) => {
+                let mut h = Sha1::new();
+                h.update(format!("blob {size}\0").as_bytes());
+                Some(h)
+            }
+            _ => None,
+        };
+        Hashes {
+            sha256: Sha256::new(),
+            sha1,
+            md5: matches!(check, Check::Md5(_)).then(Md5::new),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+        if let Some(h) = &mut self.sha1 {
+            h.update(bytes);
+        }
+        if let Some(h) = &mut self.md5 {
+            h.update(bytes);
+        }
+    }
+
+    /// Checks size and hash against `expect`; answers the sha256.
+    fn check(self, expect: &Expect, size: u64) -> Result<String, FetchError> {
+        let mismatch = |what, expected: String, actual: String| FetchError::Mismatch {
+            file: expect.name.clone(),
+            what,
+            expected,
+            actual,
+        };
+        if let Some(want) = expect.size {
+            if size != want {
+                return Err(mismatch("size", want.to_string(), size.to_string()));
+            }
+        }
+        let sha256 = hex(&self.sha256.finalize());
+        let (what, got) = match (&expect.check, self.sha1, self.md5) {
+            (Check::Sha256(_), _, _) => ("sha256", sha256.clone()),
+            (Check::GitBlobSha1(_), Some(h), _) => ("git blob sha1", hex(&h.finalize())),
+            (Check::Md5(_), _, Some(h)) => ("MD5 (S3 ETag)", hex(&h.finalize())),
+            _ => return Ok(sha256),
+        };
+        let want = match &expect.check {
+            Check::Sha256(w) | Check::GitBlobSha1(w) | Check::Md5(w) => w,
+            Check::SizeOnly => return Ok(sha256),
+        };
+        if want.eq_ignore_ascii_case(&got) {
+            Ok(sha256)
+        } else {
+            Err(mismatch(what, want.to_lowercase(), got))
+        }
+    }
 }
 
 /// The server's words for an error, short.
@@ -428,7 +529,9 @@ pub fn part_path(dest: &Path) -> PathBuf {
 
 fn truncate(path: &Path) -> Result<(), FetchError> {
     match OpenOptions::new().write(true).open(path) {
-        Ok(f) => f.set_len(0).map_err(|e| FetchError::disk("writing", path, e)),
+        Ok(f) => f
+            .set_len(0)
+            .map_err(|e| FetchError::disk("writing", path, e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(FetchError::disk("writing", path, e)),
     }
@@ -441,24 +544,17 @@ pub fn verify(path: &Path, expect: &Expect) -> Result<String, FetchError> {
         .metadata()
         .map_err(|e| FetchError::disk("reading", path, e))?
         .len();
-    let mismatch = |what, expected: String, actual: String| FetchError::Mismatch {
-        file: expect.name.clone(),
-        what,
-        expected,
-        actual,
-    };
     if let Some(want) = expect.size {
         if size != want {
-            return Err(mismatch("size", want.to_string(), size.to_string()));
+            return Err(FetchError::Mismatch {
+                file: expect.name.clone(),
+                what: "size",
+                expected: want.to_string(),
+                actual: size.to_string(),
+            });
         }
     }
-    let mut sha256 = Sha256::new();
-    let mut sha1 = Sha1::new();
-    let mut md5 = Md5::new();
-    match &expect.check {
-        Check::GitBlobSha1(_) => sha1.update(format!("blob {size}\0").as_bytes()),
-        Check::Md5(_) | Check::Sha256(_) | Check::SizeOnly => {}
-    }
+    let mut hashes = Hashes::new(&expect.check, Some(size));
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file
@@ -467,36 +563,9 @@ pub fn verify(path: &Path, expect: &Expect) -> Result<String, FetchError> {
         if n == 0 {
             break;
         }
-        sha256.update(&buf[..n]);
-        match &expect.check {
-            Check::GitBlobSha1(_) => sha1.update(&buf[..n]),
-            Check::Md5(_) => md5.update(&buf[..n]),
-            _ => {}
-        }
+        hashes.update(&buf[..n]);
     }
-    let sha256 = hex(&sha256.finalize());
-    match &expect.check {
-        Check::Sha256(want) if !want.eq_ignore_ascii_case(&sha256) => {
-            Err(mismatch("sha256", want.to_lowercase(), sha256))
-        }
-        Check::GitBlobSha1(want) => {
-            let got = hex(&sha1.finalize());
-            if want.eq_ignore_ascii_case(&got) {
-                Ok(sha256)
-            } else {
-                Err(mismatch("git blob sha1", want.to_lowercase(), got))
-            }
-        }
-        Check::Md5(want) => {
-            let got = hex(&md5.finalize());
-            if want.eq_ignore_ascii_case(&got) {
-                Ok(sha256)
-            } else {
-                Err(mismatch("MD5 (S3 ETag)", want.to_lowercase(), got))
-            }
-        }
-        _ => Ok(sha256),
-    }
+    hashes.check(expect, size)
 }
 
 /// The progress of a pull on a terminal: one bar per file (indicatif).

@@ -101,7 +101,10 @@ const TWINS: &[Twin] = &[
     Twin {
         immich: "RN50x4__openai",
         base: "clip_resnet_50x4",
-        v2_16: (Some("clip_resnet_50x4"), Some("clip_text_encoder_resnet50x4")),
+        v2_16: (
+            Some("clip_resnet_50x4"),
+            Some("clip_text_encoder_resnet50x4"),
+        ),
         text_twin: true,
     },
     Twin {
@@ -219,29 +222,31 @@ pub fn twin(name: &str, arch: Arch, version: &str) -> Result<TwinHefs, FetchErro
             Some(format!("{}_text_encoder", t.base)),
         )
     };
-    let image = image.filter(|i| files.contains(&i.as_str())).ok_or_else(|| {
-        let have: Vec<&str> = TWINS
-            .iter()
-            .filter(|t| {
-                let name = if version == "v2.16.0" {
-                    t.v2_16.0.map(str::to_string)
+    let image = image
+        .filter(|i| files.contains(&i.as_str()))
+        .ok_or_else(|| {
+            let have: Vec<&str> = TWINS
+                .iter()
+                .filter(|t| {
+                    let name = if version == "v2.16.0" {
+                        t.v2_16.0.map(str::to_string)
+                    } else {
+                        Some(format!("{}_image_encoder", t.base))
+                    };
+                    name.is_some_and(|n| files.contains(&n.as_str()))
+                })
+                .map(|t| t.immich)
+                .collect();
+            FetchError::Refused(format!(
+                "Model Zoo {version} publishes no {} image encoder for {name}{}",
+                arch.as_str(),
+                if have.is_empty() {
+                    " (it publishes none of these models for this chip)".to_string()
                 } else {
-                    Some(format!("{}_image_encoder", t.base))
-                };
-                name.is_some_and(|n| files.contains(&n.as_str()))
-            })
-            .map(|t| t.immich)
-            .collect();
-        FetchError::Refused(format!(
-            "Model Zoo {version} publishes no {} image encoder for {name}{}",
-            arch.as_str(),
-            if have.is_empty() {
-                " (it publishes none of these models for this chip)".to_string()
-            } else {
-                format!("; it has one for: {}", have.join(", "))
-            }
-        ))
-    })?;
+                    format!("; it has one for: {}", have.join(", "))
+                }
+            ))
+        })?;
     let text = text
         .filter(|_| t.text_twin)
         .filter(|n| files.contains(&n.as_str()));
@@ -280,7 +285,11 @@ impl Zoo {
         let url = self.url(version, arch, hef);
         let mut reply = self
             .http
-            .get(&url, &[("Range", "bytes=0-0".into())], Duration::from_secs(30))
+            .get(
+                &url,
+                &[("Range", "bytes=0-0".into())],
+                Duration::from_secs(30),
+            )
             .map_err(|e| self.unreachable(&url, e.to_string()))?;
         let status = reply.status();
         if status == 403 || status == 404 {
@@ -297,7 +306,11 @@ impl Zoo {
                 .split("<Code>")
                 .nth(1)
                 .and_then(|r| r.split("</Code>").next())
-                .unwrap_or(if status == 403 { "AccessDenied" } else { "NoSuchKey" });
+                .unwrap_or(if status == 403 {
+                    "AccessDenied"
+                } else {
+                    "NoSuchKey"
+                });
             return Err(FetchError::Refused(format!(
                 "{hef}.hef is not in Model Zoo {version} for {} ({url}: HTTP {status} {code})",
                 arch.as_str()
@@ -355,11 +368,20 @@ mod tests {
         // Image only where the Zoo's text encoder is another checkpoint.
         let l336 = twin("ViT-L-14-336__openai", Arch::Hailo10h, "v5.2.0").unwrap();
         assert_eq!(l336.text, None);
-        let err = twin("ViT-B-32__openai", Arch::Hailo8l, "v2.16.0").unwrap_err().to_string();
+        let err = twin("ViT-B-32__openai", Arch::Hailo8l, "v2.16.0")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("RN50__openai"), "{err}");
-        let err = twin("ViT-H-14__laion2b-s32b-b79k", Arch::Hailo10h, "v5.2.0").unwrap_err().to_string();
-        assert!(err.contains("no twin") && err.contains("ViT-B-32__openai"), "{err}");
-        let err = twin("ViT-B-32__openai", Arch::Hailo10h, "v5.0.0").unwrap_err().to_string();
+        let err = twin("ViT-H-14__laion2b-s32b-b79k", Arch::Hailo10h, "v5.2.0")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no twin") && err.contains("ViT-B-32__openai"),
+            "{err}"
+        );
+        let err = twin("ViT-B-32__openai", Arch::Hailo10h, "v5.0.0")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("none of these models"), "{err}");
         assert_eq!(zoo_version_for_hailort("4.23.0"), Some("v2.18.0"));
         assert_eq!(zoo_version_for_hailort("5.1.1"), Some("v5.1.0"));

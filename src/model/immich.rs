@@ -23,8 +23,8 @@ use serde::Deserialize;
 use super::onnx::{signature, Elem, GraphSig, TensorSig};
 use super::record::PullRecord;
 use super::{
-    require, IdType, ImageGraph, Layout, Manifest, ModelDir, ModelDirError, PixelInput,
-    TextGraph, TextInputs, TokenizerSetup,
+    require, IdType, ImageGraph, Layout, Manifest, ModelDir, ModelDirError, PixelInput, TextGraph,
+    TextInputs, TokenizerSetup,
 };
 use crate::preprocess::{Interpolation, ResizeMode};
 use crate::tokenize::TextCleaning;
@@ -52,7 +52,9 @@ pub const DEFAULT_LOGIT_SCALE: f32 = 100.0;
 
 /// Whether `root` is laid out as Immich's models are (config.json beside visual/ and textual/).
 pub fn looks_like(root: &Path) -> bool {
-    root.join(CONFIG_FILE).is_file() && root.join("visual").is_dir() && root.join("textual").is_dir()
+    root.join(CONFIG_FILE).is_file()
+        && root.join("visual").is_dir()
+        && root.join("textual").is_dir()
 }
 
 #[derive(Deserialize)]
@@ -155,7 +157,8 @@ pub fn model_name(root: &Path) -> Result<String, ModelDirError> {
 }
 
 pub fn open(root: &Path) -> Result<ModelDir, ModelDirError> {
-    const EXPORT: &str = "part of Immich's model layout (get the model with `hailo-clip pull NAME`)";
+    const EXPORT: &str =
+        "part of Immich's model layout (get the model with `hailo-clip pull NAME`)";
     let mut paths: Vec<PathBuf> = Vec::new();
     for file in FILES {
         paths.push(require(root.join(file), EXPORT)?);
@@ -351,7 +354,10 @@ fn text_graph(
             other => {
                 return Err(unsupported(
                     path,
-                    format!("input {} is {other:?}, not int32 or int64 token ids", t.name),
+                    format!(
+                        "input {} is {other:?}, not int32 or int64 token ids",
+                        t.name
+                    ),
                 ))
             }
         };

@@ -233,7 +233,10 @@ mod tests {
         assert!(err.to_string().contains("/nonexistent/model"));
         let dir = tempfile::tempdir().unwrap();
         let err = ModelDir::open(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("manifest.json") && err.contains("config.json"), "{err}");
+        assert!(
+            err.contains("manifest.json") && err.contains("config.json"),
+            "{err}"
+        );
         std::fs::write(dir.path().join(MANIFEST_FILE), "{}").unwrap();
         let err = ModelDir::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("visual.onnx"), "{err}");

@@ -167,7 +167,9 @@ fn walk<R: Read + Seek>(reader: &mut R, len: u64, visit: &mut Visit<'_, R>) -> R
                 let size = varint(reader)?;
                 let here = reader.stream_position().map_err(|e| e.to_string())?;
                 if here + size > end {
-                    return Err(format!("field {field} of {size} bytes runs past its message"));
+                    return Err(format!(
+                        "field {field} of {size} bytes runs past its message"
+                    ));
                 }
                 if !visit(reader, field, size)? {
                     skip(reader, size)?;
@@ -227,6 +229,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.onnx");
         std::fs::write(&path, b"this is text, not a protobuf").unwrap();
-        assert!(signature(&path).unwrap_err().starts_with("not an ONNX model"));
+        assert!(signature(&path)
+            .unwrap_err()
+            .starts_with("not an ONNX model"));
     }
 }

@@ -40,6 +40,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
 LFS_SUFFIXES = (".onnx", ".onnx_data", ".hef", ".bin", ".safetensors")
+# A file's listing entry by (path, mtime, size): hashed once, not on every request.
+INFO_CACHE: dict = {}
+MD5_CACHE: dict = {}
+
+
+def file_hash(h, path: str) -> str:
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 class Repo:
@@ -64,15 +74,23 @@ class Repo:
 
     def info(self, rel: str) -> dict:
         path = self.files[rel]
-        data = open(path, "rb").read()
-        size = len(data)
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size)
+        if key not in INFO_CACHE:
+            INFO_CACHE[key] = self._info(rel)
+        return INFO_CACHE[key]
+
+    def _info(self, rel: str) -> dict:
+        path = self.files[rel]
+        size = os.path.getsize(path)
         if self.is_lfs(rel):
-            sha = hashlib.sha256(data).hexdigest()
+            sha = file_hash(hashlib.sha256(), path)
             pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {size}\n".encode()
             blob = hashlib.sha1(b"blob %d\0" % len(pointer) + pointer).hexdigest()
             return {"rfilename": rel, "size": size, "blobId": blob,
                     "lfs": {"size": size, "sha256": sha, "pointerSize": len(pointer)}}
-        blob = hashlib.sha1(b"blob %d\0" % size + data).hexdigest()
+        h = hashlib.sha1(b"blob %d\0" % size)
+        blob = file_hash(h, path)
         return {"rfilename": rel, "size": size, "blobId": blob}
 
 
@@ -205,7 +223,11 @@ class Handler(BaseHTTPRequestHandler):
                                   content_type="application/xml")
             return self.reply(403, b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>",
                               content_type="application/xml")
-        md5 = hashlib.md5(open(path, "rb").read()).hexdigest()
+        st = os.stat(path)
+        cache_key = (path, st.st_mtime_ns, st.st_size)
+        if cache_key not in MD5_CACHE:
+            MD5_CACHE[cache_key] = file_hash(hashlib.md5(), path)
+        md5 = MD5_CACHE[cache_key]
         etag = f'"{md5}-2"' if self.state.args.multipart_etag else f'"{md5}"'
         self.send_file(path, key.split("/", 2)[-1], {"ETag": etag})
 

@@ -23,9 +23,7 @@ use ndarray::{Array2, ArrayD, Axis};
 
 use crate::config::{Config, CpuEngineChoice};
 use crate::encoder::{Backend, EncoderError, EncoderInfo, ImageEncoder, TextEncoder};
-use crate::model::{
-    IdType, ImageGraph, Manifest, ModelDir, PixelInput, TextGraph, TextInputs,
-};
+use crate::model::{IdType, ImageGraph, Manifest, ModelDir, PixelInput, TextGraph, TextInputs};
 use crate::preprocess::{normalize_nchw, Interpolation, ResizeMode};
 use crate::tokenize::pad;
 
@@ -197,7 +195,8 @@ impl Loaded {
         let mut out = Array2::<f32>::zeros((batch, dim));
         for row in 0..batch {
             let one = self.run(feeds(row..row + 1), 1, dim)?;
-            out.index_axis_mut(Axis(0), row).assign(&one.index_axis(Axis(0), 0));
+            out.index_axis_mut(Axis(0), row)
+                .assign(&one.index_axis(Axis(0), 0));
         }
         Ok(out)
     }
@@ -218,7 +217,9 @@ fn load(
     engine: &Engine,
     path: PathBuf,
     output: &str,
-    tract_facts: impl Fn(&tract_onnx::prelude::SymbolScope) -> Vec<(String, tract_onnx::prelude::InferenceFact)>,
+    tract_facts: impl Fn(
+        &tract_onnx::prelude::SymbolScope,
+    ) -> Vec<(String, tract_onnx::prelude::InferenceFact)>,
 ) -> Result<Loaded, CpuLoadError> {
     let (runner, library) = match engine {
         Engine::OnnxRuntime { library, threads } => {
@@ -251,10 +252,7 @@ fn load(
 }
 
 /// The batch dimension of a graph's inputs: 1 where the graph fixes it, else symbolic.
-fn batch_dim(
-    symbols: &tract_onnx::prelude::SymbolScope,
-    one: bool,
-) -> tract_onnx::prelude::TDim {
+fn batch_dim(symbols: &tract_onnx::prelude::SymbolScope, one: bool) -> tract_onnx::prelude::TDim {
     use tract_onnx::prelude::*;
     if one {
         1.to_dim()
@@ -287,7 +285,9 @@ impl CpuImageEncoder {
                 PixelInput::NormalizedF32 => {
                     f32::fact(&[n, 3.to_dim(), size.to_dim(), size.to_dim()]).into()
                 }
-                PixelInput::RawU8 => u8::fact(&[n, size.to_dim(), size.to_dim(), 3.to_dim()]).into(),
+                PixelInput::RawU8 => {
+                    u8::fact(&[n, size.to_dim(), size.to_dim(), 3.to_dim()]).into()
+                }
             };
             vec![(graph.input.clone(), fact)]
         })?;
@@ -319,7 +319,10 @@ impl CpuTextEncoder {
                     ids_name,
                     mask_name,
                     ids,
-                } => vec![(ids_name.clone(), fact(*ids)), (mask_name.clone(), fact(*ids))],
+                } => vec![
+                    (ids_name.clone(), fact(*ids)),
+                    (mask_name.clone(), fact(*ids)),
+                ],
             }
         })?;
         Ok(Self {

@@ -213,7 +213,11 @@ impl OrtRunner {
             T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static,
         {
             let shape = array.shape().to_vec();
-            let data = array.as_standard_layout().into_owned().into_raw_vec_and_offset().0;
+            let data = array
+                .as_standard_layout()
+                .into_owned()
+                .into_raw_vec_and_offset()
+                .0;
             Ok(Tensor::from_array((shape, data))?.into_dyn())
         }
         let mut inputs = Vec::with_capacity(feeds.len());

@@ -122,9 +122,9 @@ impl TractRunner {
             values.push(tensor.into_tvalue());
         }
         let outputs = multithread_tract_scope(self.executor.clone(), || self.plan.run(values))
-        .map_err(|e| {
-            EncoderError::failed(format!("{}: inference failed: {e:#}", self.path.display()))
-        })?;
+            .map_err(|e| {
+                EncoderError::failed(format!("{}: inference failed: {e:#}", self.path.display()))
+            })?;
         let view = outputs[0].to_plain_array_view::<f32>().map_err(|e| {
             EncoderError::failed(format!("{}: output is not f32: {e}", self.path.display()))
         })?;

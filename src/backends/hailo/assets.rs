@@ -298,7 +298,10 @@ fn tensor_values(
 /// `[vocab, width]` that a Gather on the token input reads, and the projection the
 /// initializer `[width, embed]` of the MatMul nearest the graph's output. Found by their
 /// role in the graph, since exporters rename them; written as exact copies.
-pub fn export_from_onnx(model: &crate::model::ModelDir, out: &Path) -> Result<ExportSummary, AssetError> {
+pub fn export_from_onnx(
+    model: &crate::model::ModelDir,
+    out: &Path,
+) -> Result<ExportSummary, AssetError> {
     let graph_path = model.textual();
     let tokenizer_path = model.tokenizer();
     TextTokenizer::from_file(&tokenizer_path, CONTEXT_LENGTH)?;
@@ -389,7 +392,12 @@ mod onnx_weights {
                         return true;
                     }
                     if let Some(node) = producers.get(n.as_str()) {
-                        next.extend(node.input.iter().filter(|i| !tensors.contains_key(i.as_str())).cloned());
+                        next.extend(
+                            node.input
+                                .iter()
+                                .filter(|i| !tensors.contains_key(i.as_str()))
+                                .cloned(),
+                        );
                     }
                 }
                 frontier = next;
@@ -437,14 +445,23 @@ mod onnx_weights {
                         .any(|a| a.name == "transB" && a.i == 1);
                     if let Some(w) = two_d(&node.input[1]) {
                         let m = matrix(w, dir, path)?;
-                        let m = if trans_b { m.t().as_standard_layout().into_owned() } else { m };
+                        let m = if trans_b {
+                            m.t().as_standard_layout().into_owned()
+                        } else {
+                            m
+                        };
                         if m.nrows() as i64 == width {
                             projection = Some(m);
                             break 'search;
                         }
                     }
                 }
-                next.extend(node.input.iter().filter(|i| !tensors.contains_key(i.as_str())).cloned());
+                next.extend(
+                    node.input
+                        .iter()
+                        .filter(|i| !tensors.contains_key(i.as_str()))
+                        .cloned(),
+                );
             }
             if next.is_empty() {
                 break;
@@ -452,7 +469,10 @@ mod onnx_weights {
             frontier = next;
         }
         let projection = projection.ok_or_else(|| {
-            invalid(path, format!("no MatMul near the output applies a [{width}, embed] projection"))
+            invalid(
+                path,
+                format!("no MatMul near the output applies a [{width}, embed] projection"),
+            )
         })?;
         Ok(Found {
             token_embedding: matrix(embedding, dir, path)?,
@@ -462,12 +482,18 @@ mod onnx_weights {
 
     /// Initializers and Constant nodes' values, by name.
     fn constants(graph: &GraphProto) -> HashMap<&str, &TensorProto> {
-        let mut out: HashMap<&str, &TensorProto> =
-            graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+        let mut out: HashMap<&str, &TensorProto> = graph
+            .initializer
+            .iter()
+            .map(|t| (t.name.as_str(), t))
+            .collect();
         for node in graph.node.iter().filter(|n| n.op_type == "Constant") {
             if let (Some(out_name), Some(t)) = (
                 node.output.first(),
-                node.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.as_ref()),
+                node.attribute
+                    .iter()
+                    .find(|a| a.name == "value")
+                    .and_then(|a| a.t.as_ref()),
             ) {
                 out.insert(out_name.as_str(), t);
             }
@@ -481,12 +507,27 @@ mod onnx_weights {
         let n = rows * cols;
         let external;
         let raw: &[u8] = if !t.external_data.is_empty() {
-            let get = |k: &str| t.external_data.iter().find(|e| e.key == k).map(|e| e.value.clone());
-            let location = get("location").ok_or_else(|| invalid(path, format!("{}: external data without a location", t.name)))?;
+            let get = |k: &str| {
+                t.external_data
+                    .iter()
+                    .find(|e| e.key == k)
+                    .map(|e| e.value.clone())
+            };
+            let location = get("location").ok_or_else(|| {
+                invalid(
+                    path,
+                    format!("{}: external data without a location", t.name),
+                )
+            })?;
             let offset: u64 = get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
             let file = dir.join(&location);
-            let bytes = std::fs::read(&file).map_err(|e| invalid(&file, format!("cannot read: {e}")))?;
-            let width = if t.data_type == DataType::Float16 as i32 { 2 } else { 4 };
+            let bytes =
+                std::fs::read(&file).map_err(|e| invalid(&file, format!("cannot read: {e}")))?;
+            let width = if t.data_type == DataType::Float16 as i32 {
+                2
+            } else {
+                4
+            };
             let start = offset as usize;
             external = bytes
                 .get(start..start + n * width)
@@ -500,16 +541,35 @@ mod onnx_weights {
             if raw.is_empty() {
                 t.float_data.clone()
             } else {
-                raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+                raw.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
             }
         } else if t.data_type == DataType::Float16 as i32 {
-            raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+            raw.chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect()
         } else {
-            return Err(invalid(path, format!("{} has ONNX data type {}; float and float16 are read", t.name, t.data_type)));
+            return Err(invalid(
+                path,
+                format!(
+                    "{} has ONNX data type {}; float and float16 are read",
+                    t.name, t.data_type
+                ),
+            ));
         };
         if values.len() != n {
-            return Err(invalid(path, format!("{} holds {} values for shape {:?}", t.name, values.len(), t.dims)));
+            return Err(invalid(
+                path,
+                format!(
+                    "{} holds {} values for shape {:?}",
+                    t.name,
+                    values.len(),
+                    t.dims
+                ),
+            ));
         }
-        Array2::from_shape_vec((rows, cols), values).map_err(|e| invalid(path, format!("{}: {e}", t.name)))
+        Array2::from_shape_vec((rows, cols), values)
+            .map_err(|e| invalid(path, format!("{}: {e}", t.name)))
     }
 }

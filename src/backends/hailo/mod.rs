@@ -5,6 +5,8 @@
 //!   export from a Hugging Face checkpoint. In every build.
 //! * [`layout`]: where a Pi keeps the device node, the driver version and the resource
 //!   files (flat, or hailo-apps' layout). In every build.
+//! * [`pulled`]: the HEFs and text files `pull --hef` put in the model directory, over the
+//!   `hailo.*` defaults. In every build.
 //! * `ffi`: the HailoRT shim (shim.cpp) and safe owners of its handles. With feature
 //!   `hailo` (the installed HailoRT) or `hailo-fake` (the test double in tests/hailo_fake/).
 //! * `engine`: device opening, HEF loading and validation, and the two encoders; with
@@ -12,6 +14,7 @@
 
 pub mod assets;
 pub mod layout;
+pub mod pulled;
 
 #[cfg(any(feature = "hailo", feature = "hailo-fake"))]
 mod engine;
