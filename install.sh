@@ -685,7 +685,7 @@ install_pulled_model() {
   if [ "$DRY_RUN" = 1 ]; then would "hailo-clip ${args[*]}"; return 0; fi
   ensure_dir "$(R "$MODELS_ROOT")" 0755
   say "hailo-clip ${args[*]}"
-  out=$(HAILO_CLIP_CONFIG=$TMP/defaults.yaml "$NEW_BIN" "${args[@]}") || rc=$?
+  out=$(HAILO_CLIP_CONFIG=$TMP/defaults.yaml HAILO_CLIP_ZOO_URL=$ZOO_URL "$NEW_BIN" "${args[@]}") || rc=$?
   [ -z "$out" ] || printf '  %s\n' "$out"
   if [ "$rc" != 0 ]; then
     model_failure "hailo-clip pull $MODEL failed (above); run install.sh again to resume it"

@@ -48,7 +48,7 @@ total=0
 for f in "${files[@]}"; do total=$((total + $(stat -c %s "$repo/$f"))); done
 
 now() { date +%s.%N; }
-best_curl= best_pull= rss=
+best_curl='' best_pull='' rss=''
 for run in $(seq "$RUNS"); do
   rm -rf "$work/curl" "$work/models"
   mkdir -p "$work/curl"

@@ -16,6 +16,10 @@ Writes (replacing previous contents):
                                               TorchScript exporter, opset 19)
     tests/fixtures/immich-tiny-random-flat/   the same weights in the flat layout (manifest.json,
                                               dynamic batch), to compare the two layouts
+    tests/fixtures/immich-tiny-variants/      the same weights behind the other graph inputs Immich
+                                              serves: visual/model.onnx taking u8 [1,S,S,3] raw RGB
+                                              (Immich's `normalizes_input`), textual/model.onnx taking
+                                              input_ids + attention_mask int32 (M-CLIP's exports)
     tests/fixtures/golden/immich_*.npy|json   its embeddings as Immich's machine-learning service
                                               computes them (immich_ml/models/clip/{visual,textual}.py,
                                               models/transforms.py), run with onnxruntime
@@ -41,6 +45,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIX = os.path.join(ROOT, "tests", "fixtures")
 OUT = os.path.join(FIX, "immich-tiny-random")
 FLAT = os.path.join(FIX, "immich-tiny-random-flat")
+VARIANTS = os.path.join(FIX, "immich-tiny-variants")
 GOLD = os.path.join(FIX, "golden")
 TOKENIZER = os.path.join(ROOT, "assets", "models", "clip-tiny-random", "tokenizer.json")
 SEED = 20261205
@@ -209,6 +214,44 @@ def export(model):
     }
     with open(os.path.join(FLAT, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)
+    # The other inputs Immich's sessions take: raw RGB bytes (the graph normalizes), and
+    # token ids with their attention mask (M-CLIP). Same weights, same embeddings.
+    os.makedirs(os.path.join(VARIANTS, "visual"), exist_ok=True)
+    os.makedirs(os.path.join(VARIANTS, "textual"), exist_ok=True)
+    mean = torch.tensor(pre["mean"], dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(pre["std"], dtype=torch.float32).view(1, 3, 1, 1)
+
+    class RawImage(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, image):
+            x = image.permute(0, 3, 1, 2).float() / 255.0
+            return self.m.encode_image((x - mean) / std, normalize=True)
+
+    class MaskedText(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask):
+            # Padding positions become <|endoftext|> whatever they held, so the mask is used.
+            ids = input_ids * attention_mask + 49407 * (1 - attention_mask)
+            return self.m.encode_text(ids, normalize=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            RawImage(model), (torch.zeros(1, size, size, 3, dtype=torch.uint8),),
+            os.path.join(VARIANTS, "visual", "model.onnx"),
+            input_names=["image"], output_names=["embedding"], opset_version=OPSET, dynamo=False,
+        )
+        torch.onnx.export(
+            MaskedText(model), (torch.ones(1, 77, dtype=torch.int32), torch.ones(1, 77, dtype=torch.int32)),
+            os.path.join(VARIANTS, "textual", "model.onnx"),
+            input_names=["input_ids", "attention_mask"], output_names=["embedding"], opset_version=OPSET, dynamo=False,
+        )
     readme = os.path.join(OUT, "README.md")
     with open(readme, "w") as f:
         f.write("A tiny random OpenCLIP model in Immich's layout, made by scripts/make_immich_fixture.py. "
@@ -241,6 +284,16 @@ def immich_tokenizer():
 
 
 def immich_image(path: str, cfg: dict) -> np.ndarray:
+    image = immich_resized(path, cfg)
+    arr = np.asarray(image, dtype=np.float32) / 255.0
+    mean = np.array(cfg["mean"], dtype=np.float32)
+    std = np.array(cfg["std"], dtype=np.float32)
+    arr *= 1.0 / std
+    arr -= mean / std
+    return arr.transpose(2, 0, 1)[None]
+
+
+def immich_resized(path: str, cfg: dict):
     from PIL import Image
 
     image = Image.open(path)
@@ -255,13 +308,7 @@ def immich_image(path: str, cfg: dict) -> np.ndarray:
         image = image.resize((int((image.width / image.height) * size), size), resample=resample)
     left = int((image.size[0] / 2) - (size / 2))
     upper = int((image.size[1] / 2) - (size / 2))
-    image = image.crop((left, upper, left + size, upper + size))
-    arr = np.asarray(image, dtype=np.float32) / 255.0
-    mean = np.array(cfg["mean"], dtype=np.float32)
-    std = np.array(cfg["std"], dtype=np.float32)
-    arr *= 1.0 / std
-    arr -= mean / std
-    return arr.transpose(2, 0, 1)[None]
+    return image.crop((left, upper, left + size, upper + size))
 
 
 def references():
@@ -290,6 +337,28 @@ def references():
     np.save(os.path.join(GOLD, "immich_text_embeds_plain.npy"), out["plain"][1])
     np.save(os.path.join(GOLD, "immich_text_ids_plain.npy"), out["plain"][0])
     np.save(os.path.join(GOLD, "immich_image_embeds.npy"), np.stack(image_embeds).astype(np.float32))
+
+    # The variants, fed as Immich feeds them: raw RGB `rgb[None]` when the graph normalizes
+    # (visual.py, `session.normalizes_input`), ids and mask for M-CLIP (textual.py,
+    # MClipTextualEncoder.tokenize).
+    from PIL import Image
+
+    raw_visual = ort.InferenceSession(os.path.join(VARIANTS, "visual", "model.onnx"), providers=["CPUExecutionProvider"])
+    masked = ort.InferenceSession(os.path.join(VARIANTS, "textual", "model.onnx"), providers=["CPUExecutionProvider"])
+    raw_embeds = []
+    for folder, name in IMAGES:
+        image = immich_resized(os.path.join(FIX, folder, name), cfg)
+        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        raw_embeds.append(raw_visual.run(None, {"image": rgb[None]})[0][0])
+    np.save(os.path.join(GOLD, "immich_variant_image_embeds.npy"), np.stack(raw_embeds).astype(np.float32))
+    mask_embeds = []
+    for prompt in PROMPTS:
+        enc = tok.encode(clean_text(prompt, True))
+        mask_embeds.append(masked.run(None, {
+            "input_ids": np.array([enc.ids], dtype=np.int32),
+            "attention_mask": np.array([enc.attention_mask], dtype=np.int32),
+        })[0][0])
+    np.save(os.path.join(GOLD, "immich_variant_text_embeds.npy"), np.stack(mask_embeds).astype(np.float32))
     import onnx
     import open_clip
     import PIL

@@ -414,6 +414,58 @@ inst --destdir "$R5" --binary "$BINARY" --models cpu
 check "no model source: exit 2" rc_is 2
 check "no model source: says what to do" log_has "No package registry ships CLIP weights"
 
+# ---------------------------------------------------------------- --model NAME (hailo-clip pull)
+
+# The Hub and the Model Zoo bucket as the stand-in answers them (tests/standins/hub.py):
+# Immich's export of the test model as immich-app/ViT-B-32__openai, HEFs for hailo10h v5.2.0.
+HUB=$WORK/hub
+mkdir -p "$HUB/immich-app" "$WORK/zoo/v5.2.0/hailo10h"
+cp -r "$REPO/tests/fixtures/immich-tiny-random" "$HUB/immich-app/ViT-B-32__openai"
+for n in clip_vit_b_32_image_encoder clip_vit_b_32_text_encoder; do
+  head -c 300000 /dev/urandom >"$WORK/zoo/v5.2.0/hailo10h/$n.hef"
+done
+python3 "$REPO/tests/standins/hub.py" --root "$HUB" --zoo-root "$WORK/zoo" >"$WORK/hub.port" 2>"$WORK/hub.log" &
+HUB_PID=$!
+for _ in $(seq 100); do grep -q listening "$WORK/hub.port" 2>/dev/null && break; sleep 0.1; done
+HUB_URL=http://127.0.0.1:$(awk '/listening/ {print $2}' "$WORK/hub.port")
+R6=$WORK/root6 PM=usr/local/share/hailo-clip/models/ViT-B-32__openai
+HF_ENDPOINT=$HUB_URL inst --destdir "$R6" --binary "$BINARY" --model ViT-B-32__openai --dry-run
+check "--model dry run: exits 0" rc_is 0
+check "--model dry run: says the pull it would run" log_has "would:     hailo-clip pull ViT-B-32__openai --to $R6/$PM"
+check "--model dry run: fetches nothing" absent "$R6/$PM"
+HF_ENDPOINT=$HUB_URL inst --destdir "$R6" --binary "$BINARY" --model ViT-B-32__openai --models hailo10h \
+  --hailort-version 5.2.0 --zoo-url "$HUB_URL/zoo"
+check "--model: exits 0" rc_is 0
+check "--model: the model pulled into PREFIX/share/hailo-clip/models/NAME" \
+  present "$R6/$PM/config.json" "$R6/$PM/visual/model.onnx" "$R6/$PM/textual/model.onnx" "$R6/$PM/hailo-clip-pull.json"
+check "--model: Immich's other runtimes not fetched" absent "$R6/$PM/visual/rknpu"
+check "--model --models hailo10h: the Model Zoo's HEFs for HailoRT 5.2.0" \
+  same_file "$WORK/zoo/v5.2.0/hailo10h/clip_vit_b_32_text_encoder.hef" "$R6/$PM/hailo/hailo10h/clip_vit_b_32_text_encoder.hef"
+check "--model --models hailo10h: the text files from the pulled graph" "$BINARY" check-text-assets "$R6/$PM/hailo/hailo10h"
+check "--model: no curl HEF download into the resources dir" absent "$R6/usr/local/hailo/resources/clip_vit_b_32_image_encoder.hef"
+check "--model: the new config serves it" grep -qx "  dir: /$PM" "$R6/$C"
+check "--model: the binary reads it by its pulled name" test "$("$BINARY" check-model "$R6/$PM" --get name)" = ViT-B-32__openai
+snapshot "$R6" >"$WORK/snap6"
+HF_ENDPOINT=$HUB_URL inst --destdir "$R6" --binary "$BINARY" --model ViT-B-32__openai --models hailo10h \
+  --hailort-version 5.2.0 --zoo-url "$HUB_URL/zoo"
+check "--model rerun: exits 0" rc_is 0
+check "--model rerun: the pull is a no-op" log_has "unchanged: $R6/$PM (ViT-B-32__openai)"
+snapshot "$R6" >"$WORK/snap7"
+check "--model rerun: changes no file" same_snapshot "$WORK/snap6" "$WORK/snap7"
+# An edited config is never rewritten: it is told the line to change.
+R7=$WORK/root7
+mkdir -p "$R7/etc/hailo"
+printf 'model:\n  dir: /srv/my-model\n' >"$R7/$C"
+HF_ENDPOINT=$HUB_URL inst --destdir "$R7" --binary "$BINARY" --model ViT-B-32__openai
+check "--model with an edited config: exits 0" rc_is 0
+check "--model with an edited config: says the line to change" \
+  log_has "to serve ViT-B-32__openai change that line to: model.dir: /$PM"
+check "--model with an edited config: left as it was" grep -qx '  dir: /srv/my-model' "$R7/$C"
+HF_ENDPOINT=$HUB_URL inst --destdir "$WORK/root8" --binary "$BINARY" --model nope__none
+check "--model of an unknown repository: exits 2 (installed, model missing)" rc_is 2
+check "--model of an unknown repository: says so in words" log_has "repository immich-app/nope__none was not found"
+kill "$HUB_PID" 2>/dev/null || true
+
 # ---------------------------------------------------------------- uninstall
 
 echo "== uninstall"

@@ -431,3 +431,52 @@ fn the_same_weights_give_the_same_embeddings_in_either_layout() {
         }
     }
 }
+
+#[test]
+fn raw_rgb_image_graphs_and_id_mask_text_graphs_are_fed_as_immich_feeds_them() {
+    // The fixture's weights behind the other inputs Immich's sessions take
+    // (tests/fixtures/immich-tiny-variants): u8 [1,S,S,3] raw RGB, and M-CLIP's
+    // input_ids + attention_mask.
+    let (_tmp, dir) = copy_of_fixture("immich-tiny-variant");
+    for graph in ["visual/model.onnx", "textual/model.onnx"] {
+        std::fs::copy(fixture("immich-tiny-variants").join(graph), dir.join(graph)).unwrap();
+    }
+    let model = ModelDir::open(&dir).unwrap();
+    assert_eq!(model.image.pixels, PixelInput::RawU8);
+    assert!(matches!(model.text.inputs, TextInputs::IdsAndMask { .. }));
+    let tok = model.load_tokenizer().unwrap();
+    let inputs = golden_json("immich_inputs.json");
+    let prompts: Vec<String> = serde_json::from_value(inputs["prompts"].clone()).unwrap();
+    let files: Vec<String> = serde_json::from_value(inputs["images"].clone()).unwrap();
+    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| tok.encode(p).unwrap()).collect();
+    let (text_golden, image_golden) = (
+        golden_f32("immich_variant_text_embeds.npy"),
+        golden_f32("immich_variant_image_embeds.npy"),
+    );
+    for (name, engine) in cpu_engines() {
+        let texts = CpuTextEncoder::load(&model, &engine, tok.pad_id())
+            .unwrap()
+            .encode_texts(&ids)
+            .unwrap();
+        for (i, p) in prompts.iter().enumerate() {
+            let c = cosine(texts.row(i), text_golden.row(i));
+            assert!(c >= 0.9999, "{name}: {p:?}: cosine {c}");
+        }
+        let encoder = CpuImageEncoder::load(&model, &engine).unwrap();
+        let input = SquareInput {
+            size: encoder.input_size(),
+            mode: encoder.resize_mode(),
+            interpolation: encoder.interpolation(),
+            jpeg_scaled_decode: true,
+        };
+        let squares: Vec<_> = files
+            .iter()
+            .map(|f| input.resize(&input.decode(&std::fs::read(fixture(f)).unwrap(), 100_000_000).unwrap()).unwrap())
+            .collect();
+        let images = encoder.encode_images(&squares).unwrap();
+        for (i, f) in files.iter().enumerate() {
+            let c = cosine(images.row(i), image_golden.row(i));
+            assert!(c >= 0.999, "{name}: {f}: cosine {c}");
+        }
+    }
+}
