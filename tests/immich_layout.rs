@@ -471,7 +471,15 @@ fn raw_rgb_image_graphs_and_id_mask_text_graphs_are_fed_as_immich_feeds_them() {
         };
         let squares: Vec<_> = files
             .iter()
-            .map(|f| input.resize(&input.decode(&std::fs::read(fixture(f)).unwrap(), 100_000_000).unwrap()).unwrap())
+            .map(|f| {
+                input
+                    .resize(
+                        &input
+                            .decode(&std::fs::read(fixture(f)).unwrap(), 100_000_000)
+                            .unwrap(),
+                    )
+                    .unwrap()
+            })
             .collect();
         let images = encoder.encode_images(&squares).unwrap();
         for (i, f) in files.iter().enumerate() {

@@ -531,3 +531,108 @@ fn hailo_driver_library_version_mismatch_is_a_clear_start_up_error() {
         encoders.reason
     );
 }
+
+/// A model directory as `pull NAME --hef` leaves it: Immich's layout, and in
+/// `hailo/hailo10h/` the HEFs (fakes for the double) under the Model Zoo's names and the
+/// text files read out of the pulled text graph.
+fn pulled_model_dir(root: &std::path::Path, with_text_hef: bool) -> std::path::PathBuf {
+    let model = root.join("ViT-B-32__openai");
+    crate::common::standin::copy_dir(&crate::common::fixture("immich-tiny-random"), &model);
+    let arch = model.join("hailo/hailo10h");
+    std::fs::create_dir_all(&arch).unwrap();
+    let image = image_hef(root, IMAGE_OUT_UINT8, "");
+    std::fs::rename(image, arch.join("clip_vit_b_32_image_encoder.hef")).unwrap();
+    if with_text_hef {
+        let text = text_hef(root, "");
+        std::fs::rename(text, arch.join("clip_vit_b_32_text_encoder.hef")).unwrap();
+        let dir = hailo_clip::model::ModelDir::open(&model).unwrap();
+        hailo_clip::backends::hailo::assets::export_from_onnx(&dir, &arch).unwrap();
+    }
+    model
+}
+
+#[test]
+fn hailo_model_dir_alone_finds_the_pulled_hefs_and_text_files() {
+    let dir = scratch();
+    let model = pulled_model_dir(dir.path(), true);
+    std::fs::write(dir.path().join("hailo0"), "").unwrap();
+    // Only what a user sets: model.dir, and the device for the double. No hailo.* file keys.
+    let mut config = Config {
+        backend: BackendChoice::Hailo,
+        ..Config::default()
+    };
+    config.model.dir = model.clone();
+    config.hailo.device_path = DevicePath::Exact(dir.path().join("hailo0"));
+    config.selftest.enforce = false;
+    let encoders = load(&config);
+    let arch = model.join("hailo/hailo10h");
+    assert_eq!(
+        encoders.image.info().source,
+        arch.join("clip_vit_b_32_image_encoder.hef")
+            .display()
+            .to_string()
+    );
+    assert_eq!(encoders.text.info().backend, Backend::Hailo);
+    assert!(encoders
+        .text
+        .info()
+        .source
+        .ends_with("hailo/hailo10h/clip_vit_b_32_text_encoder.hef"));
+    // The model's name and Immich name follow model.dir (its directory's name, with no pull
+    // record), not the hailo.* defaults.
+    assert_eq!(encoders.model.name, "ViT-B-32__openai");
+    assert_eq!(
+        encoders.model.immich_model.as_deref(),
+        Some("ViT-B-32__openai")
+    );
+    assert_eq!(encoders.model.logit_scale, 100.0);
+    // The text path runs on the exported files: the EOT row of the LUT through the double.
+    let ids = encoders.tokenizer.encode("a photo of a cat").unwrap();
+    assert_eq!(encoders.text.encode_texts(&[ids]).unwrap().ncols(), DIM);
+
+    // A key set in the YAML wins over the pulled files.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let mine = image_hef(&other, IMAGE_OUT_UINT8, "");
+    let yaml = format!(
+        "backend: hailo\nmodel:\n  dir: {}\nhailo:\n  image_hef: {}\n  device_path: {}\nselftest:\n  enforce: false\n",
+        model.display(),
+        mine.display(),
+        dir.path().join("hailo0").display()
+    );
+    let config = Config::from_yaml(&yaml, std::path::Path::new("t.yaml")).unwrap();
+    let encoders = load(&config);
+    assert_eq!(encoders.image.info().source, mine.display().to_string());
+    assert!(encoders
+        .text
+        .info()
+        .source
+        .ends_with("hailo/hailo10h/clip_vit_b_32_text_encoder.hef"));
+}
+
+#[test]
+fn hailo_without_a_pulled_text_hef_runs_text_on_the_cpu_from_the_same_pull() {
+    // hailo10h before Model Zoo v5.2.0: the image HEF only.
+    let dir = scratch();
+    let model = pulled_model_dir(dir.path(), false);
+    std::fs::write(dir.path().join("hailo0"), "").unwrap();
+    let mut config = Config {
+        backend: BackendChoice::Hailo,
+        ..Config::default()
+    };
+    config.model.dir = model.clone();
+    config.hailo.device_path = DevicePath::Exact(dir.path().join("hailo0"));
+    config.selftest.enforce = false;
+    let encoders = load(&config);
+    assert_eq!(encoders.image.info().backend, Backend::Hailo);
+    assert_eq!(encoders.text.info().backend, Backend::Cpu);
+    assert_eq!(
+        encoders.text.info().source,
+        model.join("textual/model.onnx").display().to_string()
+    );
+    assert!(
+        encoders.text_reason.contains("runs on the CPU engine"),
+        "{}",
+        encoders.text_reason
+    );
+}
