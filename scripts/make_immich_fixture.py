@@ -3,6 +3,8 @@
 
 Usage (torch, open_clip_torch 3.3.0, onnx, onnxruntime, tokenizers, pillow, numpy from PyPI):
     python3 scripts/make_immich_fixture.py
+    python3 scripts/make_immich_fixture.py --full-size ViT-B-32 OUTDIR   (benchmarks: a random
+        full-size model in both layouts, not committed; README "Benchmark")
 
 Writes (replacing previous contents):
     tests/fixtures/immich-tiny-random/        a tiny random OpenCLIP model (the real architecture:
@@ -391,7 +393,32 @@ def weight_digests(model) -> dict:
     }
 
 
+def full_size(out: str, name: str) -> None:
+    """For benchmarks only (nothing committed): open_clip's NAME at its real size with random
+    weights, exported in Immich's layout (out/immich/<NAME>__random) and in the flat layout
+    (out/flat), the same weights in both."""
+    import open_clip
+    import torch
+
+    global OUT, FLAT, VARIANTS, MODEL_CFG
+    torch.manual_seed(SEED)
+    model = open_clip.create_model(name, pretrained=None)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    MODEL_CFG = open_clip.get_model_config(name)
+    OUT = os.path.join(out, "immich", f"{name}__random")
+    FLAT = os.path.join(out, "flat")
+    VARIANTS = os.path.join(out, "variants")
+    export(model)
+    print(f"wrote {OUT} and {FLAT}")
+
+
 def main():
+    import sys
+
+    if len(sys.argv) == 4 and sys.argv[1] == "--full-size":
+        return full_size(sys.argv[3], sys.argv[2])
     model = build_model()
     export(model)
     references()

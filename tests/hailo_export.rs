@@ -185,3 +185,43 @@ fn hailo_text_assets_errors_name_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn hailo_export_from_a_model_directorys_text_graph_equals_the_checkpoints() {
+    // The bundled flat model is the tiny checkpoint exported to ONNX: the weights found in
+    // its textual.onnx by their role in the graph are the checkpoint's, byte for byte.
+    let scratch = scratch();
+    let from_graph = scratch.path().join("graph");
+    let out = hailo_clip()
+        .arg("--model-dir")
+        .arg(repo().join("assets/models/clip-tiny-random"))
+        .args(["export-text-assets", "--out"])
+        .arg(&from_graph)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in [LUT_FILE, PROJECTION_FILE, TOKENIZER_FILE] {
+        assert_eq!(
+            std::fs::read(from_graph.join(file)).unwrap(),
+            std::fs::read(text_assets().join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    // A graph with no token-embedding Gather is refused, naming the file.
+    let model =
+        hailo_clip::model::ModelDir::open(&repo().join("assets/models/clip-tiny-random")).unwrap();
+    let mut image_as_text = model.clone();
+    image_as_text.text.path = model.image.path.clone();
+    let err = assets::export_from_onnx(&image_as_text, &scratch.path().join("x"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("visual.onnx") && err.contains("no Gather"),
+        "{err}"
+    );
+}

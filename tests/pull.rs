@@ -623,3 +623,64 @@ fn a_hef_that_differs_from_its_etag_is_refused() {
     let (out, _) = pull_hef(&e, &multipart, "hailo10h", "v5.1.0");
     assert!(out.status.success(), "{}", text(&out).1);
 }
+
+#[test]
+fn a_re_run_continues_the_part_an_earlier_run_left() {
+    let e = env();
+    let hub = StandIn::start(&e.hub, None, &[]);
+    // What an earlier run that gave up mid-file left: the staging directory beside the
+    // destination, named by the commit, holding the first bytes of the image encoder.
+    let listing: serde_json::Value = serde_json::from_str(
+        &ureq::get(format!(
+            "{}/api/models/{REPO}/revision/main?blobs=true",
+            hub.endpoint()
+        ))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap(),
+    )
+    .unwrap();
+    let commit = listing["sha"].as_str().unwrap();
+    let staging = e.models.join(format!(".{NAME}.pull-{}", &commit[..12]));
+    std::fs::create_dir_all(staging.join("visual")).unwrap();
+    let published = std::fs::read(e.hub.join(REPO).join("visual/model.onnx")).unwrap();
+    std::fs::write(
+        staging.join("visual/model.onnx.part"),
+        &published[..400_000],
+    )
+    .unwrap();
+    // And a staging directory of an older commit, which is of no use now.
+    std::fs::create_dir_all(e.models.join(format!(".{NAME}.pull-0123456789ab"))).unwrap();
+
+    let to = e.models.join(NAME);
+    let out = pull(&hub.endpoint(), &[NAME, "--to", to.to_str().unwrap()], &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("fetched visual/model.onnx: ")
+            && stderr.contains("resumed at 400000 bytes"),
+        "{stderr}"
+    );
+    let ranges: Vec<String> = hub
+        .requests()
+        .iter()
+        .filter(|r| r["host"].as_str().unwrap().starts_with("localhost"))
+        .filter_map(|r| {
+            r["headers"]
+                .get("range")
+                .map(|v| v.as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(ranges, ["bytes=400000-"]);
+    assert_eq!(
+        std::fs::read(to.join("visual/model.onnx")).unwrap(),
+        published
+    );
+    let left: Vec<_> = std::fs::read_dir(&e.models)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, [NAME], "staging directories left behind");
+}

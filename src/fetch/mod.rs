@@ -98,3 +98,33 @@ impl FetchError {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_errors_say_full_and_permission_in_words() {
+        let path = Path::new("/srv/models/m");
+        let full = FetchError::disk(
+            "writing",
+            path,
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        assert_eq!(full.to_string(), "writing /srv/models/m: the disk is full");
+        let denied = FetchError::disk(
+            "creating",
+            path,
+            std::io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert!(denied
+            .to_string()
+            .starts_with("creating /srv/models/m: permission denied (run as root"));
+        let readonly = FetchError::disk(
+            "creating",
+            path,
+            std::io::Error::from_raw_os_error(libc::EROFS),
+        );
+        assert!(readonly.to_string().contains("permission denied"));
+    }
+}

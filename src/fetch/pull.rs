@@ -155,6 +155,23 @@ fn staging_dir(to: &Path, commit: &str) -> Result<PathBuf, FetchError> {
     )))
 }
 
+/// An earlier run's staging for another commit holds nothing this one can resume.
+fn remove_stale_staging(to: &Path, keep: &Path) {
+    let (Some(parent), Some(name)) = (keep.parent(), to.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.pull-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path != keep && entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 /// Verifies every file the record lists (size and sha256).
 pub fn verify_installed(dir: &Path, record: &PullRecord) -> Result<(), FetchError> {
     for f in record.files.iter().chain(&record.hefs) {
@@ -253,6 +270,7 @@ pub fn pull(
         .map_err(|why| FetchError::Refused(format!("{} at {commit}: {why}", request.repo)))?;
 
     let staging = staging_dir(to, &commit)?;
+    remove_stale_staging(to, &staging);
     std::fs::create_dir_all(&staging).map_err(|e| FetchError::disk("creating", &staging, e))?;
     let mut fetched_bytes = 0;
     let mut records = Vec::new();
