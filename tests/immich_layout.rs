@@ -10,11 +10,25 @@ mod common;
 
 use std::path::Path;
 
+use common::standin::copy_dir;
 use common::*;
 use hailo_clip::backends::cpu::{CpuImageEncoder, CpuTextEncoder};
 use hailo_clip::encoder::{ImageEncoder, TextEncoder};
 use hailo_clip::model::{Layout, ModelDir, PixelInput, TextInputs};
 use hailo_clip::preprocess::{ResizeMode, SquareInput};
+
+/// The fixture images `files` brought to `input` as the service does.
+fn squares(input: &SquareInput, files: &[impl AsRef<str>]) -> Vec<image::RgbImage> {
+    files
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(fixture(f.as_ref())).unwrap();
+            input
+                .resize(&input.decode(&bytes, 100_000_000).unwrap())
+                .unwrap()
+        })
+        .collect()
+}
 
 fn immich_dir() -> std::path::PathBuf {
     fixture("immich-tiny-random")
@@ -26,19 +40,6 @@ fn copy_of_fixture(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dst = tmp.path().join(name);
     copy_dir(&immich_dir(), &dst);
     (tmp, dst)
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        let to = dst.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to);
-        } else {
-            std::fs::copy(entry.path(), &to).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -127,15 +128,7 @@ fn image_embeddings_equal_immichs_including_previews() {
             interpolation: encoder.interpolation(),
             jpeg_scaled_decode: true,
         };
-        let squares: Vec<_> = files
-            .iter()
-            .map(|f| {
-                let bytes = std::fs::read(fixture(f)).unwrap();
-                input
-                    .resize(&input.decode(&bytes, 100_000_000).unwrap())
-                    .unwrap()
-            })
-            .collect();
+        let squares = squares(&input, &files);
         // More than one image at once: the graph's batch is 1, so they run one by one.
         let ours = encoder.encode_images(&squares).unwrap();
         for (i, f) in files.iter().enumerate() {
@@ -409,18 +402,7 @@ fn the_same_weights_give_the_same_embeddings_in_either_layout() {
             interpolation: ei.interpolation(),
             jpeg_scaled_decode: false,
         };
-        let squares: Vec<_> = files
-            .iter()
-            .map(|f| {
-                input
-                    .resize(
-                        &input
-                            .decode(&std::fs::read(fixture(f)).unwrap(), 100_000_000)
-                            .unwrap(),
-                    )
-                    .unwrap()
-            })
-            .collect();
+        let squares = squares(&input, &files);
         let (a, b) = (
             ei.encode_images(&squares).unwrap(),
             ef.encode_images(&squares).unwrap(),
@@ -469,18 +451,7 @@ fn raw_rgb_image_graphs_and_id_mask_text_graphs_are_fed_as_immich_feeds_them() {
             interpolation: encoder.interpolation(),
             jpeg_scaled_decode: true,
         };
-        let squares: Vec<_> = files
-            .iter()
-            .map(|f| {
-                input
-                    .resize(
-                        &input
-                            .decode(&std::fs::read(fixture(f)).unwrap(), 100_000_000)
-                            .unwrap(),
-                    )
-                    .unwrap()
-            })
-            .collect();
+        let squares = squares(&input, &files);
         let images = encoder.encode_images(&squares).unwrap();
         for (i, f) in files.iter().enumerate() {
             let c = cosine(images.row(i), image_golden.row(i));

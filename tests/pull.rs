@@ -86,6 +86,19 @@ fn snapshot(dir: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// The `Range` headers the CDN host (the stand-in's second host name) was sent.
+fn cdn_ranges(hub: &StandIn) -> Vec<String> {
+    hub.requests()
+        .iter()
+        .filter(|r| r["host"].as_str().unwrap().starts_with("localhost"))
+        .filter_map(|r| {
+            r["headers"]
+                .get("range")
+                .map(|v| v.as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
 fn closed_port_endpoint() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -188,16 +201,7 @@ fn a_cut_transfer_resumes_with_range() {
     assert!(stderr.contains("was cut after 300000 bytes"), "{stderr}");
     assert!(stderr.contains("resumed at 300000 bytes"), "{stderr}");
     // Each hop carries the range: the Hub's 302, then the CDN that serves it.
-    let ranges: Vec<String> = hub
-        .requests()
-        .iter()
-        .filter(|r| r["host"].as_str().unwrap().starts_with("localhost"))
-        .filter_map(|r| {
-            r["headers"]
-                .get("range")
-                .map(|v| v.as_str().unwrap().to_string())
-        })
-        .collect();
+    let ranges = cdn_ranges(&hub);
     assert_eq!(ranges, ["bytes=300000-"]);
     assert_eq!(
         sha256_file(&to.join("visual/model.onnx")),
@@ -663,16 +667,7 @@ fn a_re_run_continues_the_part_an_earlier_run_left() {
             && stderr.contains("resumed at 400000 bytes"),
         "{stderr}"
     );
-    let ranges: Vec<String> = hub
-        .requests()
-        .iter()
-        .filter(|r| r["host"].as_str().unwrap().starts_with("localhost"))
-        .filter_map(|r| {
-            r["headers"]
-                .get("range")
-                .map(|v| v.as_str().unwrap().to_string())
-        })
-        .collect();
+    let ranges = cdn_ranges(&hub);
     assert_eq!(ranges, ["bytes=400000-"]);
     assert_eq!(
         std::fs::read(to.join("visual/model.onnx")).unwrap(),

@@ -197,7 +197,8 @@ impl Http {
 
     /// Fetches `url` into `dest` (through `dest.part`), resuming a `.part` left by an earlier
     /// run, verifying `expect`. `check_first` looks at each first response (the Hub checks its
-    /// commit and size headers there). `what`/`hint` name the server in errors.
+    /// commit and size headers there); `unreachable` words a network failure, naming the
+    /// server and the setting that points at it.
     pub fn download(
         &self,
         url: &str,
@@ -364,34 +365,68 @@ impl Http {
         let began = Instant::now();
         progress.start(&expect.name, expect.size, start);
         let mut reader = reply.response.into_body().into_reader();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut written = start;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) => {
-                    file.flush().ok();
-                    return Err(Attempt::Retry(unreachable(format!(
-                        "the transfer of {} was cut after {written} bytes: {e}",
-                        expect.name
-                    ))));
-                }
-            };
-            if expect.size.is_some_and(|size| written + n as u64 > size) {
-                return Err(fatal(FetchError::Mismatch {
-                    file: expect.name.clone(),
-                    what: "size",
-                    expected: expect.size.unwrap_or(0).to_string(),
-                    actual: format!("more than {}", written + n as u64 - 1),
-                }));
-            }
-            file.write_all(&buf[..n])
-                .map_err(|e| fatal(FetchError::disk("writing", part, e)))?;
-            hashes.update(&buf[..n]);
-            written += n as u64;
-            progress.advance(n as u64);
+        // The body is hashed on a second thread while this one receives and writes, so the
+        // hashing costs no time on the wire; chunks go round between the two, a few at most.
+        let (full_tx, full_rx) = crossbeam_channel::bounded::<(Vec<u8>, usize)>(CHUNKS);
+        let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<u8>>(CHUNKS);
+        for _ in 0..CHUNKS {
+            free_tx.send(vec![0u8; CHUNK]).expect("room for every chunk");
         }
+        let (received, hashes) = std::thread::scope(|scope| {
+            let hasher = scope.spawn(move || {
+                let mut hashes = hashes;
+                for (chunk, n) in full_rx {
+                    hashes.update(&chunk[..n]);
+                    // The receiver may have finished: then nobody needs the chunk back.
+                    let _ = free_tx.send(chunk);
+                }
+                hashes
+            });
+            let received = (|| -> Result<u64, Attempt> {
+                let mut written = start;
+                let mut synced = start;
+                loop {
+                    let mut chunk = free_rx.recv().expect("the hasher hands chunks back");
+                    let n = match reader.read(&mut chunk) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) => {
+                            return Err(Attempt::Retry(unreachable(format!(
+                                "the transfer of {} was cut after {written} bytes: {e}",
+                                expect.name
+                            ))));
+                        }
+                    };
+                    if expect.size.is_some_and(|size| written + n as u64 > size) {
+                        return Err(fatal(FetchError::Mismatch {
+                            file: expect.name.clone(),
+                            what: "size",
+                            expected: expect.size.unwrap_or(0).to_string(),
+                            actual: format!("more than {}", written + n as u64 - 1),
+                        }));
+                    }
+                    file.write_all(&chunk[..n])
+                        .map_err(|e| fatal(FetchError::disk("writing", part, e)))?;
+                    written += n as u64;
+                    full_tx.send((chunk, n)).expect("the hasher runs until the sender goes");
+                    progress.advance(n as u64);
+                    if written - synced >= WRITEBACK_STEP {
+                        start_writeback(&file, synced, written - synced);
+                        synced = written;
+                    }
+                }
+                Ok(written)
+            })();
+            drop(full_tx);
+            (received, hasher.join().expect("the hash thread does not panic"))
+        });
+        let written = match received {
+            Ok(w) => w,
+            Err(e) => {
+                file.flush().ok();
+                return Err(e);
+            }
+        };
         file.sync_all()
             .map_err(|e| fatal(FetchError::disk("writing", part, e)))?;
         if let Some(size) = expect.size {
@@ -410,6 +445,28 @@ impl Http {
 enum Attempt {
     Retry(FetchError),
     Fatal(FetchError),
+}
+
+/// Chunks a body is received in, and how many go round between receiver and hasher.
+const CHUNK: usize = 256 * 1024;
+const CHUNKS: usize = 8;
+/// Written bytes handed to the disk as they come, so the fsync at the end has little left.
+const WRITEBACK_STEP: u64 = 16 << 20;
+
+/// Starts writing `len` bytes at `offset` of `file` back to the disk, without waiting
+/// (Linux's sync_file_range): the final fsync then finds them on their way.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor of an open file, and a range within it; the call reads
+    // nothing of ours and failing only leaves the work to the fsync.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
 }
 
 /// How a complete body is to be verified.

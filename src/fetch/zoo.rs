@@ -79,6 +79,23 @@ struct Twin {
     text_twin: bool,
 }
 
+impl Twin {
+    /// The image and text HEF names in Model Zoo `version` (v2.16.0 names them its own way).
+    fn hef_names(&self, version: &str) -> (Option<String>, Option<String>) {
+        if version == "v2.16.0" {
+            (
+                self.v2_16.0.map(str::to_string),
+                self.v2_16.1.map(str::to_string),
+            )
+        } else {
+            (
+                Some(format!("{}_image_encoder", self.base)),
+                Some(format!("{}_text_encoder", self.base)),
+            )
+        }
+    }
+}
+
 const TWINS: &[Twin] = &[
     Twin {
         immich: "ViT-B-32__openai",
@@ -121,66 +138,70 @@ const TWINS: &[Twin] = &[
     },
 ];
 
+/// hailo10h's image encoders, in v5.1.0 and v5.2.0 alike.
+const HAILO10H_IMAGE: &[&str] = &[
+    "clip_resnet_50_image_encoder",
+    "clip_resnet_50x4_image_encoder",
+    "clip_vit_b_16_image_encoder",
+    "clip_vit_b_32_image_encoder",
+    "clip_vit_l_14_336_image_encoder",
+    "clip_vit_l_14_laion2B_image_encoder",
+];
+const HAILO10H_TEXT_V5_2: &[&str] = &[
+    "clip_resnet_50_text_encoder",
+    "clip_resnet_50x4_text_encoder",
+    "clip_vit_b_16_text_encoder",
+    "clip_vit_b_32_text_encoder",
+    "clip_vit_l_14_laion2B_text_encoder",
+    "clip_vit_l_14_text_encoder",
+];
+/// hailo8 and hailo8l's image encoders from v2.17.0.
+const HAILO8_IMAGE: &[&str] = &[
+    "clip_resnet_50_image_encoder",
+    "clip_resnet_50x4_image_encoder",
+    "clip_vit_b_16_image_encoder",
+    "clip_vit_b_32_image_encoder",
+];
+
 /// The HEF files published for (arch, version), as the docs of that tag link them.
-fn published(arch: Arch, version: &str) -> Option<&'static [&'static str]> {
+fn published(arch: Arch, version: &str) -> Option<Vec<&'static str>> {
     use Arch::*;
-    Some(match (arch, version) {
+    let parts: &[&[&str]] = match (arch, version) {
         (Hailo10h, "v5.0.0") => &[],
-        (Hailo10h, "v5.1.0") => &[
-            "clip_resnet_50_image_encoder",
-            "clip_resnet_50x4_image_encoder",
-            "clip_vit_b_16_image_encoder",
-            "clip_vit_b_32_image_encoder",
-            "clip_vit_l_14_336_image_encoder",
-            "clip_vit_l_14_laion2B_image_encoder",
-        ],
-        (Hailo10h, "v5.2.0") => &[
-            "clip_resnet_50_image_encoder",
-            "clip_resnet_50x4_image_encoder",
-            "clip_vit_b_16_image_encoder",
-            "clip_vit_b_32_image_encoder",
-            "clip_vit_l_14_336_image_encoder",
-            "clip_vit_l_14_laion2B_image_encoder",
-            "clip_resnet_50_text_encoder",
-            "clip_resnet_50x4_text_encoder",
-            "clip_vit_b_16_text_encoder",
-            "clip_vit_b_32_text_encoder",
-            "clip_vit_l_14_laion2B_text_encoder",
-            "clip_vit_l_14_text_encoder",
-        ],
-        (Hailo8, "v2.16.0") => &[
+        (Hailo10h, "v5.1.0") => &[HAILO10H_IMAGE],
+        (Hailo10h, "v5.2.0") => &[HAILO10H_IMAGE, HAILO10H_TEXT_V5_2],
+        (Hailo8, "v2.16.0") => &[&[
             "clip_resnet_50",
             "clip_vit_b_16",
             "clip_vit_b_32",
             "clip_text_encoder_vitb_16",
             "clip_text_encoder_vitb_32",
-        ],
-        (Hailo8l, "v2.16.0") => &[
+        ]],
+        (Hailo8l, "v2.16.0") => &[&[
             "clip_resnet_50",
             "clip_text_encoder_resnet50x4",
             "clip_text_encoder_vitb_32",
-        ],
+        ]],
         (Hailo8 | Hailo8l, "v2.17.0") => &[
-            "clip_resnet_50_image_encoder",
-            "clip_resnet_50x4_image_encoder",
-            "clip_vit_b_16_image_encoder",
-            "clip_vit_b_32_image_encoder",
-            "clip_resnet_50x4_text_encoder",
-            "clip_vit_b_16_text_encoder",
-            "clip_vit_b_32_text_encoder",
+            HAILO8_IMAGE,
+            &[
+                "clip_resnet_50x4_text_encoder",
+                "clip_vit_b_16_text_encoder",
+                "clip_vit_b_32_text_encoder",
+            ],
         ],
         (Hailo8 | Hailo8l, "v2.18.0") => &[
-            "clip_resnet_50_image_encoder",
-            "clip_resnet_50x4_image_encoder",
-            "clip_vit_b_16_image_encoder",
-            "clip_vit_b_32_image_encoder",
-            "clip_resnet_50_text_encoder",
-            "clip_resnet_50x4_text_encoder",
-            "clip_vit_b_16_text_encoder",
-            "clip_vit_b_32_text_encoder",
+            HAILO8_IMAGE,
+            &[
+                "clip_resnet_50_text_encoder",
+                "clip_resnet_50x4_text_encoder",
+                "clip_vit_b_16_text_encoder",
+                "clip_vit_b_32_text_encoder",
+            ],
         ],
         _ => return None,
-    })
+    };
+    Some(parts.concat())
 }
 
 /// The versions this build knows the contents of, per chip.
@@ -214,26 +235,16 @@ pub fn twin(name: &str, arch: Arch, version: &str) -> Result<TwinHefs, FetchErro
             names.join(", ")
         )));
     };
-    let (image, text) = if version == "v2.16.0" {
-        (t.v2_16.0.map(str::to_string), t.v2_16.1.map(str::to_string))
-    } else {
-        (
-            Some(format!("{}_image_encoder", t.base)),
-            Some(format!("{}_text_encoder", t.base)),
-        )
-    };
+    let (image, text) = t.hef_names(version);
     let image = image
         .filter(|i| files.contains(&i.as_str()))
         .ok_or_else(|| {
             let have: Vec<&str> = TWINS
                 .iter()
                 .filter(|t| {
-                    let name = if version == "v2.16.0" {
-                        t.v2_16.0.map(str::to_string)
-                    } else {
-                        Some(format!("{}_image_encoder", t.base))
-                    };
-                    name.is_some_and(|n| files.contains(&n.as_str()))
+                    t.hef_names(version)
+                        .0
+                        .is_some_and(|n| files.contains(&n.as_str()))
                 })
                 .map(|t| t.immich)
                 .collect();

@@ -288,6 +288,24 @@ fn batch_of_one(
     }
 }
 
+/// Immich's graphs answer one output, `embedding`.
+fn has_embedding_output(
+    sig: &GraphSig,
+    path: &Path,
+    unsupported: &dyn Fn(&Path, String) -> ModelDirError,
+) -> Result<(), ModelDirError> {
+    if sig.output("embedding").is_some() {
+        return Ok(());
+    }
+    Err(unsupported(
+        path,
+        format!(
+            "it has no output named embedding (outputs {:?})",
+            sig.outputs.iter().map(|o| &o.name).collect::<Vec<_>>()
+        ),
+    ))
+}
+
 fn image_graph(
     path: &Path,
     size: u32,
@@ -320,15 +338,7 @@ fn image_graph(
         }
     };
     let batch_of_one = batch_of_one(input, path, unsupported)?;
-    if sig.output("embedding").is_none() {
-        return Err(unsupported(
-            path,
-            format!(
-                "it has no output named embedding (outputs {:?})",
-                sig.outputs.iter().map(|o| &o.name).collect::<Vec<_>>()
-            ),
-        ));
-    }
+    has_embedding_output(&sig, path, unsupported)?;
     Ok(ImageGraph {
         path: path.to_path_buf(),
         input: "image".into(),
@@ -410,15 +420,7 @@ fn text_graph(
         ));
     };
     let batch_of_one = batch_of_one(first, path, unsupported)?;
-    if sig.output("embedding").is_none() {
-        return Err(unsupported(
-            path,
-            format!(
-                "it has no output named embedding (outputs {:?})",
-                sig.outputs.iter().map(|o| &o.name).collect::<Vec<_>>()
-            ),
-        ));
-    }
+    has_embedding_output(&sig, path, unsupported)?;
     Ok(TextGraph {
         path: path.to_path_buf(),
         inputs,

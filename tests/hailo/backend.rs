@@ -551,19 +551,24 @@ fn pulled_model_dir(root: &std::path::Path, with_text_hef: bool) -> std::path::P
     model
 }
 
-#[test]
-fn hailo_model_dir_alone_finds_the_pulled_hefs_and_text_files() {
-    let dir = scratch();
-    let model = pulled_model_dir(dir.path(), true);
-    std::fs::write(dir.path().join("hailo0"), "").unwrap();
-    // Only what a user sets: model.dir, and the device for the double. No hailo.* file keys.
+/// Only what a user sets: model.dir, and the device for the double. No hailo.* file keys.
+fn model_dir_config(root: &std::path::Path, model: &std::path::Path) -> Config {
+    std::fs::write(root.join("hailo0"), "").unwrap();
     let mut config = Config {
         backend: BackendChoice::Hailo,
         ..Config::default()
     };
-    config.model.dir = model.clone();
-    config.hailo.device_path = DevicePath::Exact(dir.path().join("hailo0"));
+    config.model.dir = model.to_path_buf();
+    config.hailo.device_path = DevicePath::Exact(root.join("hailo0"));
     config.selftest.enforce = false;
+    config
+}
+
+#[test]
+fn hailo_model_dir_alone_finds_the_pulled_hefs_and_text_files() {
+    let dir = scratch();
+    let model = pulled_model_dir(dir.path(), true);
+    let config = model_dir_config(dir.path(), &model);
     let encoders = load(&config);
     let arch = model.join("hailo/hailo10h");
     assert_eq!(
@@ -615,14 +620,7 @@ fn hailo_without_a_pulled_text_hef_runs_text_on_the_cpu_from_the_same_pull() {
     // hailo10h before Model Zoo v5.2.0: the image HEF only.
     let dir = scratch();
     let model = pulled_model_dir(dir.path(), false);
-    std::fs::write(dir.path().join("hailo0"), "").unwrap();
-    let mut config = Config {
-        backend: BackendChoice::Hailo,
-        ..Config::default()
-    };
-    config.model.dir = model.clone();
-    config.hailo.device_path = DevicePath::Exact(dir.path().join("hailo0"));
-    config.selftest.enforce = false;
+    let config = model_dir_config(dir.path(), &model);
     let encoders = load(&config);
     assert_eq!(encoders.image.info().backend, Backend::Hailo);
     assert_eq!(encoders.text.info().backend, Backend::Cpu);

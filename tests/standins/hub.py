@@ -23,7 +23,7 @@ S3 bucket, on http://127.0.0.1:PORT/zoo/VERSION/ARCH/NAME.hef (files under --zoo
 
 Faults, for the tests: --cut PATH=BYTES closes the connection after BYTES of the first transfer
 of PATH (the CDN or bucket path's tail, e.g. visual/model.onnx); --flip PATH=OFFSET flips one
-byte of PATH at OFFSET in every transfer. (No network is a closed port: the tests use one.) Every
+byte of PATH at OFFSET in every transfer; --rate MBPS paces file bodies like a network link. (No network is a closed port: the tests use one.) Every
 request is appended to --log as a JSON line (method, path, host, headers) for assertions.
 Prints "listening PORT" when ready.
 """
@@ -36,6 +36,7 @@ import json
 import os
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
@@ -262,6 +263,8 @@ class Handler(BaseHTTPRequestHandler):
             if key is not None:
                 cut = self.state.cut.pop(key)
         flip = next((v for k, v in self.state.flip.items() if rel.endswith(k)), None)
+        rate = self.state.args.rate * 1e6 if self.state.args.rate else None
+        began = time.monotonic()
         with open(path, "rb") as f:
             f.seek(start)
             pos = start
@@ -281,6 +284,11 @@ class Handler(BaseHTTPRequestHandler):
                     return
                 self.wfile.write(chunk)
                 pos += len(chunk)
+                if rate:
+                    # A link of --rate MB/s: the bytes sent so far are due no sooner.
+                    ahead = (pos - start) / rate - (time.monotonic() - began)
+                    if ahead > 0:
+                        time.sleep(ahead)
 
 
 class DualStackServer(ThreadingHTTPServer):
@@ -304,6 +312,7 @@ def main():
     ap.add_argument("--cut", action="append", default=[])
     ap.add_argument("--flip", action="append", default=[])
     ap.add_argument("--log")
+    ap.add_argument("--rate", type=float, help="pace file bodies at this many MB/s (a network link)")
     args = ap.parse_args()
     try:
         server = DualStackServer(("::", args.port), Handler)

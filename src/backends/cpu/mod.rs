@@ -223,6 +223,7 @@ fn load(
 ) -> Result<Loaded, CpuLoadError> {
     let (runner, library) = match engine {
         Engine::OnnxRuntime { library, threads } => {
+            // ONNX Runtime reads the shapes from the graph: it needs only the input names.
             let scope = tract_onnx::prelude::SymbolScope::default();
             let names: Vec<String> = tract_facts(&scope).into_iter().map(|(n, _)| n).collect();
             let names: Vec<&str> = names.iter().map(String::as_str).collect();

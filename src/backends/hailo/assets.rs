@@ -193,6 +193,17 @@ pub fn export(hf_dir: &Path, out: &Path) -> Result<ExportSummary, AssetError> {
         Err(_) => None,
     };
 
+    write_assets(out, &tokenizer_path, &lut, &projection, logit_scale)
+}
+
+/// Writes the three files into `out`, each through a temporary name.
+fn write_assets(
+    out: &Path,
+    tokenizer_path: &Path,
+    lut: &Array2<f32>,
+    projection: &Array2<f32>,
+    logit_scale: Option<f32>,
+) -> Result<ExportSummary, AssetError> {
     std::fs::create_dir_all(out).map_err(|e| AssetError::Write {
         path: out.to_path_buf(),
         message: e.to_string(),
@@ -203,7 +214,7 @@ pub fn export(hf_dir: &Path, out: &Path) -> Result<ExportSummary, AssetError> {
         out.join(PROJECTION_FILE),
     ];
     write_atomically(&files[0], |file| {
-        std::io::copy(&mut std::fs::File::open(&tokenizer_path)?, file).map(|_| ())
+        std::io::copy(&mut std::fs::File::open(tokenizer_path)?, file).map(|_| ())
     })?;
     write_atomically(&files[1], |file| {
         lut.write_npy(file).map_err(std::io::Error::other)
@@ -317,31 +328,8 @@ pub fn export_from_onnx(
             ),
         ));
     }
-    std::fs::create_dir_all(out).map_err(|e| AssetError::Write {
-        path: out.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let files = vec![
-        out.join(TOKENIZER_FILE),
-        out.join(LUT_FILE),
-        out.join(PROJECTION_FILE),
-    ];
-    write_atomically(&files[0], |file| {
-        std::io::copy(&mut std::fs::File::open(&tokenizer_path)?, file).map(|_| ())
-    })?;
-    write_atomically(&files[1], |file| {
-        lut.write_npy(file).map_err(std::io::Error::other)
-    })?;
-    write_atomically(&files[2], |file| {
-        projection.write_npy(file).map_err(std::io::Error::other)
-    })?;
-    Ok(ExportSummary {
-        files,
-        vocabulary: lut.nrows(),
-        hidden: lut.ncols(),
-        embedding: projection.ncols(),
-        logit_scale: None,
-    })
+    // The logit scale is not in a text graph.
+    write_assets(out, &tokenizer_path, &lut, &projection, None)
 }
 
 /// The two weights of a text encoder graph the Hailo text path needs.
