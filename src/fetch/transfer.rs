@@ -370,7 +370,9 @@ impl Http {
         let (full_tx, full_rx) = crossbeam_channel::bounded::<(Vec<u8>, usize)>(CHUNKS);
         let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<u8>>(CHUNKS);
         for _ in 0..CHUNKS {
-            free_tx.send(vec![0u8; CHUNK]).expect("room for every chunk");
+            free_tx
+                .send(vec![0u8; CHUNK])
+                .expect("room for every chunk");
         }
         let (received, hashes) = std::thread::scope(|scope| {
             let hasher = scope.spawn(move || {
@@ -408,7 +410,9 @@ impl Http {
                     file.write_all(&chunk[..n])
                         .map_err(|e| fatal(FetchError::disk("writing", part, e)))?;
                     written += n as u64;
-                    full_tx.send((chunk, n)).expect("the hasher runs until the sender goes");
+                    full_tx
+                        .send((chunk, n))
+                        .expect("the hasher runs until the sender goes");
                     progress.advance(n as u64);
                     if written - synced >= WRITEBACK_STEP {
                         start_writeback(&file, synced, written - synced);
@@ -418,7 +422,10 @@ impl Http {
                 Ok(written)
             })();
             drop(full_tx);
-            (received, hasher.join().expect("the hash thread does not panic"))
+            (
+                received,
+                hasher.join().expect("the hash thread does not panic"),
+            )
         });
         let written = match received {
             Ok(w) => w,
