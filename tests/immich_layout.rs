@@ -388,9 +388,9 @@ fn the_same_weights_give_the_same_embeddings_in_either_layout() {
             .unwrap()
             .encode_texts(&ids)
             .unwrap();
-        for i in 0..ids.len() {
+        for (i, prompt) in prompts.iter().enumerate() {
             let c = cosine(a.row(i), b.row(i));
-            assert!(c >= 0.99999, "{name}: {}: cosine {c}", prompts[i]);
+            assert!(c >= 0.99999, "{name}: {prompt}: cosine {c}");
         }
         let (ei, ef) = (
             CpuImageEncoder::load(&immich, &engine).unwrap(),

@@ -445,7 +445,7 @@ impl Http {
             }
         }
         progress.finish(&expect.name, written, began.elapsed(), start);
-        Ok(Some(Complete::Hashed(hashes)))
+        Ok(Some(Complete::Hashed(Box::new(hashes))))
     }
 }
 
@@ -479,7 +479,7 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 /// How a complete body is to be verified.
 enum Complete {
     /// Hashed while it streamed.
-    Hashed(Hashes),
+    Hashed(Box<Hashes>),
     /// Already whole on the disk: hash the file.
     OnDisk,
 }
