@@ -202,16 +202,7 @@ fn read_file(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
 }
 
-fn export_text_assets(
-    hf_dir: Option<&std::path::Path>,
-    model_dir: &std::path::Path,
-    out: &std::path::Path,
-) -> anyhow::Result<()> {
-    use hailo_clip::backends::hailo::assets;
-    let summary = match hf_dir {
-        Some(dir) => assets::export(dir, out)?,
-        None => assets::export_from_onnx(&hailo_clip::model::ModelDir::open(model_dir)?, out)?,
-    };
+fn print_export(summary: hailo_clip::backends::hailo::assets::ExportSummary) -> anyhow::Result<()> {
     for file in &summary.files {
         println!("wrote {}", file.display());
     }
@@ -249,11 +240,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return hailo_clip::fetch::command::run_pull(&request);
     }
     if let Command::ExportTextAssets { hf_dir, out } = &cli.command {
-        if hf_dir.is_some() {
-            return export_text_assets(hf_dir.as_deref(), std::path::Path::new(""), out);
-        }
-        let (config, _) = load_config(&cli)?;
-        return export_text_assets(None, &config.model.dir, out);
+        use hailo_clip::backends::hailo::assets;
+        // A checkpoint needs no config; without one, the model directory's text graph.
+        let summary = match hf_dir {
+            Some(dir) => assets::export(dir, out)?,
+            None => {
+                let (config, _) = load_config(&cli)?;
+                assets::export_from_onnx(
+                    &hailo_clip::model::ModelDir::open(&config.model.dir)?,
+                    out,
+                )?
+            }
+        };
+        return print_export(summary);
     }
     if let Command::CheckTextAssets { dir } = &cli.command {
         let assets = hailo_clip::backends::hailo::assets::TextAssets::load(dir)?;

@@ -75,10 +75,7 @@ impl TextTokenizer {
     /// Loads and checks a CLIP `tokenizer.json`: the special tokens must have CLIP's ids
     /// and the post-processor must wrap text in BOS…EOT.
     pub fn from_file(path: &Path, context_length: usize) -> Result<TextTokenizer, TokenizerError> {
-        let mut inner = Tokenizer::from_file(path).map_err(|e| TokenizerError::Load {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let mut inner = load_file(path)?;
         let not_clip = |message: String| TokenizerError::NotClip {
             path: path.to_path_buf(),
             message,
@@ -119,10 +116,7 @@ impl TextTokenizer {
         pad_token: &str,
         cleaning: TextCleaning,
     ) -> Result<TextTokenizer, TokenizerError> {
-        let mut inner = Tokenizer::from_file(path).map_err(|e| TokenizerError::Load {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let mut inner = load_file(path)?;
         let load = |message: String| TokenizerError::Load {
             path: path.to_path_buf(),
             message,
@@ -167,6 +161,13 @@ impl TextTokenizer {
             .map_err(|e| TokenizerError::Encode(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }
+}
+
+fn load_file(path: &Path) -> Result<Tokenizer, TokenizerError> {
+    Tokenizer::from_file(path).map_err(|e| TokenizerError::Load {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// Truncation to `context_length` with the special tokens kept (the tokenizer accounts for

@@ -17,6 +17,16 @@ use hailo_clip::encoder::{ImageEncoder, TextEncoder};
 use hailo_clip::model::{Layout, ModelDir, PixelInput, TextInputs};
 use hailo_clip::preprocess::{ResizeMode, SquareInput};
 
+/// The square input exactly as the service builds it from an encoder.
+fn square_input(encoder: &impl ImageEncoder) -> SquareInput {
+    SquareInput {
+        size: encoder.input_size(),
+        mode: encoder.resize_mode(),
+        interpolation: encoder.interpolation(),
+        jpeg_scaled_decode: true,
+    }
+}
+
 /// The fixture images `files` brought to `input` as the service does.
 fn squares(input: &SquareInput, files: &[impl AsRef<str>]) -> Vec<image::RgbImage> {
     files
@@ -121,13 +131,7 @@ fn image_embeddings_equal_immichs_including_previews() {
     let golden = golden_f32("immich_image_embeds.npy");
     for (name, engine) in cpu_engines() {
         let encoder = CpuImageEncoder::load(&model, &engine).unwrap();
-        // The square input exactly as the service builds it from the encoder.
-        let input = SquareInput {
-            size: encoder.input_size(),
-            mode: encoder.resize_mode(),
-            interpolation: encoder.interpolation(),
-            jpeg_scaled_decode: true,
-        };
+        let input = square_input(&encoder);
         let squares = squares(&input, &files);
         // More than one image at once: the graph's batch is 1, so they run one by one.
         let ours = encoder.encode_images(&squares).unwrap();
@@ -445,12 +449,7 @@ fn raw_rgb_image_graphs_and_id_mask_text_graphs_are_fed_as_immich_feeds_them() {
             assert!(c >= 0.9999, "{name}: {p:?}: cosine {c}");
         }
         let encoder = CpuImageEncoder::load(&model, &engine).unwrap();
-        let input = SquareInput {
-            size: encoder.input_size(),
-            mode: encoder.resize_mode(),
-            interpolation: encoder.interpolation(),
-            jpeg_scaled_decode: true,
-        };
+        let input = square_input(&encoder);
         let squares = squares(&input, &files);
         let images = encoder.encode_images(&squares).unwrap();
         for (i, f) in files.iter().enumerate() {

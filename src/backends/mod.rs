@@ -56,13 +56,20 @@ pub struct Encoders {
 }
 
 pub fn load(config: &Config) -> Result<Encoders, LoadError> {
-    let (hailo, said) = hailo::pulled::settings(config);
-    if let (Some(said), true) = (said, config.backend != BackendChoice::Cpu) {
-        tracing::info!("{said}");
-    }
-    let config = &Config {
-        hailo,
-        ..config.clone()
+    // Where Hailo may run, with the HEFs and text files a pull put in model.dir.
+    let with_pulled;
+    let config = if config.backend == BackendChoice::Cpu {
+        config
+    } else {
+        let (hailo, said) = hailo::pulled::settings(config);
+        if let Some(said) = said {
+            tracing::info!("{said}");
+        }
+        with_pulled = Config {
+            hailo,
+            ..config.clone()
+        };
+        &with_pulled
     };
     match config.backend {
         BackendChoice::Cpu => load_cpu(config, "backend: cpu in the config".to_string()),

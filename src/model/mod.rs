@@ -55,8 +55,7 @@ pub enum ModelDirError {
 }
 
 /// Which layout a directory has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     Flat,
     Immich,
