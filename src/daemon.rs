@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::backends;
 use crate::config::Config;
-use crate::encoder::{Backend, RANDOM_WEIGHTS_WARNING};
+use crate::encoder::{Backend, RANDOM_WEIGHTS_WARNING, TEST_DOUBLE_WARNING};
 use crate::http::{self, AppState, Ready};
 use crate::service::Service;
 
@@ -47,6 +47,12 @@ pub async fn load_service(config: &Config) -> anyhow::Result<(Service, Backend, 
         .map_err(|e| anyhow::anyhow!("model loading crashed: {e}"))??;
     if encoders.model.random_weights {
         tracing::warn!("model {}: {RANDOM_WEIGHTS_WARNING}", encoders.model.name);
+    }
+    let on_double = [encoders.image.info(), encoders.text.info()]
+        .iter()
+        .any(|info| info.hailo.as_ref().is_some_and(|h| h.test_double));
+    if on_double {
+        tracing::warn!("{TEST_DOUBLE_WARNING}");
     }
     let (backend, reason) = (encoders.backend, encoders.reason.clone());
     let mut service = Service::start(

@@ -15,6 +15,11 @@ use crate::preprocess::{Interpolation, ResizeMode};
 pub const RANDOM_WEIGHTS_WARNING: &str =
     "this model has RANDOM weights (a generated test model): its scores are meaningless; install a real model";
 
+/// Said wherever an encoder runs on the HailoRT test double (a build with the `hailo-fake`
+/// feature) instead of a Hailo device.
+pub const TEST_DOUBLE_WARNING: &str =
+    "the Hailo encoders run on the HailoRT TEST DOUBLE (a build with the hailo-fake feature), not on a Hailo device: its answers are not CLIP's";
+
 /// What kind of failure an encoder reports; the service maps each to an HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EncoderErrorKind {
@@ -108,6 +113,8 @@ pub struct HailoInfo {
     pub hailort_version: String,
     /// File name of the HEF.
     pub hef: String,
+    /// Built against the HailoRT test double: no device answers (see [`TEST_DOUBLE_WARNING`]).
+    pub test_double: bool,
 }
 
 pub trait ImageEncoder: Send + Sync {
@@ -127,6 +134,13 @@ pub trait ImageEncoder: Send + Sync {
     fn jobs_in_flight(&self) -> usize {
         1
     }
+    /// Runs on a device that does one job at a time for every encoder on it (a Hailo, where
+    /// HailoRT's scheduler runs one batch at a time across the configured networks): a job
+    /// formed while the device is busy only waits behind the running one, so the service
+    /// keeps adding frames to it until the device is free (see service::queue).
+    fn serial_device(&self) -> bool {
+        false
+    }
     /// One embedding row per image, in order. Images are `input_size` squares.
     fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError>;
 }
@@ -138,6 +152,10 @@ pub trait TextEncoder: Send + Sync {
     /// As [`ImageEncoder::jobs_in_flight`].
     fn jobs_in_flight(&self) -> usize {
         1
+    }
+    /// As [`ImageEncoder::serial_device`].
+    fn serial_device(&self) -> bool {
+        false
     }
     /// One embedding row per text. Ids are unpadded, BOS…EOT, at most the context length.
     fn encode_texts(&self, token_ids: &[Vec<u32>]) -> Result<Array2<f32>, EncoderError>;

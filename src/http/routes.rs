@@ -12,7 +12,7 @@ use super::types::{
     EncoderBody, Health, ImageEmbedding, TextEmbedding, Texts,
 };
 use super::AppState;
-use crate::encoder::RANDOM_WEIGHTS_WARNING;
+use crate::encoder::{EncoderInfo, RANDOM_WEIGHTS_WARNING, TEST_DOUBLE_WARNING};
 use crate::service::selftest::SelfTestOutcome;
 
 #[utoipa::path(get, path = "/health", responses(
@@ -57,6 +57,10 @@ pub async fn health(State(state): State<AppState>) -> Response {
     let mut warnings: Vec<String> = Vec::new();
     if service.model().random_weights {
         warnings.push(RANDOM_WEIGHTS_WARNING.to_string());
+    }
+    let on_double = |info: &EncoderInfo| info.hailo.as_ref().is_some_and(|h| h.test_double);
+    if on_double(service.image_encoder()) || on_double(service.text_encoder()) {
+        warnings.push(TEST_DOUBLE_WARNING.to_string());
     }
     if let (Some(failure), false) = (&selftest_failure, enforced) {
         warnings.push(format!(

@@ -326,6 +326,8 @@ impl Service {
         self.warm_up_inference().await?;
         let outcome = if self.model.random_weights {
             SelfTestOutcome::Skipped("random weights")
+        } else if !self.selftest_config.enabled {
+            SelfTestOutcome::Skipped("selftest.enabled is false")
         } else {
             SelfTestOutcome::Ran(self.self_test(&SelfTestSet::bundled()).await?)
         };

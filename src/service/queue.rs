@@ -3,8 +3,16 @@
 //! Requests never call an encoder directly: they put a job on a bounded queue
 //! (`performance.max_queue_size`) and wait for its reply. A full queue is refused at once
 //! (the HTTP layer answers 503 + Retry-After) instead of piling up latency. Each worker takes
-//! one job and then every image job already waiting, up to `performance.max_batch_size`,
-//! into one inference. A job whose deadline has passed is dropped unrun.
+//! one job and then every job of the same kind already waiting, up to the batch limit, into
+//! one inference. A job whose deadline has passed is dropped unrun.
+//!
+//! On a device that runs one job at a time (a Hailo: [`ImageEncoder::serial_device`]) a
+//! worker whose batch is not full keeps taking what arrives while another worker's job is
+//! on the device, and submits when that job ends: the device gets the largest batch there
+//! is, when it can start it. A full batch is submitted at once, behind the running job, so
+//! the device never waits for the host. A lone request finds the device free and goes at
+//! once. With `hailo.jobs_in_flight: auto` there are two workers: one job running, one
+//! forming or queued behind it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -97,9 +105,53 @@ pub struct WorkQueue {
     incoming_images: Arc<AtomicUsize>,
 }
 
+/// The workers' view of a device that runs one job at a time: how many of them have a job
+/// on it, and a signal each time one ends.
+struct DeviceTurns {
+    busy: AtomicUsize,
+    freed: Sender<()>,
+    on_freed: Receiver<()>,
+}
+
+impl DeviceTurns {
+    fn new() -> DeviceTurns {
+        // One pending signal is enough: a waiting worker only needs to look again.
+        let (freed, on_freed) = crossbeam_channel::bounded(1);
+        DeviceTurns {
+            busy: AtomicUsize::new(0),
+            freed,
+            on_freed,
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.busy.load(Ordering::SeqCst) > 0
+    }
+
+    /// Counts a job on the device until the guard drops.
+    fn enter(self: &Arc<Self>) -> OnDevice {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        OnDevice(self.clone())
+    }
+}
+
+/// A worker's job on the serial device; dropping it signals that the device is free.
+struct OnDevice(Arc<DeviceTurns>);
+
+impl Drop for OnDevice {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        let _ = self.0.freed.try_send(());
+    }
+}
+
+/// How long a worker waiting for the device looks again even without a signal.
+const DEVICE_POLL: Duration = Duration::from_millis(50);
+
 #[derive(Clone)]
 struct Worker {
     receiver: Receiver<Job>,
+    device: Arc<DeviceTurns>,
     image: Arc<dyn ImageEncoder>,
     text: Arc<dyn TextEncoder>,
     max_batch: usize,
@@ -155,6 +207,7 @@ impl WorkQueue {
         let incoming_images = Arc::new(AtomicUsize::new(0));
         let worker = Worker {
             receiver,
+            device: Arc::new(DeviceTurns::new()),
             image,
             text,
             max_batch,
@@ -311,26 +364,40 @@ impl Worker {
             };
             let mut size = units(&first);
             let mut batch = vec![first];
+            let serial = if images {
+                self.image.serial_device()
+            } else {
+                self.text.serial_device()
+            };
             // A part batch of images waits a little (performance.batch_wait_ms) while images
-            // of admitted requests are still being decoded, or until it is as large as the
-            // last one: one inference of 8 images costs far less than 8 of one. A lone
-            // client has nothing on its way and a last batch of 1, so it never waits.
+            // of admitted requests are still being decoded, or, on an engine that runs jobs
+            // side by side (the CPU), until it is as large as the last one: one inference of
+            // 8 images costs far less than 8 of one. A lone client has nothing on its way
+            // and a last batch of 1, so it never waits. On a serial device the batch also
+            // grows for as long as another job is on the device (see the module's doc).
             let wait_until = Instant::now() + self.batch_wait;
-            let expected = last_image_batch.min(limit);
+            let expected = if serial {
+                1
+            } else {
+                last_image_batch.min(limit)
+            };
             while size < limit {
                 let job = match self.receiver.try_recv() {
                     Ok(job) => job,
-                    Err(TryRecvError::Empty)
-                        if images
+                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => {
+                        let soon = images
                             && Instant::now() < wait_until
-                            && (size < expected || self.images_on_their_way()) =>
-                    {
-                        match self.receiver.recv_timeout(BATCH_POLL) {
-                            Ok(job) => job,
-                            Err(_) => continue,
+                            && (size < expected || self.images_on_their_way());
+                        let device_busy = serial && self.device.busy();
+                        if !soon && !device_busy {
+                            break;
+                        }
+                        match self.wait_for_job(if soon { BATCH_POLL } else { DEVICE_POLL }) {
+                            Some(job) => job,
+                            None => continue,
                         }
                     }
-                    Err(_) => break,
                 };
                 if matches!(job, Job::Image(_)) == images {
                     size += units(&job);
@@ -346,6 +413,15 @@ impl Worker {
             } else {
                 self.run_texts(batch);
             }
+        }
+    }
+
+    /// The next job, or None when the device became free or `timeout` passed first.
+    fn wait_for_job(&self, timeout: Duration) -> Option<Job> {
+        crossbeam_channel::select! {
+            recv(self.receiver) -> job => job.ok(),
+            recv(self.device.on_freed) -> _ => None,
+            default(timeout) => None,
         }
     }
 
@@ -394,7 +470,10 @@ impl Worker {
             return;
         }
         let started = Instant::now();
-        let result = guarded(|| self.image.encode_images(&images));
+        let on_device = self.image.serial_device().then(|| self.device.enter());
+        // Under this queue's recorder, so that an encoder's own metrics (the Hailo jobs) land here.
+        let result = self.metrics.record(|| guarded(|| self.image.encode_images(&images)));
+        drop(on_device);
         self.observe(
             "image",
             images.len(),
@@ -450,7 +529,9 @@ impl Worker {
         let mut out = Array2::<f32>::zeros((token_ids.len(), dim));
         for (i, ids) in token_ids.chunks(chunk).enumerate() {
             let started = Instant::now();
-            let result = guarded(|| self.text.encode_texts(ids));
+            let on_device = self.text.serial_device().then(|| self.device.enter());
+            let result = self.metrics.record(|| guarded(|| self.text.encode_texts(ids)));
+            drop(on_device);
             self.observe(
                 "text",
                 ids.len(),

@@ -7,6 +7,7 @@
 mod common;
 
 mod backend;
+mod batching;
 mod ffi;
 mod http;
 mod pipeline;

@@ -1,4 +1,4 @@
-//! Several jobs in flight on the paced double (`device_rate`): the image encoder keeps
+//! Several jobs in flight on the double's costed device (`device_cost`): the image encoder keeps
 //! `hailo.jobs_in_flight` jobs submitted and returns every result in order; a job whose
 //! collector timed out keeps its buffers until its completion (the double logs
 //! "input-changed" if its input was overwritten before then); buffers are DMA-mapped once
@@ -20,6 +20,9 @@ fn read_log(path: &std::path::Path) -> (Vec<(usize, usize, usize)>, Vec<String>)
     let mut submitted = Vec::new();
     let mut done = Vec::new();
     for line in text.lines() {
+        if line.starts_with("batch") {
+            continue;
+        }
         if line.starts_with("done") {
             done.push(line.to_string());
             continue;
@@ -53,7 +56,7 @@ fn hailo_jobs_overlap_on_the_paced_device_and_results_stay_in_order() {
     image_hef(
         dir.path(),
         IMAGE_OUT_FLOAT,
-        &format!("queue_size 16\ndevice_rate 200 20\nlog {}\n", log.display()),
+        &format!("queue_size 16\ndevice_cost 10 5\nlog {}\n", log.display()),
     );
     let mut config = config(dir.path());
     config.hailo.batch_size = 2;
@@ -78,15 +81,15 @@ fn hailo_jobs_overlap_on_the_paced_device_and_results_stay_in_order() {
         submitted.iter().map(|s| s.1).collect::<Vec<_>>()
     );
     // Up to 4 at once, never more; how many overlap depends on how fast this host submits
-    // against the device's 20 ms fill, so only "more than one" is required.
+    // against the device's 20 ms jobs, so only "more than one" is required.
     assert!((2..=4).contains(&most), "jobs in flight: {submitted:?}");
     // Every buffer of a job (2 frames, an input and an output each) was mapped in advance.
     assert!(submitted.iter().all(|s| s.2 == 4), "{submitted:?}");
     assert_eq!(done.len(), 6);
     assert!(done.iter().all(|l| l == "done frames=2"), "{done:?}");
-    // The paced device cannot run 12 frames at 200 a second in less than 60 ms, plus the
-    // first job's 20 ms fill: what came back came from the paced double.
-    assert!(elapsed >= Duration::from_millis(70), "{elapsed:?}");
+    // The device runs one batch of at most 2 frames at a time, each 10 + 2 x 5 ms: 12
+    // frames cannot take less than 6 x 20 ms. What came back came from the costed double.
+    assert!(elapsed >= Duration::from_millis(120), "{elapsed:?}");
 }
 
 #[test]
@@ -96,14 +99,15 @@ fn hailo_concurrent_calls_share_the_device_each_with_its_own_results() {
     image_hef(
         dir.path(),
         IMAGE_OUT_FLOAT,
-        &format!("queue_size 8\ndevice_rate 100 30\nlog {}\n", log.display()),
+        &format!("queue_size 8\ndevice_cost 30 10\nlog {}\n", log.display()),
     );
     let mut config = config(dir.path());
     config.hailo.batch_size = 1;
     let device = open_device(&config.hailo).unwrap();
     let encoder = HailoImageEncoder::load(&device, &config.hailo).unwrap();
-    // auto: the async queue size (8 frames), jobs of one frame.
-    assert_eq!(encoder.jobs_in_flight(), 8);
+    // auto: one job on the device and one behind it (config::AUTO_JOBS_IN_FLIGHT), jobs
+    // of one frame.
+    assert_eq!(encoder.jobs_in_flight(), 2);
     let images = distinct_images(8);
     std::thread::scope(|scope| {
         let calls: Vec<_> = images
@@ -139,7 +143,7 @@ fn hailo_timed_out_job_keeps_its_buffers_until_its_completion() {
     let hef = image_hef(
         dir.path(),
         IMAGE_OUT_FLOAT,
-        &format!("device_rate 1000 300\nlog {}\n", log.display()),
+        &format!("device_cost 300 0\nlog {}\n", log.display()),
     );
     let device = Device::open("SHARED", None).unwrap();
     let mut model = device.load_model(&hef).unwrap();
@@ -234,4 +238,55 @@ fn hailo_without_dma_mapping_runs_on_unmapped_buffers() {
     let (submitted, _) = read_log(&log);
     assert_eq!(submitted[0], (1, 1, 0));
     assert_eq!(submitted.len(), 5);
+}
+
+/// The double's device does what HailoRT's scheduler does (hailort v5.2.0 scheduler.cpp,
+/// switch_core_op): an idle device starts on the frames that are there; frames that arrive
+/// while it works wait, and the next batch takes all of them (up to the batch size), across
+/// jobs. Each batch costs FIXED + n x FRAME.
+#[test]
+fn hailo_double_device_batches_frames_that_wait_as_the_scheduler_does() {
+    let dir = scratch();
+    let log = dir.path().join("device.log");
+    let hef = image_hef(
+        dir.path(),
+        IMAGE_OUT_FLOAT,
+        &format!("queue_size 8\ndevice_cost 200 10\nlog {}\n", log.display()),
+    );
+    let device = Device::open("SHARED", None).unwrap();
+    let mut model = device.load_model(&hef).unwrap();
+    model.configure(4, 4).unwrap();
+    let images = distinct_images(4);
+    let started = Instant::now();
+    // A job of one frame finds the device idle and runs alone; three more submitted once
+    // the device has started on it wait, and run as one batch.
+    let submit = |image: &RgbImage| {
+        model
+            .submit(1, &[image.as_raw()], Duration::from_secs(5))
+            .unwrap()
+    };
+    let mut jobs = vec![submit(&images[0])];
+    let batch_started = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("batch frames=1")
+    };
+    while !batch_started() {
+        assert!(started.elapsed() < Duration::from_secs(5), "the device never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    jobs.extend(images[1..].iter().map(submit));
+    let frame_out = model.outputs()[0].frame_size;
+    for (job, image) in jobs.into_iter().zip(&images) {
+        let mut output = vec![0u8; frame_out];
+        job.collect(&mut [&mut output], Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(output, expected_image_bytes(image));
+    }
+    let took = started.elapsed();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let batches: Vec<&str> = text.lines().filter(|l| l.starts_with("batch")).collect();
+    assert_eq!(batches, ["batch frames=1", "batch frames=3"], "{text}");
+    // 210 ms for the first batch and 230 for the second, back to back.
+    assert!(took >= Duration::from_millis(440), "{took:?}");
 }

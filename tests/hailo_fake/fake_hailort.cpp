@@ -17,12 +17,20 @@
 //       this one included; M: input and output buffers inside a dma_map'ed range), and one
 //       per completion, "done frames=N", with " input-changed" when an input buffer no
 //       longer holds what it held at run_async (its owner reused it before the callback)
-//   device_rate FPS LATENCY_MS                  optional: pace the model like a device. Frames
-//       complete in submission order, one every 1/FPS seconds while the device has work,
-//       and none sooner than LATENCY_MS after its job was submitted (a pipeline's fill); a
-//       job completes with its last frame. Every model with the directive shares the one
-//       device (in this process), as HailoRT's scheduler interleaves them. Without it, a
-//       job completes at once (or after the control file's delay), in parallel with others.
+//   device_cost FIXED_MS FRAME_MS [SWITCH_MS]   optional: cost the model's work as the device
+//       does. Every model with the directive shares the one device (in this process), which
+//       runs one hardware batch at a time, as HailoRT's scheduler drives it (hailort v5.2.0
+//       libhailort/src/vdevice/scheduler/): when the device is idle it turns to the next
+//       model, round robin, that has frames waiting (scheduler_oracle.cpp,
+//       choose_next_model_to_run) and takes up to the configured batch size of them, oldest
+//       first, across jobs (scheduler.cpp, switch_core_op: frames_count = min(frames ready,
+//       burst size), and ConfiguredInferModel::run_async hands each binding over as its own
+//       frame, infer_model.cpp). A batch of n frames costs FIXED_MS + n * FRAME_MS, plus
+//       SWITCH_MS when the previous batch was another model's or of another size (both make
+//       the scheduler call set_core_op). A job completes when its last frame has. Without
+//       the directive, a job completes at once (or after the control file's delay), in
+//       parallel with others.
+//   The log (above) also gets "batch frames=N" when the device runs a batch of this model.
 // Exactly one input and one output.
 //
 // Transforms, computed in double on the input elements as numbers (uint8/uint16 values as
@@ -55,6 +63,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -165,28 +174,114 @@ struct ModelSpec {
     size_t queue_size = 0;
     std::string control;
     std::string log;
-    double device_fps = 0.0;  // 0: not paced
-    double device_latency_ms = 0.0;
+    // device_cost; paced is false without it.
+    bool paced = false;
+    double fixed_ms = 0.0;
+    double frame_ms = 0.0;
+    double switch_ms = 0.0;
 };
 
 using Clock = std::chrono::steady_clock;
 
-// The one device every paced model shares: when its last frame completes, and the order
-// in which jobs complete.
-struct DeviceClock {
-    std::mutex mutex;
-    std::condition_variable turn;
-    Clock::time_point last_frame{};
-    uint64_t next_job = 0;
-    uint64_t completed_jobs = 0;
+// A job of a paced model, as the device sees it: frames taken into batches and done.
+struct PacedJob {
+    size_t frames = 0;
+    size_t started = 0;
+    size_t done = 0;
+    bool aborted = false;
 };
 
-DeviceClock &device_clock()
-{
-    static DeviceClock clock;
-    return clock;
-}
+// A paced model configured on the device: its cost and its jobs not yet done, oldest first.
+struct Network {
+    uint64_t id = 0;
+    double fixed_ms = 0.0;
+    double frame_ms = 0.0;
+    double switch_ms = 0.0;
+    size_t burst = 1;
+    std::string log;
+    std::deque<std::shared_ptr<PacedJob>> jobs;
 
+    bool waiting() const
+    {
+        return std::any_of(jobs.begin(), jobs.end(), [](const auto &j) { return j->started < j->frames; });
+    }
+};
+
+// The one device every paced model shares (see device_cost above). Its thread runs for the
+// life of the process; the device is never destroyed, so nothing waits on it at exit.
+struct Device {
+    std::mutex mutex;
+    std::condition_variable work;      // frames were queued
+    std::condition_variable finished;  // frames were done, or jobs aborted
+    std::vector<std::shared_ptr<Network>> networks;  // in configuration order
+    size_t next = 0;                   // round robin
+    uint64_t next_id = 1;
+    uint64_t last_network = 0;
+    size_t last_batch = 0;
+    Clock::time_point busy_until{};
+
+    Device()
+    {
+        std::thread([this] { run(); }).detach();
+    }
+
+    std::shared_ptr<Network> attach(const ModelSpec &spec, size_t burst)
+    {
+        auto network = std::make_shared<Network>();
+        network->fixed_ms = spec.fixed_ms;
+        network->frame_ms = spec.frame_ms;
+        network->switch_ms = spec.switch_ms;
+        network->burst = std::max<size_t>(1, burst);
+        network->log = spec.log;
+        std::lock_guard<std::mutex> lock(mutex);
+        network->id = next_id++;
+        networks.push_back(network);
+        return network;
+    }
+
+    // The model is shut down: its jobs end aborted, and it takes no more device time.
+    void detach(const std::shared_ptr<Network> &network)
+    {
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            for (auto &job : network->jobs) {
+                job->aborted = true;
+            }
+            network->jobs.clear();
+            networks.erase(std::remove(networks.begin(), networks.end(), network), networks.end());
+        }
+        finished.notify_all();
+    }
+
+    std::shared_ptr<PacedJob> submit(const std::shared_ptr<Network> &network, size_t frames)
+    {
+        auto job = std::make_shared<PacedJob>();
+        job->frames = frames;
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            network->jobs.push_back(job);
+        }
+        work.notify_all();
+        return job;
+    }
+
+    // Waits until `job` is done (true) or aborted (false).
+    bool wait(const std::shared_ptr<PacedJob> &job)
+    {
+        std::unique_lock<std::mutex> lock(mutex);
+        finished.wait(lock, [&] { return job->aborted || job->done == job->frames; });
+        return !job->aborted;
+    }
+
+private:
+    void run();
+};
+
+Device &device()
+{
+    static Device *device = new Device();  // never destroyed: its thread outlives main
+    return *device;
+}
 // Address ranges dma_map'ed on any fake device.
 struct DmaMaps {
     std::mutex mutex;
@@ -216,6 +311,62 @@ void append_log(const std::string &path, const std::string &line)
     std::lock_guard<std::mutex> lock(mutex);
     std::ofstream log(path, std::ios::app);
     log << line << "\n";
+}
+
+void Device::run()
+{
+    std::unique_lock<std::mutex> lock(mutex);
+    for (;;) {
+        work.wait(lock, [&] {
+            return std::any_of(networks.begin(), networks.end(), [](const auto &n) { return n->waiting(); });
+        });
+        // The next model with frames waiting, round robin.
+        std::shared_ptr<Network> network;
+        for (size_t k = 0; k < networks.size() && !network; k++) {
+            const size_t i = (next + k) % networks.size();
+            if (networks[i]->waiting()) {
+                network = networks[i];
+                next = i + 1;
+            }
+        }
+        std::vector<std::pair<std::shared_ptr<PacedJob>, size_t>> taken;
+        size_t frames = 0;
+        for (auto &job : network->jobs) {
+            if (frames == network->burst) {
+                break;
+            }
+            const size_t take = std::min(job->frames - job->started, network->burst - frames);
+            if (take > 0) {
+                job->started += take;
+                frames += take;
+                taken.emplace_back(job, take);
+            }
+        }
+        double cost_ms = network->fixed_ms + double(frames) * network->frame_ms;
+        if (network->id != last_network || frames != last_batch) {
+            cost_ms += network->switch_ms;
+        }
+        last_network = network->id;
+        last_batch = frames;
+        if (!network->log.empty()) {
+            append_log(network->log, "batch frames=" + std::to_string(frames));
+        }
+        // Back to back while the device has work: a late wake-up does not slow the device.
+        busy_until = std::max(busy_until, Clock::now()) +
+            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(cost_ms));
+        const auto until = busy_until;
+        lock.unlock();
+        std::this_thread::sleep_until(until);
+        lock.lock();
+        for (auto &entry : taken) {
+            entry.first->done += entry.second;
+        }
+        auto &jobs = network->jobs;
+        while (!jobs.empty() && jobs.front()->done == jobs.front()->frames) {
+            jobs.pop_front();
+        }
+        finished.notify_all();
+    }
 }
 
 // FNV-1a over every 61st byte and the last: enough to tell one image or text frame from
@@ -250,6 +401,7 @@ struct Pipeline {
     StreamSpec input;
     StreamSpec output;
     size_t queue_size = 1;
+    std::shared_ptr<Network> network;  // on the paced device; null when not paced
 
     std::mutex mutex;
     std::condition_variable changed;
@@ -272,6 +424,9 @@ struct Pipeline {
             stopped = true;
         }
         changed.notify_all();
+        if (network) {
+            device().detach(network);
+        }
         for (auto &worker : workers) {
             worker.thread.join();
         }
@@ -511,11 +666,16 @@ Expected<std::shared_ptr<fake::ModelSpec>> parse_hef(const std::string &path)
             words >> spec->control;
         } else if (key == "log") {
             words >> spec->log;
-        } else if (key == "device_rate") {
-            if (!(words >> spec->device_fps >> spec->device_latency_ms) || spec->device_fps <= 0.0 ||
-                spec->device_latency_ms < 0.0) {
+        } else if (key == "device_cost") {
+            if (!(words >> spec->fixed_ms >> spec->frame_ms) || spec->fixed_ms < 0.0 || spec->frame_ms < 0.0) {
                 return make_unexpected(HAILO_HEF_FILE_CORRUPTED);
             }
+            if (!(words >> spec->switch_ms)) {
+                spec->switch_ms = 0.0;
+            } else if (spec->switch_ms < 0.0) {
+                return make_unexpected(HAILO_HEF_FILE_CORRUPTED);
+            }
+            spec->paced = true;
         } else {
             return make_unexpected(HAILO_HEF_FILE_CORRUPTED);
         }
@@ -599,6 +759,11 @@ Expected<ConfiguredInferModel> InferModel::configure()
     pipeline->output = *m_spec->outputs[0];
     const size_t batch = std::max<size_t>(1, m_batch_size);
     pipeline->queue_size = m_spec->queue_size > 0 ? m_spec->queue_size : batch;
+    if (m_spec->paced) {
+        // The scheduler's burst is the batch size set on the model (scheduled_core_op_state.cpp,
+        // get_burst_size).
+        pipeline->network = fake::device().attach(*m_spec, batch);
+    }
     return ConfiguredInferModel(pipeline);
 }
 
@@ -773,23 +938,11 @@ Expected<AsyncInferJob> ConfiguredInferModel::run_async(const std::vector<Bindin
     }
 
     // When the job completes: after the control file's delay, and for a paced model when
-    // the device has run its frames (see device_rate above).
-    const auto submitted = fake::Clock::now();
-    auto done_at = submitted + std::chrono::milliseconds(delay_ms);
-    const bool paced = p.spec->device_fps > 0.0;
-    uint64_t turn = 0;
-    if (paced) {
-        auto &clock = fake::device_clock();
-        std::lock_guard<std::mutex> lock(clock.mutex);
-        const auto period = std::chrono::duration_cast<fake::Clock::duration>(
-            std::chrono::duration<double>(1.0 / p.spec->device_fps));
-        const auto fill = submitted + std::chrono::duration_cast<fake::Clock::duration>(
-            std::chrono::duration<double, std::milli>(p.spec->device_latency_ms));
-        for (size_t f = 0; f < frames.size(); f++) {
-            clock.last_frame = std::max(clock.last_frame + period, fill);
-        }
-        done_at = std::max(done_at, clock.last_frame);
-        turn = clock.next_job++;
+    // the device has run its frames (see device_cost above).
+    const auto done_at = fake::Clock::now() + std::chrono::milliseconds(delay_ms);
+    std::shared_ptr<fake::PacedJob> paced;
+    if (p.network) {
+        paced = fake::device().submit(p.network, frames.size());
     }
 
     auto job = std::make_shared<fake::JobState>();
@@ -803,17 +956,14 @@ Expected<AsyncInferJob> ConfiguredInferModel::run_async(const std::vector<Bindin
             std::to_string(p.jobs_in_flight) + " mapped=" + std::to_string(mapped));
     }
     auto *pipeline = m_pimpl.get();  // workers are joined before the pipeline is destroyed
-    p.workers.push_back(fake::Pipeline::Worker{std::thread([pipeline, frames, callback, job, finished, done_at, paced, turn]() mutable {
+    p.workers.push_back(fake::Pipeline::Worker{std::thread([pipeline, frames, callback, job, finished, done_at, paced]() mutable {
         bool aborted;
         {
             std::unique_lock<std::mutex> wait_lock(pipeline->mutex);
             aborted = pipeline->changed.wait_until(wait_lock, done_at, [pipeline] { return pipeline->stopped; });
         }
-        auto &clock = fake::device_clock();
-        if (paced) {
-            // Jobs on the device complete in the order they were submitted.
-            std::unique_lock<std::mutex> turn_lock(clock.mutex);
-            clock.turn.wait(turn_lock, [&] { return clock.completed_jobs == turn; });
+        if (paced && !fake::device().wait(paced)) {
+            aborted = true;
         }
         bool changed = false;
         if (!aborted) {
@@ -837,13 +987,6 @@ Expected<AsyncInferJob> ConfiguredInferModel::run_async(const std::vector<Bindin
         }
         pipeline->changed.notify_all();
         callback(AsyncInferCompletionInfo(aborted ? HAILO_STREAM_ABORT : HAILO_SUCCESS));
-        if (paced) {
-            {
-                std::lock_guard<std::mutex> turn_lock(clock.mutex);
-                clock.completed_jobs++;
-            }
-            clock.turn.notify_all();
-        }
         {
             std::lock_guard<std::mutex> job_lock(job->mutex);
             job->done = true;

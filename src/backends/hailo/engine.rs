@@ -123,6 +123,7 @@ impl HailoDevice {
                 hef: hef
                     .file_name()
                     .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                test_double: cfg!(feature = "hailo-fake"),
             }),
         }
     }
@@ -314,9 +315,12 @@ fn encoder_error(hef: &Path, e: HailoError) -> EncoderError {
 /// Runs `jobs` (each job's frames, one input buffer a frame: every HEF here has one input)
 /// through `model`, keeping up to its job count submitted, and hands each job's output
 /// frames to `take` in order with the job's number. A job left uncollected after an error
-/// is abandoned when `pending` drops.
+/// is abandoned when `pending` drops. Each job submitted is counted in
+/// `hailo_clip_device_jobs_total{network, frames}`, on the recorder of the calling thread
+/// (the service's workers run encoders under theirs).
 fn pipeline<'a, J: AsRef<[&'a [u8]]>>(
     model: &Model,
+    network: &'static str,
     hef: &Path,
     timeout: Duration,
     jobs: impl Iterator<Item = J>,
@@ -344,6 +348,8 @@ fn pipeline<'a, J: AsRef<[&'a [u8]]>>(
         let job = model
             .submit(inputs.len(), inputs, timeout)
             .map_err(|e| encoder_error(hef, e))?;
+        metrics::counter!("hailo_clip_device_jobs_total", "network" => network, "frames" => inputs.len().to_string())
+            .increment(1);
         pending.push_back((job, inputs.len()));
     }
     while !pending.is_empty() {
@@ -436,6 +442,9 @@ impl ImageEncoder for HailoImageEncoder {
     fn jobs_in_flight(&self) -> usize {
         self.model.jobs()
     }
+    fn serial_device(&self) -> bool {
+        true
+    }
     fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError> {
         if let Some(image) = images
             .iter()
@@ -460,6 +469,7 @@ impl ImageEncoder for HailoImageEncoder {
         });
         pipeline(
             &self.model,
+            "image",
             &self.path,
             self.timeout,
             jobs,
@@ -594,6 +604,9 @@ impl TextEncoder for HailoTextEncoder {
     fn jobs_in_flight(&self) -> usize {
         self.model.jobs()
     }
+    fn serial_device(&self) -> bool {
+        true
+    }
     fn encode_texts(&self, token_ids: &[Vec<u32>]) -> Result<Array2<f32>, EncoderError> {
         let hidden = self.projection.nrows();
         let mut rows = Array2::<f32>::zeros((token_ids.len(), self.projection.ncols()));
@@ -610,6 +623,7 @@ impl TextEncoder for HailoTextEncoder {
         let jobs = chunks.chunks(self.max_frames);
         pipeline(
             &self.model,
+            "text",
             &self.path,
             self.timeout,
             jobs,

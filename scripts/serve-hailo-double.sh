@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Serves the Hailo path with no device: the daemon built against the HailoRT test double
+# (cargo feature `hailo-fake`), on fake HEFs whose jobs cost what the device's do.
+#
+#   scripts/serve-hailo-double.sh --port P [--fixed-ms F --frame-ms T]
+#       [--text-fixed-ms F --text-frame-ms T] [--switch-ms S] [--batch-size N]
+#       [--jobs-in-flight J] [--max-queue Q] [--host H] [--log-level L]
+#
+# A job of n frames on the double's device costs FIXED + n x FRAME ms, one job at a time
+# for both networks, plus S ms when the device turns to the other network or another batch
+# size (tests/hailo_fake/fake_hailort.cpp, device_cost). The defaults are the Model Zoo's
+# clip_vit_b_32 on a Hailo-10H (hailo_model_zoo v5.2.0, docs/public_models/HAILO10H):
+#   image: 71.8 FPS at batch 1 and 335 at batch 8: F + T = 1000/71.8 = 13.93 ms and
+#          F + 8T = 8000/335 = 23.88 ms, so T = 1.42 ms and F = 12.51 ms
+#   text:  49.5 and 99 FPS: F + T = 20.20 ms, F + 8T = 80.81 ms: T = 8.66 ms, F = 11.54 ms
+#   switch: 0 ms (no figure for it in Hailo's sources; see docs/HAILO.md)
+# --batch-size is hailo.batch_size (8), --jobs-in-flight hailo.jobs_in_flight (auto),
+# --max-queue performance.max_queue_size (32).
+#
+# The HEFs take the bundled test model's sizes (224-px images, 32-wide embeddings) and the
+# text files are exported from its checkpoint. The double's answers are not CLIP's: the
+# self-test is off (selftest.enabled: false) and /health carries a warning saying the
+# answers come from the test double. Files go to target/hailo-double/PORT/; the daemon
+# runs in the foreground (this script execs it: SIGTERM stops it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+port=
+host=127.0.0.1
+fixed=12.51
+frame=1.42
+text_fixed=11.54
+text_frame=8.66
+switch=0
+batch=8
+jobs=auto
+queue=32
+level=info
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --port) port=$2; shift 2 ;;
+    --host) host=$2; shift 2 ;;
+    --fixed-ms) fixed=$2; shift 2 ;;
+    --frame-ms) frame=$2; shift 2 ;;
+    --text-fixed-ms) text_fixed=$2; shift 2 ;;
+    --text-frame-ms) text_frame=$2; shift 2 ;;
+    --switch-ms) switch=$2; shift 2 ;;
+    --batch-size) batch=$2; shift 2 ;;
+    --jobs-in-flight) jobs=$2; shift 2 ;;
+    --max-queue) queue=$2; shift 2 ;;
+    --log-level) level=$2; shift 2 ;;
+    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    *) echo "serve-hailo-double: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ -n "$port" ] || { echo "serve-hailo-double: --port P is required (see --help)" >&2; exit 2; }
+
+scripts/build-deps.sh >&2
+cargo build --release --locked --features hailo-fake --quiet
+bin=$PWD/target/release/hailo-clip
+
+work=$PWD/target/hailo-double/$port
+rm -rf "$work"
+mkdir -p "$work"
+"$bin" export-text-assets --hf-dir tests/fixtures/hf-clip-tiny-random --out "$work/resources" >/dev/null
+# The device node the daemon checks for before it asks HailoRT (hailo.device_path).
+touch "$work/hailo0"
+# queue_size: HailoRT's async queue, in frames; twice the batch, as hailort_server sizes its
+# buffer pools (hailort v5.2.0 hailort_server.cpp, ASYNC_QUEUE_SIZE_FACTOR).
+cat >"$work/image.hef" <<EOF
+hailo-clip-fake-hef 1
+transform image_channel_means
+input images 224 224 3 uint8 nhwc
+output embedding 1 1 32 uint8 nc 128 0.01
+queue_size $((2 * batch))
+device_cost $fixed $frame $switch
+EOF
+cat >"$work/text.hef" <<EOF
+hailo-clip-fake-hef 1
+transform text_causal_mean
+input tokens 1 77 32 float32 nhwc
+output states 1 77 32 float32 nhwc
+queue_size $((2 * batch))
+device_cost $text_fixed $text_frame $switch
+EOF
+cat >"$work/config.yaml" <<EOF
+server: {host: $host, port: $port}
+backend: hailo
+model: {dir: $PWD/assets/models/clip-tiny-random}
+performance: {max_queue_size: $queue}
+logging: {level: $level}
+selftest: {enabled: false}
+hailo:
+  resources_dir: $work/resources
+  image_hef: $work/image.hef
+  text_hef: $work/text.hef
+  device_path: $work/hailo0
+  batch_size: $batch
+  jobs_in_flight: $jobs
+EOF
+echo "serve-hailo-double: the HailoRT test double on http://$host:$port (image job ${fixed} + n x ${frame} ms, text job ${text_fixed} + n x ${text_frame} ms, batch $batch)" >&2
+exec "$bin" --config "$work/config.yaml" serve
