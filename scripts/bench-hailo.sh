@@ -145,7 +145,8 @@ sys.exit(1)
 PY
 wrk -t 1 -c "$clients" -d 2s -s "$work/bench.lua" "$url" >/dev/null
 read -r j0 x0 b0 t0 < <(sample)
-out=$(wrk -t 2 -c "$clients" -d "${seconds}s" --timeout 30s -s "$work/bench.lua" "$url")
+threads=$((clients < 2 ? 1 : 2))
+out=$(wrk -t "$threads" -c "$clients" -d "${seconds}s" --timeout 30s -s "$work/bench.lua" "$url")
 read -r j1 x1 b1 t1 < <(sample)
 read -r _ requests duration errors p50 p99 < <(grep '^WRK ' <<<"$out")
 [ "$errors" = 0 ] || { echo "bench-hailo: $errors of $requests requests failed" >&2; echo "$out" >&2; tail -5 "$work/daemon.log" >&2; exit 1; }

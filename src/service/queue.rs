@@ -15,6 +15,7 @@
 //! forming or queued behind it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -337,13 +338,15 @@ impl Worker {
         let _alive = AliveGuard(self.stats.clone());
         let image_limit = self.max_batch.min(self.image.max_batch()).max(1);
         let text_limit = self.max_batch.min(self.text.max_batch()).max(1);
-        // A job of the other kind met while gathering a batch runs next.
-        let mut next: Option<Job> = None;
+        // Jobs of the other kind met while gathering a batch, oldest first: they run next,
+        // and gathering goes on past them (on a busy device, images keep filling the next
+        // image job while a prompt waits its turn, and the other way round).
+        let mut held: VecDeque<Job> = VecDeque::new();
         // Images in the last image batch: how many clients are sending at once. When those
         // answers go out, the clients' next images arrive a few milliseconds later.
         let mut last_image_batch = 1;
         loop {
-            let first = match next.take() {
+            let first = match held.pop_front() {
                 Some(job) => job,
                 None => match self.receiver.recv() {
                     Ok(job) => job,
@@ -364,6 +367,17 @@ impl Worker {
             };
             let mut size = units(&first);
             let mut batch = vec![first];
+            // Held jobs of this kind first: they are older than anything still queued.
+            let mut kept = VecDeque::with_capacity(held.len());
+            for job in held.drain(..) {
+                if size < limit && matches!(job, Job::Image(_)) == images {
+                    size += units(&job);
+                    batch.push(job);
+                } else {
+                    kept.push_back(job);
+                }
+            }
+            held = kept;
             let serial = if images {
                 self.image.serial_device()
             } else {
@@ -403,8 +417,7 @@ impl Worker {
                     size += units(&job);
                     batch.push(job);
                 } else {
-                    next = Some(job);
-                    break;
+                    held.push_back(job);
                 }
             }
             if images {

@@ -111,6 +111,22 @@ async fn hailo_health_reports_backend_device_runtime_and_hefs() {
     );
     // The double's encoders are not CLIP: the self-test fails, and this config serves anyway.
     assert_eq!(body["selftest"], "failed (not enforced)");
+    // Health never claims more than is true: the answers come from the test double.
+    let warning = body["warning"].as_str().unwrap();
+    assert!(warning.contains(hailo_clip::encoder::TEST_DOUBLE_WARNING), "{warning}");
+}
+
+/// scripts/serve-hailo-double.sh's setting: no self-test, and the warning still there.
+#[tokio::test]
+async fn hailo_double_with_the_selftest_off_says_so() {
+    let dir = scratch();
+    let mut config = setup(dir.path(), &dir.path().join("control"));
+    config.selftest.enabled = false;
+    let app = app(&config).await;
+    let (status, _, body) = call(&app, "GET", "/health", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["selftest"], "skipped (selftest.enabled is false)");
+    assert_eq!(body["warning"], hailo_clip::encoder::TEST_DOUBLE_WARNING);
 }
 
 /// HailoRT 5.1: no text HEF, so /health says the text encoder runs on the CPU, and why.
