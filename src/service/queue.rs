@@ -14,8 +14,8 @@
 //! once. With `hailo.jobs_in_flight: auto` there are two workers: one job running, one
 //! forming or queued behind it.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -485,7 +485,9 @@ impl Worker {
         let started = Instant::now();
         let on_device = self.image.serial_device().then(|| self.device.enter());
         // Under this queue's recorder, so that an encoder's own metrics (the Hailo jobs) land here.
-        let result = self.metrics.record(|| guarded(|| self.image.encode_images(&images)));
+        let result = self
+            .metrics
+            .record(|| guarded(|| self.image.encode_images(&images)));
         drop(on_device);
         self.observe(
             "image",
@@ -543,7 +545,9 @@ impl Worker {
         for (i, ids) in token_ids.chunks(chunk).enumerate() {
             let started = Instant::now();
             let on_device = self.text.serial_device().then(|| self.device.enter());
-            let result = self.metrics.record(|| guarded(|| self.text.encode_texts(ids)));
+            let result = self
+                .metrics
+                .record(|| guarded(|| self.text.encode_texts(ids)));
             drop(on_device);
             self.observe(
                 "text",

@@ -250,5 +250,8 @@ async fn hailo_uncached_prompts_of_concurrent_requests_share_text_jobs() {
             .unwrap();
         assert_close(embedding, &alone[0], &format!("prompt {i}"));
     }
-    assert!(embeddings[0].iter().zip(&embeddings[1]).any(|(a, b)| (a - b).abs() > 1e-4));
+    assert!(embeddings[0]
+        .iter()
+        .zip(&embeddings[1])
+        .any(|(a, b)| (a - b).abs() > 1e-4));
 }

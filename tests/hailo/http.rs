@@ -113,7 +113,10 @@ async fn hailo_health_reports_backend_device_runtime_and_hefs() {
     assert_eq!(body["selftest"], "failed (not enforced)");
     // Health never claims more than is true: the answers come from the test double.
     let warning = body["warning"].as_str().unwrap();
-    assert!(warning.contains(hailo_clip::encoder::TEST_DOUBLE_WARNING), "{warning}");
+    assert!(
+        warning.contains(hailo_clip::encoder::TEST_DOUBLE_WARNING),
+        "{warning}"
+    );
 }
 
 /// scripts/serve-hailo-double.sh's setting: no self-test, and the warning still there.

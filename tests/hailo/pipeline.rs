@@ -272,7 +272,10 @@ fn hailo_double_device_batches_frames_that_wait_as_the_scheduler_does() {
             .contains("batch frames=1")
     };
     while !batch_started() {
-        assert!(started.elapsed() < Duration::from_secs(5), "the device never started");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the device never started"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     jobs.extend(images[1..].iter().map(submit));
