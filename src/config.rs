@@ -514,6 +514,10 @@ pub struct HailoConfig {
     pub jobs_in_flight: JobsInFlight,
     /// Time limit for one inference on the device.
     pub timeout_ms: u64,
+    /// How long the daemon may take to recover the device after a fault (re-create it,
+    /// configure the models, pass the warm-up and self-test) before it exits non-zero for
+    /// systemd to restart it.
+    pub recovery_max_seconds: u64,
     /// Device node whose presence is checked before HailoRT is asked (`auto`: see [`DevicePath`]).
     pub device_path: DevicePath,
     /// A specific device (HailoRT device id, e.g. its PCIe address); unset takes the first free one.
@@ -540,6 +544,7 @@ impl Default for HailoConfig {
             batch_size: 8,
             jobs_in_flight: JobsInFlight::Auto,
             timeout_ms: 10_000,
+            recovery_max_seconds: 300,
             device_path: DevicePath::Auto,
             device_id: None,
             group_id: "SHARED".to_string(),
@@ -744,6 +749,9 @@ impl HailoConfig {
         }
         if self.timeout_ms == 0 {
             return invalid("hailo.timeout_ms", "must be at least 1, got 0");
+        }
+        if self.recovery_max_seconds == 0 {
+            return invalid("hailo.recovery_max_seconds", "must be at least 1, got 0");
         }
         if let JobsInFlight::Count(n) = self.jobs_in_flight {
             if n == 0 || n > MAX_JOBS_IN_FLIGHT {

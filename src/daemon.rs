@@ -168,12 +168,50 @@ async fn load_and_warm_up(config: &Config, state: &AppState) -> anyhow::Result<(
         started.elapsed().as_millis()
     );
     log_selftest(&service);
+    let service = Arc::new(service);
+    if service.device_status().is_some() {
+        let limit = Duration::from_secs(config.hailo.recovery_max_seconds);
+        tokio::spawn(supervise_device(service.clone(), limit));
+    }
     let _ = state.ready.set(Ready {
-        service: Arc::new(service),
+        service,
         backend,
         reason,
     });
     Ok(())
+}
+
+/// How often the supervisor looks at the device's recovery.
+const DEVICE_SUPERVISION: Duration = Duration::from_millis(200);
+/// Past `hailo.recovery_max_seconds`, how long a recovery stuck in a call (a teardown or
+/// an open that never returns) is given before the daemon exits anyway.
+const RECOVERY_SLACK: Duration = Duration::from_secs(30);
+
+/// Hands a re-created device back to serving once it passed the warm-up and the self-test
+/// again, and exits non-zero, for systemd to restart the daemon, when a recovery ran past
+/// `hailo.recovery_max_seconds`.
+async fn supervise_device(service: Arc<Service>, limit: Duration) {
+    let mut ticker = tokio::time::interval(DEVICE_SUPERVISION);
+    loop {
+        ticker.tick().await;
+        let Some(status) = service.device_status() else {
+            return;
+        };
+        let stuck = status
+            .recovering_for
+            .is_some_and(|d| d > limit + RECOVERY_SLACK);
+        if status.gave_up || stuck {
+            tracing::error!(
+                "the Hailo device could not be recovered within hailo.recovery_max_seconds (last fault: {}); exiting for systemd to restart the daemon",
+                status.last_fault.as_deref().unwrap_or("unknown")
+            );
+            notify(&[NotifyState::Status("exiting: the Hailo device could not be recovered")]);
+            std::process::exit(1);
+        }
+        if status.needs_check {
+            service.check_recovered_device().await;
+        }
+    }
 }
 
 /// Says how the self-test went: a failure is an error, or with `selftest.enforce: false` a

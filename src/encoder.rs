@@ -27,6 +27,9 @@ pub enum EncoderErrorKind {
     Busy,
     /// The inference did not finish within its time limit.
     Timeout,
+    /// The device failed as a whole (its link closed, it was lost) and is being recovered;
+    /// retrying after the recovery can succeed.
+    Recovering,
     /// Anything else: the engine failed.
     Failed,
 }
@@ -45,6 +48,35 @@ impl EncoderError {
             message: message.into(),
         }
     }
+}
+
+/// A device an encoder runs on that recovers from its own faults (the Hailo backend): what
+/// the service reads for admission and /health, and how it hands back a device that was
+/// re-created once the warm-up and the self-test have passed on it again.
+pub trait DeviceRecovery: Send + Sync {
+    fn status(&self) -> DeviceStatus;
+    /// The re-created device answered the warm-up and the self-test: serve again.
+    fn verified(&self);
+    /// The re-created device failed the check for a reason other than a device fault (say,
+    /// a wrong answer): recover again.
+    fn check_failed(&self, why: &str);
+}
+
+/// Where a device is in its recovery.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceStatus {
+    /// From a fault until the re-created device passed its check: no request is admitted.
+    pub recovering: bool,
+    /// The device was re-created and waits for the service's warm-up and self-test.
+    pub needs_check: bool,
+    /// How long the current recovery has taken so far.
+    pub recovering_for: Option<std::time::Duration>,
+    /// Past `hailo.recovery_max_seconds`: the daemon must exit for systemd to restart it.
+    pub gave_up: bool,
+    /// Recoveries completed since start.
+    pub recoveries: u64,
+    /// The last device-level fault, in words, with HailoRT's status.
+    pub last_fault: Option<String>,
 }
 
 /// What the model is: the facts a backend's loader reads from the model files (manifest,
@@ -140,6 +172,10 @@ pub trait ImageEncoder: Send + Sync {
     /// keeps adding frames to it until the device is free (see service::queue).
     fn serial_device(&self) -> bool {
         false
+    }
+    /// The device's recovery, for an encoder on a device that recovers from faults.
+    fn device(&self) -> Option<std::sync::Arc<dyn DeviceRecovery>> {
+        None
     }
     /// One embedding row per image, in order. Images are `input_size` squares.
     fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError>;

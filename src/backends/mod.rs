@@ -138,9 +138,10 @@ fn load_hailo(
         reason.push_str(" [HailoRT test double build: no accelerator is used]");
     }
     let cfg = &config.hailo;
-    let image = hailo::HailoImageEncoder::load(&device, cfg)?;
+    let session = hailo::HailoSession::new(cfg, device);
+    let image = hailo::HailoImageEncoder::load(&session, cfg)?;
     let on_device = |image: &hailo::HailoImageEncoder| -> Result<TextParts, LoadError> {
-        let (text, tokenizer) = hailo::HailoTextEncoder::load(&device, cfg)?;
+        let (text, tokenizer) = hailo::HailoTextEncoder::load(&session, cfg)?;
         let model = ModelInfo {
             name: cfg.model_name.clone(),
             embedding_dim: image.embedding_dim(),

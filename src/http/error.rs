@@ -83,6 +83,10 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Retry-After while the device is being recovered: a recovery takes seconds (the first
+/// attempt comes 1 s after the fault, then the warm-up and the self-test).
+pub const RECOVERING_RETRY_AFTER_S: u32 = 5;
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         let message = e.to_string();
@@ -104,6 +108,9 @@ impl From<ServiceError> for ApiError {
                 ApiError::unavailable("decode_memory_busy", message, 1)
             }
             ServiceError::Busy(_) => ApiError::unavailable("device_busy", message, 1),
+            ServiceError::DeviceRecovering(_) => {
+                ApiError::unavailable("device_recovering", message, RECOVERING_RETRY_AFTER_S)
+            }
             ServiceError::ShuttingDown => ApiError::unavailable("shutting_down", message, 5),
             ServiceError::Timeout(_) => {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message)

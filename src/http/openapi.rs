@@ -10,7 +10,7 @@ use utoipa::OpenApi;
 
 use super::types::{
     ClassificationBody, ClassifyForm, ClassifyJson, ClassifyResponse, EmbedImageForm,
-    EmbedImageJson, EmbedTextJson, EncoderBody, ErrorBody, ErrorDetail, Health, ImageEmbedding,
+    DeviceBody, EmbedImageJson, EmbedTextJson, EncoderBody, ErrorBody, ErrorDetail, Health, ImageEmbedding,
     ImageField, Prompt, Template, Templates, Text, TextEmbedding, Texts,
 };
 use super::{immich, openai, page, routes};
@@ -36,6 +36,7 @@ use super::{immich, openai, page, routes};
     ),
     components(schemas(
         Health,
+        DeviceBody,
         EncoderBody,
         ClassifyJson,
         ClassifyForm,

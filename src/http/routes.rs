@@ -9,7 +9,7 @@ use super::error::ApiError;
 use super::extract::{Admitted, ClassifyBody, ImageBody, TextBody};
 use super::types::{
     ClassifyForm, ClassifyJson, ClassifyResponse, EmbedImageForm, EmbedImageJson, EmbedTextJson,
-    EncoderBody, Health, ImageEmbedding, TextEmbedding, Texts,
+    DeviceBody, EncoderBody, Health, ImageEmbedding, TextEmbedding, Texts,
 };
 use super::AppState;
 use crate::encoder::{EncoderInfo, RANDOM_WEIGHTS_WARNING, TEST_DOUBLE_WARNING};
@@ -41,6 +41,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
             selftest_smallest_margin: None,
             warning: None,
             detail: Some(state.phase()),
+            device: None,
         };
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     };
@@ -67,8 +68,18 @@ pub async fn health(State(state): State<AppState>) -> Response {
             "{failure}; serving anyway because selftest.enforce is false"
         ));
     }
+    let recovering = h.device.as_ref().filter(|d| d.recovering);
     let detail = (!ok).then(|| {
-        if let (Some(failure), true) = (&selftest_failure, enforced) {
+        if let Some(device) = recovering {
+            format!(
+                "the Hailo device is being recovered after a fault ({}){}",
+                device.last_fault.as_deref().unwrap_or("unknown"),
+                device
+                    .recovering_for
+                    .map(|d| format!(", for {:.1} s so far", d.as_secs_f64()))
+                    .unwrap_or_default()
+            )
+        } else if let (Some(failure), true) = (&selftest_failure, enforced) {
             failure.clone()
         } else if h.workers_alive < h.workers {
             format!("{} of {} workers are running", h.workers_alive, h.workers)
@@ -79,7 +90,11 @@ pub async fn health(State(state): State<AppState>) -> Response {
         }
     });
     let body = Health {
-        status: if ok { "ok" } else { "unhealthy" },
+        status: match (ok, recovering.is_some()) {
+            (true, _) => "ok",
+            (false, true) => "recovering",
+            (false, false) => "unhealthy",
+        },
         service: "hailo-clip",
         model_loaded: h.warmed_up,
         model: Some(service.model().name.clone()),
@@ -97,6 +112,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
         selftest_smallest_margin: report.map(|r| r.smallest_margin()),
         warning: (!warnings.is_empty()).then(|| warnings.join("; ")),
         detail,
+        device: h.device.as_ref().map(DeviceBody::from),
     };
     let status = if ok {
         StatusCode::OK

@@ -434,6 +434,36 @@ pub struct Health {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub detail: Option<String>,
+    /// The Hailo device (absent on the CPU backend and while starting).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub device: Option<DeviceBody>,
+}
+
+/// The Hailo device's state in /health.
+#[derive(Serialize, ToSchema)]
+pub struct DeviceBody {
+    /// From a device fault until the re-created device passed its warm-up and self-test.
+    pub recovering: bool,
+    /// Recoveries completed since start.
+    pub recoveries: u64,
+    /// The last device fault, in words, with HailoRT's status (null before any).
+    pub last_fault: Option<String>,
+    /// Seconds the current recovery has taken (while recovering).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub recovering_seconds: Option<f64>,
+}
+
+impl From<&crate::encoder::DeviceStatus> for DeviceBody {
+    fn from(s: &crate::encoder::DeviceStatus) -> Self {
+        DeviceBody {
+            recovering: s.recovering,
+            recoveries: s.recoveries,
+            last_fault: s.last_fault.clone(),
+            recovering_seconds: s.recovering_for.map(|d| d.as_secs_f64()),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]

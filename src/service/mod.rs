@@ -25,7 +25,8 @@ use tokio::sync::Semaphore;
 use crate::config::{Config, LimitsConfig, SelfTestConfig};
 pub use crate::encoder::ModelInfo;
 use crate::encoder::{
-    Backend, EncoderError, EncoderErrorKind, EncoderInfo, ImageEncoder, TextEncoder,
+    Backend, DeviceRecovery, DeviceStatus, EncoderError, EncoderErrorKind, EncoderInfo,
+    ImageEncoder, TextEncoder,
 };
 use crate::metrics::{thread_cpu_time, Metrics};
 use crate::preprocess::{decode_cost, PreprocessError, SquareInput};
@@ -62,6 +63,9 @@ pub enum ServiceError {
     Timeout(u64),
     #[error("the accelerator did not answer in time: {0}")]
     DeviceTimeout(#[source] EncoderError),
+    /// The device failed as a whole and is being re-created; nothing is admitted meanwhile.
+    #[error("{0}; retry shortly")]
+    DeviceRecovering(String),
     #[error("the service is shutting down")]
     ShuttingDown,
     #[error("inference failed: {0}")]
@@ -143,6 +147,9 @@ pub struct ServiceHealth {
     pub queue_capacity: usize,
     /// The self-test passed, was skipped, or failed with `selftest.enforce: false`.
     pub answers_trusted: bool,
+    /// The device's recovery, where the encoders run on a device that recovers from faults.
+    #[serde(skip)]
+    pub device: Option<DeviceStatus>,
 }
 
 impl ServiceHealth {
@@ -153,6 +160,13 @@ impl ServiceHealth {
             && self.answers_trusted
             && self.workers_alive == self.workers
             && self.last_inference_ok
+            && !self.recovering()
+    }
+
+    /// The device is being recovered after a fault: requests are refused until it passed
+    /// its check.
+    pub fn recovering(&self) -> bool {
+        self.device.as_ref().is_some_and(|d| d.recovering)
     }
 }
 
@@ -185,6 +199,8 @@ pub struct Service {
     selftest_config: SelfTestConfig,
     selftest: std::sync::Mutex<SelfTestOutcome>,
     metrics: Arc<Metrics>,
+    /// The device the encoders run on, when it recovers from its own faults.
+    device: Option<Arc<dyn DeviceRecovery>>,
 }
 
 impl Service {
@@ -207,7 +223,10 @@ impl Service {
         let perf = &config.performance;
         let decoders = std::thread::available_parallelism().map_or(2, |n| n.get());
         let metrics = Arc::new(Metrics::new());
+        // Images always run on the device when anything does (hailo.text_encoder only moves text).
+        let device = image.device();
         Ok(Service {
+            device,
             square_input: SquareInput {
                 size: image.input_size(),
                 mode: image.resize_mode(),
@@ -239,6 +258,7 @@ impl Service {
     /// Whether a request could be admitted now, without taking a place: what the HTTP layer
     /// asks before it receives a body, so that overload is refused before reading it.
     pub fn admission_available(&self) -> Result<(), ServiceError> {
+        self.refuse_while_recovering()?;
         if self.admission.available_permits() == 0 {
             return Err(ServiceError::Overloaded(self.queue.capacity()));
         }
@@ -248,10 +268,55 @@ impl Service {
     /// A place for one request, or at once a 503 when `performance.max_queue_size`
     /// requests are in progress: overload is refused before its image is decoded.
     pub fn admit(&self) -> Result<Admission, ServiceError> {
+        self.refuse_while_recovering()?;
         self.admission
             .clone()
             .try_acquire_owned()
             .map_err(|_| ServiceError::Overloaded(self.queue.capacity()))
+    }
+
+    /// 503 `device_recovering` while the device is being recovered after a fault.
+    fn refuse_while_recovering(&self) -> Result<(), ServiceError> {
+        match self.device.as_ref().map(|d| d.status()) {
+            Some(status) if status.recovering => Err(ServiceError::DeviceRecovering(format!(
+                "the Hailo device is being recovered ({})",
+                status.last_fault.as_deref().unwrap_or("after a fault")
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The device's recovery, when the encoders run on a device that recovers from faults.
+    pub fn device_status(&self) -> Option<DeviceStatus> {
+        self.device.as_ref().map(|d| d.status())
+    }
+
+    /// Checks a re-created device as at start (one image and one text inference, then the
+    /// self-test where it runs at start) and hands it back to serving, or back to recovery.
+    /// Does nothing unless the device waits for its check.
+    pub async fn check_recovered_device(&self) {
+        let Some(device) = &self.device else { return };
+        if !device.status().needs_check {
+            return;
+        }
+        let checked = async {
+            self.warm_up_inference().await?;
+            if self.model.random_weights || !self.selftest_config.enabled {
+                return Ok(None);
+            }
+            let report = self.self_test(&SelfTestSet::bundled()).await?;
+            Ok::<_, ServiceError>((!report.passed() && self.selftest_config.enforce)
+                .then(|| report.failure_detail()))
+        };
+        match checked.await {
+            Ok(None) => device.verified(),
+            Ok(Some(failure)) => device.check_failed(&failure),
+            // A device fault during the check has already started the next recovery.
+            Err(e) if device.status().recovering && !device.status().needs_check => {
+                tracing::warn!("the re-created device failed its check: {e}")
+            }
+            Err(e) => device.check_failed(&e.to_string()),
+        }
     }
 
     /// Records why each encoder runs where it runs (the loader's reasons), for /health.
@@ -315,6 +380,7 @@ impl Service {
             queue_depth: self.queue.depth(),
             queue_capacity: self.queue.capacity(),
             answers_trusted: self.selftest().allows_serving(self.selftest_config.enforce),
+            device: self.device_status(),
         }
     }
 
@@ -764,6 +830,7 @@ impl Service {
             JobError::Encoder(e) => match e.kind {
                 EncoderErrorKind::Busy => ServiceError::Busy(e),
                 EncoderErrorKind::Timeout => ServiceError::DeviceTimeout(e),
+                EncoderErrorKind::Recovering => ServiceError::DeviceRecovering(e.message),
                 EncoderErrorKind::Failed => ServiceError::Inference(e),
             },
         }

@@ -462,6 +462,7 @@ impl Worker {
                 let kind = match kind {
                     EncoderErrorKind::Busy => "busy",
                     EncoderErrorKind::Timeout => "timeout",
+                    EncoderErrorKind::Recovering => "recovering",
                     EncoderErrorKind::Failed => "failed",
                 };
                 metrics::counter!("hailo_clip_inference_errors_total", "encoder" => encoder, "kind" => kind).increment(1);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::hailo::*;
 use crate::common::scratch;
 use hailo_clip::backends::hailo::ffi::{Device, HailoErrorKind};
-use hailo_clip::backends::hailo::{open_device, HailoImageEncoder};
+use hailo_clip::backends::hailo::{open_device, HailoImageEncoder, HailoSession};
 use hailo_clip::config::JobsInFlight;
 use hailo_clip::encoder::ImageEncoder;
 use image::RgbImage;
@@ -62,7 +62,8 @@ fn hailo_jobs_overlap_on_the_paced_device_and_results_stay_in_order() {
     config.hailo.batch_size = 2;
     config.hailo.jobs_in_flight = JobsInFlight::Count(4);
     let device = open_device(&config.hailo).unwrap();
-    let encoder = HailoImageEncoder::load(&device, &config.hailo).unwrap();
+    let session = HailoSession::new(&config.hailo, device);
+    let encoder = HailoImageEncoder::load(&session, &config.hailo).unwrap();
     assert_eq!(encoder.jobs_in_flight(), 4);
     let images = distinct_images(12);
     let started = Instant::now();
@@ -104,7 +105,8 @@ fn hailo_concurrent_calls_share_the_device_each_with_its_own_results() {
     let mut config = config(dir.path());
     config.hailo.batch_size = 1;
     let device = open_device(&config.hailo).unwrap();
-    let encoder = HailoImageEncoder::load(&device, &config.hailo).unwrap();
+    let session = HailoSession::new(&config.hailo, device);
+    let encoder = HailoImageEncoder::load(&session, &config.hailo).unwrap();
     // auto: one job on the device and one behind it (config::AUTO_JOBS_IN_FLIGHT), jobs
     // of one frame.
     assert_eq!(encoder.jobs_in_flight(), 2);

@@ -51,6 +51,22 @@
 //     "ok no-dma-map" opens a device whose dma_map returns HAILO_NOT_IMPLEMENTED.
 //     Without a device id the fake device "fake-hailo10h:0" is always there.
 //     multi_process_service = true is refused (on Hailo-10H it must stay false).
+//     "ok fault KIND EVERY_S" opens a device that faults EVERY_S seconds after it was
+//     created (so a fault never piles onto a recovery: the next one comes EVERY_S after
+//     the re-created device), as HailoRT v5.2.0 reports each fault:
+//       communication_closed  the device side closed the link (hrpc/client.cpp): every job
+//                             in flight completes with HAILO_COMMUNICATION_CLOSED and every
+//                             new run_async fails with it, until the VDevice is re-created
+//       device_not_connected  the host lost the device (a PCIe reset): new run_async calls
+//                             fail with HAILO_DEVICE_NOT_CONNECTED, jobs in flight never
+//                             complete (their waits time out), and the next 3 VDevice
+//                             creations fail with HAILO_DEVICE_NOT_CONNECTED
+//       timeout               the device hangs: no job completes, run_async accepts jobs
+//                             until the queue is full, until the VDevice is re-created
+//       device_in_use         as communication_closed, then the next 2 creations fail with
+//                             HAILO_DEVICE_IN_USE (hailort_server waits up to 5 s for the
+//                             old session to end, hailort_server.cpp)
+//     Each fault appends "fault KIND" and each creation "open STATUS" to DEVICE_ID.log.
 //   run: the control file holds "ok", "delay MS" (completion comes MS later; shutdown
 //     aborts it with HAILO_STREAM_ABORT) or "status NAME" (run_async fails with that status
 //     and, as in HailoRT, the configured model shuts down).
@@ -64,6 +80,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -99,6 +116,12 @@ const StatusName STATUS_NAMES[] = {
     {HAILO_HEF_FILE_CORRUPTED, "HAILO_HEF_FILE_CORRUPTED"},
     {HAILO_HEF_NOT_SUPPORTED, "HAILO_HEF_NOT_SUPPORTED"},
     {HAILO_HEF_NOT_COMPATIBLE_WITH_DEVICE, "HAILO_HEF_NOT_COMPATIBLE_WITH_DEVICE"},
+    {HAILO_DRIVER_OPERATION_FAILED, "HAILO_DRIVER_OPERATION_FAILED"},
+    {HAILO_COMMUNICATION_CLOSED, "HAILO_COMMUNICATION_CLOSED"},
+    {HAILO_DRIVER_TIMEOUT, "HAILO_DRIVER_TIMEOUT"},
+    {HAILO_CONNECTION_REFUSED, "HAILO_CONNECTION_REFUSED"},
+    {HAILO_DEVICE_NOT_CONNECTED, "HAILO_DEVICE_NOT_CONNECTED"},
+    {HAILO_DEVICE_TEMPORARILY_UNAVAILABLE, "HAILO_DEVICE_TEMPORARILY_UNAVAILABLE"},
 };
 
 bool status_from_name(const std::string &name, hailo_status *out)
@@ -174,6 +197,8 @@ struct ModelSpec {
     size_t queue_size = 0;
     std::string control;
     std::string log;
+    // The device's scheduled fault, if any (set by create_infer_model).
+    std::shared_ptr<DeviceFaults> faults;
     // device_cost; paced is false without it.
     bool paced = false;
     double fixed_ms = 0.0;
@@ -182,6 +207,91 @@ struct ModelSpec {
 };
 
 using Clock = std::chrono::steady_clock;
+
+// A scheduled fault of one fake device (see "Faults" above). One per device id, kept across
+// VDevice creations, so that failures on re-open can be counted.
+struct DeviceFaults {
+    std::string id;
+    std::string kind;
+    double every_s = 0.0;
+    std::mutex mutex;
+    Clock::time_point healthy_since{};  // the last creation
+    bool triggered = false;             // the current VDevice has faulted
+    int failing_opens = 0;              // creations still to fail, and with what
+    hailo_status open_status = HAILO_SUCCESS;
+
+    Clock::time_point fault_at()
+    {
+        return healthy_since + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(every_s));
+    }
+
+    // Whether the current device has faulted by now; the first to see it records it.
+    bool faulted()
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (triggered) {
+            return true;
+        }
+        if (Clock::now() < fault_at()) {
+            return false;
+        }
+        triggered = true;
+        if (kind == "device_not_connected") {
+            failing_opens = 3;
+            open_status = HAILO_DEVICE_NOT_CONNECTED;
+        } else if (kind == "device_in_use") {
+            failing_opens = 2;
+            open_status = HAILO_DEVICE_IN_USE;
+        }
+        log("fault " + kind);
+        return true;
+    }
+
+    // The status run_async and completions get once faulted; HAILO_TIMEOUT means a hang.
+    hailo_status status() const
+    {
+        if (kind == "device_not_connected") {
+            return HAILO_DEVICE_NOT_CONNECTED;
+        }
+        if (kind == "timeout") {
+            return HAILO_TIMEOUT;
+        }
+        return HAILO_COMMUNICATION_CLOSED;
+    }
+
+    // A creation of the device: fails while failures are due, else the device is healthy.
+    hailo_status open()
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        hailo_status status = HAILO_SUCCESS;
+        if (failing_opens > 0) {
+            failing_opens--;
+            status = open_status;
+        } else {
+            triggered = false;
+            healthy_since = Clock::now();
+        }
+        log(std::string("open ") + (status == HAILO_SUCCESS ? "ok" : std::to_string(int(status))));
+        return status;
+    }
+
+    void log(const std::string &line);
+};
+
+std::shared_ptr<DeviceFaults> device_faults(const std::string &id, const std::string &kind, double every_s)
+{
+    static std::mutex mutex;
+    static std::map<std::string, std::shared_ptr<DeviceFaults>> all;
+    std::lock_guard<std::mutex> lock(mutex);
+    auto &faults = all[id];
+    if (!faults || faults->kind != kind || faults->every_s != every_s) {
+        faults = std::make_shared<DeviceFaults>();
+        faults->id = id;
+        faults->kind = kind;
+        faults->every_s = every_s;
+    }
+    return faults;
+}
 
 // A job of a paced model, as the device sees it: frames taken into batches and done.
 struct PacedJob {
@@ -265,12 +375,17 @@ struct Device {
         return job;
     }
 
-    // Waits until `job` is done (true) or aborted (false).
-    bool wait(const std::shared_ptr<PacedJob> &job)
+    enum class Wait { done, aborted, deadline };
+
+    // Waits until `job` is done or aborted, or `deadline` passes.
+    Wait wait(const std::shared_ptr<PacedJob> &job, Clock::time_point deadline)
     {
         std::unique_lock<std::mutex> lock(mutex);
-        finished.wait(lock, [&] { return job->aborted || job->done == job->frames; });
-        return !job->aborted;
+        const bool ended = finished.wait_until(lock, deadline, [&] { return job->aborted || job->done == job->frames; });
+        if (!ended) {
+            return Wait::deadline;
+        }
+        return job->aborted ? Wait::aborted : Wait::done;
     }
 
 private:
@@ -367,6 +482,11 @@ void Device::run()
         }
         finished.notify_all();
     }
+}
+
+void DeviceFaults::log(const std::string &line)
+{
+    append_log(id + ".log", line);
 }
 
 // FNV-1a over every 61st byte and the last: enough to tell one image or text frame from
@@ -546,14 +666,29 @@ Expected<std::shared_ptr<VDevice>> VDevice::create_shared(const hailo_vdevice_pa
             return make_unexpected(HAILO_INVALID_ARGUMENT);
         }
         if (state == "ok no-dma-map") {
-            return std::shared_ptr<VDevice>(new VDevice(device_id, false));
+            return std::shared_ptr<VDevice>(new VDevice(device_id, false, nullptr));
+        }
+        std::istringstream words(state);
+        std::string ok;
+        std::string fault;
+        std::string kind;
+        double every_s = 0.0;
+        if ((words >> ok >> fault >> kind >> every_s) && ok == "ok" && fault == "fault" && every_s > 0.0 &&
+            (kind == "communication_closed" || kind == "device_not_connected" || kind == "timeout" ||
+             kind == "device_in_use")) {
+            auto faults = fake::device_faults(device_id, kind, every_s);
+            const auto status = faults->open();
+            if (status != HAILO_SUCCESS) {
+                return make_unexpected(status);
+            }
+            return std::shared_ptr<VDevice>(new VDevice(device_id, true, faults));
         }
         if (state != "ok") {
             hailo_status status;
             return make_unexpected(status_from_name(state, &status) ? status : HAILO_INVALID_ARGUMENT);
         }
     }
-    return std::shared_ptr<VDevice>(new VDevice(device_id, true));
+    return std::shared_ptr<VDevice>(new VDevice(device_id, true, nullptr));
 }
 
 hailo_status VDevice::dma_map(void *address, size_t size, hailo_dma_buffer_direction_t)
@@ -704,6 +839,7 @@ Expected<std::shared_ptr<InferModel>> VDevice::create_infer_model(const std::str
     if (!spec) {
         return make_unexpected(spec.status());
     }
+    (*spec)->faults = m_faults;
     return std::shared_ptr<InferModel>(new InferModel(spec.release()));
 }
 
@@ -865,6 +1001,10 @@ Expected<ConfiguredInferModel::Bindings> ConfiguredInferModel::create_bindings()
 hailo_status ConfiguredInferModel::wait_for_async_ready(std::chrono::milliseconds timeout, uint32_t frames_count)
 {
     auto &p = *m_pimpl;
+    const auto &faults = p.spec->faults;
+    if (faults && faults->faulted() && faults->status() != HAILO_TIMEOUT) {
+        return faults->status();
+    }
     std::unique_lock<std::mutex> lock(p.mutex);
     const bool ready = p.changed.wait_for(lock, timeout,
         [&] { return p.stopped || p.pending + frames_count <= p.queue_size; });
@@ -894,6 +1034,13 @@ Expected<AsyncInferJob> ConfiguredInferModel::run_async(const std::vector<Bindin
         if (p.stopped) {
             return make_unexpected(HAILO_INVALID_OPERATION);
         }
+    }
+    // A faulted device: the call fails and, as in HailoRT, the configured model shuts down
+    // (configured_infer_model_hrpc_client.cpp); a hung device takes the job and never ends it.
+    const auto faults = p.spec->faults;
+    if (faults && faults->faulted() && faults->status() != HAILO_TIMEOUT) {
+        p.stop();
+        return make_unexpected(faults->status());
     }
     long delay_ms = 0;
     std::string control;
@@ -940,6 +1087,8 @@ Expected<AsyncInferJob> ConfiguredInferModel::run_async(const std::vector<Bindin
     // When the job completes: after the control file's delay, and for a paced model when
     // the device has run its frames (see device_cost above).
     const auto done_at = fake::Clock::now() + std::chrono::milliseconds(delay_ms);
+    // Far enough never to come, near enough for every wait_until to take it.
+    const auto fault_at = faults ? faults->fault_at() : fake::Clock::now() + std::chrono::hours(24 * 365);
     std::shared_ptr<fake::PacedJob> paced;
     if (p.network) {
         paced = fake::device().submit(p.network, frames.size());
@@ -956,17 +1105,38 @@ Expected<AsyncInferJob> ConfiguredInferModel::run_async(const std::vector<Bindin
             std::to_string(p.jobs_in_flight) + " mapped=" + std::to_string(mapped));
     }
     auto *pipeline = m_pimpl.get();  // workers are joined before the pipeline is destroyed
-    p.workers.push_back(fake::Pipeline::Worker{std::thread([pipeline, frames, callback, job, finished, done_at, paced]() mutable {
+    p.workers.push_back(fake::Pipeline::Worker{std::thread([pipeline, frames, callback, job, finished, done_at, paced, faults, fault_at]() mutable {
         bool aborted;
         {
             std::unique_lock<std::mutex> wait_lock(pipeline->mutex);
-            aborted = pipeline->changed.wait_until(wait_lock, done_at, [pipeline] { return pipeline->stopped; });
+            aborted = pipeline->changed.wait_until(wait_lock, std::min(done_at, fault_at),
+                [pipeline] { return pipeline->stopped; });
         }
-        if (paced && !fake::device().wait(paced)) {
-            aborted = true;
+        bool faulted = !aborted && faults && faults->faulted();
+        if (!aborted && !faulted && paced) {
+            switch (fake::device().wait(paced, fault_at)) {
+            case fake::Device::Wait::done:
+                break;
+            case fake::Device::Wait::aborted:
+                aborted = true;
+                break;
+            case fake::Device::Wait::deadline:
+                faulted = faults->faulted();
+                break;
+            }
+        }
+        hailo_status status = HAILO_SUCCESS;
+        if (faulted) {
+            status = faults->status();
+            if (status != HAILO_COMMUNICATION_CLOSED) {
+                // The device hangs or is gone: the job never completes on its own.
+                std::unique_lock<std::mutex> wait_lock(pipeline->mutex);
+                pipeline->changed.wait(wait_lock, [pipeline] { return pipeline->stopped; });
+                aborted = true;
+            }
         }
         bool changed = false;
-        if (!aborted) {
+        if (!aborted && !faulted) {
             for (auto &frame : frames) {
                 changed = changed || fake::checksum(frame.input) != frame.input_sum;
                 pipeline->write_output(pipeline->transform(pipeline->read_input(frame.input.data())),
@@ -986,7 +1156,7 @@ Expected<AsyncInferJob> ConfiguredInferModel::run_async(const std::vector<Bindin
             pipeline->jobs_in_flight--;
         }
         pipeline->changed.notify_all();
-        callback(AsyncInferCompletionInfo(aborted ? HAILO_STREAM_ABORT : HAILO_SUCCESS));
+        callback(AsyncInferCompletionInfo(aborted ? HAILO_STREAM_ABORT : status));
         {
             std::lock_guard<std::mutex> job_lock(job->mutex);
             job->done = true;

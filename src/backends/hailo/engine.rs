@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use image::RgbImage;
@@ -26,9 +27,11 @@ use super::ffi::{
     self, Direction, ElementType, HailoError, HailoErrorKind, Job, Model, StreamInfo,
 };
 use super::layout;
+use super::session::{HailoSession, Network};
 use crate::config::HailoConfig;
 use crate::encoder::{
-    Backend, EncoderError, EncoderErrorKind, EncoderInfo, HailoInfo, ImageEncoder, TextEncoder,
+    Backend, DeviceRecovery, EncoderError, EncoderErrorKind, EncoderInfo, HailoInfo,
+    ImageEncoder, TextEncoder,
 };
 use crate::preprocess::ResizeMode;
 use crate::tokenize::{eot_position, pad, TextTokenizer};
@@ -220,7 +223,7 @@ fn load_model(device: &HailoDevice, path: &Path) -> Result<Model, HailoLoadError
 }
 
 /// How the output's bytes become f32.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct OutputFormat {
     element: ElementType,
     qp_zp: f32,
@@ -321,11 +324,10 @@ fn encoder_error(hef: &Path, e: HailoError) -> EncoderError {
 fn pipeline<'a, J: AsRef<[&'a [u8]]>>(
     model: &Model,
     network: &'static str,
-    hef: &Path,
     timeout: Duration,
     jobs: impl Iterator<Item = J>,
     mut take: impl FnMut(usize, &[u8]),
-) -> Result<(), EncoderError> {
+) -> Result<(), HailoError> {
     let frame_out = model.outputs()[0].frame_size;
     let mut output = vec![0u8; model.max_frames() * frame_out];
     let mut pending: VecDeque<(Job<'_>, usize)> = VecDeque::with_capacity(model.jobs());
@@ -334,20 +336,17 @@ fn pipeline<'a, J: AsRef<[&'a [u8]]>>(
         let (job, frames) = pending.pop_front().expect("a pending job");
         let out = &mut output[..frames * frame_out];
         let mut buffers: Vec<&mut [u8]> = out.chunks_exact_mut(frame_out).collect();
-        job.collect(&mut buffers, timeout)
-            .map_err(|e| encoder_error(hef, e))?;
+        job.collect(&mut buffers, timeout)?;
         take(done, out);
         done += 1;
-        Ok::<(), EncoderError>(())
+        Ok::<(), HailoError>(())
     };
     for job in jobs {
         let inputs = job.as_ref();
         if pending.len() >= model.jobs().max(1) {
             collect_next(&mut pending)?;
         }
-        let job = model
-            .submit(inputs.len(), inputs, timeout)
-            .map_err(|e| encoder_error(hef, e))?;
+        let job = model.submit(inputs.len(), inputs, timeout)?;
         metrics::counter!("hailo_clip_device_jobs_total", "network" => network, "frames" => inputs.len().to_string())
             .increment(1);
         pending.push_back((job, inputs.len()));
@@ -358,141 +357,235 @@ fn pipeline<'a, J: AsRef<[&'a [u8]]>>(
     Ok(())
 }
 
-pub struct HailoImageEncoder {
-    model: Model,
-    path: PathBuf,
+/// What the image HEF is once configured; a re-created device must give the same.
+#[derive(Debug, Clone, PartialEq)]
+struct ImageFacts {
     size: u32,
-    resize: ResizeMode,
     dim: usize,
     max_frames: usize,
     output: OutputFormat,
+}
+
+/// Loads, checks and configures the image HEF on `device`.
+fn configure_image(
+    device: &HailoDevice,
+    config: &HailoConfig,
+    path: &Path,
+) -> Result<(Model, ImageFacts), HailoLoadError> {
+    let mut model = load_model(device, path)?;
+    let input = model.inputs()[0].clone();
+    if input.height != input.width || input.features != 3 || input.height == 0 {
+        return Err(shape_error(
+            path,
+            format!(
+                "input {} is not a square RGB image (H×W×3)",
+                describe(&input)
+            ),
+        ));
+    }
+    model
+        .set_format(Direction::Input, 0, ElementType::Uint8, true)
+        .map_err(|e| hef_error(path, e.kind, e.message))?;
+    let output = OutputFormat::choose(&mut model, path)?;
+    let dim = model.outputs()[0].elements();
+    let max_frames = configure(&mut model, path, config)?;
+    let input = &model.inputs()[0];
+    if input.frame_size != input.elements() {
+        return Err(shape_error(
+            path,
+            format!("input {} does not take uint8 NHWC frames", describe(input)),
+        ));
+    }
+    let facts = ImageFacts {
+        size: input.height,
+        dim,
+        max_frames,
+        output,
+    };
+    Ok((model, facts))
+}
+
+/// The check a re-created device's model must pass: the same facts as at start.
+fn same_facts<F: PartialEq + std::fmt::Debug>(path: &Path, first: &F, now: &F) -> Result<(), HailoLoadError> {
+    if first == now {
+        Ok(())
+    } else {
+        Err(shape_error(
+            path,
+            format!("changed since start-up: configured as {now:?}, was {first:?}"),
+        ))
+    }
+}
+
+pub struct HailoImageEncoder {
+    session: Arc<HailoSession>,
+    path: PathBuf,
+    facts: ImageFacts,
+    jobs: usize,
+    resize: ResizeMode,
     timeout: Duration,
     info: EncoderInfo,
 }
 
 impl HailoImageEncoder {
     pub fn load(
-        device: &HailoDevice,
+        session: &Arc<HailoSession>,
         config: &HailoConfig,
     ) -> Result<HailoImageEncoder, HailoLoadError> {
         let path = locate_hef(config, &config.image_hef)?;
-        let mut model = load_model(device, &path)?;
-        let input = model.inputs()[0].clone();
-        if input.height != input.width || input.features != 3 || input.height == 0 {
-            return Err(shape_error(
-                &path,
-                format!(
-                    "input {} is not a square RGB image (H×W×3)",
-                    describe(&input)
-                ),
-            ));
-        }
-        model
-            .set_format(Direction::Input, 0, ElementType::Uint8, true)
-            .map_err(|e| hef_error(&path, e.kind, e.message))?;
-        let output = OutputFormat::choose(&mut model, &path)?;
-        let dim = model.outputs()[0].elements();
-        let max_frames = configure(&mut model, &path, config)?;
-        let input = &model.inputs()[0];
-        if input.frame_size != input.elements() {
-            return Err(shape_error(
-                &path,
-                format!("input {} does not take uint8 NHWC frames", describe(input)),
-            ));
-        }
+        let (model, facts) = session.with_device(|device| configure_image(device, config, &path))?;
         tracing::info!(
             hef = %path.display(),
-            input = %describe(input),
+            input = %describe(&model.inputs()[0]),
             output = %describe(&model.outputs()[0]),
-            max_frames,
+            max_frames = facts.max_frames,
             jobs_in_flight = model.jobs(),
             dma_mapped_buffers = model.mapped_buffers(),
             "image encoder HEF configured"
         );
+        let jobs = model.jobs();
+        let info = session.with_device(|device| device.info(&path));
+        let recipe = {
+            let (config, path, first) = (config.clone(), path.clone(), facts.clone());
+            Box::new(move |device: &HailoDevice| {
+                let (model, facts) = configure_image(device, &config, &path)?;
+                same_facts(&path, &first, &facts)?;
+                Ok(model)
+            })
+        };
+        session.add(Network::Image, model, recipe);
         Ok(HailoImageEncoder {
-            size: input.height,
-            info: device.info(&path),
-            model,
+            session: session.clone(),
             path,
+            facts,
+            jobs,
             resize: config.resize,
-            dim,
-            max_frames,
-            output,
             timeout: Duration::from_millis(config.timeout_ms),
+            info,
         })
     }
 }
 
 impl ImageEncoder for HailoImageEncoder {
     fn input_size(&self) -> u32 {
-        self.size
+        self.facts.size
     }
     fn resize_mode(&self) -> ResizeMode {
         self.resize
     }
     fn embedding_dim(&self) -> usize {
-        self.dim
+        self.facts.dim
     }
     fn max_batch(&self) -> usize {
-        self.max_frames
+        self.facts.max_frames
     }
     fn info(&self) -> EncoderInfo {
         self.info.clone()
     }
     fn jobs_in_flight(&self) -> usize {
-        self.model.jobs()
+        self.jobs
     }
     fn serial_device(&self) -> bool {
         true
     }
+    fn device(&self) -> Option<Arc<dyn DeviceRecovery>> {
+        Some(self.session.clone())
+    }
     fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError> {
-        if let Some(image) = images
-            .iter()
-            .find(|i| i.dimensions() != (self.size, self.size))
-        {
+        let (size, max_frames) = (self.facts.size, self.facts.max_frames);
+        if let Some(image) = images.iter().find(|i| i.dimensions() != (size, size)) {
             return Err(EncoderError::failed(format!(
-                "{}: image is {:?}, the HEF takes {}x{}",
+                "{}: image is {:?}, the HEF takes {size}x{size}",
                 self.path.display(),
                 image.dimensions(),
-                self.size,
-                self.size
             )));
         }
-        let mut rows = Array2::<f32>::zeros((images.len(), self.dim));
-        let frame_out = self.model.outputs()[0].frame_size;
-        // Each image's pixels are its frame as they are (uint8 NHWC).
-        let jobs = images.chunks(self.max_frames).map(|chunk| {
-            chunk
-                .iter()
-                .map(|i| i.as_raw().as_slice())
-                .collect::<Vec<_>>()
-        });
-        pipeline(
-            &self.model,
-            "image",
-            &self.path,
-            self.timeout,
-            jobs,
-            |job, output| {
-                for (i, frame) in output.chunks_exact(frame_out).enumerate() {
-                    rows.row_mut(job * self.max_frames + i)
-                        .assign(&ArrayView1::from(&self.output.decode(frame)));
-                }
+        let mut rows = Array2::<f32>::zeros((images.len(), self.facts.dim));
+        self.session.run(
+            Network::Image,
+            |model| {
+                let frame_out = model.outputs()[0].frame_size;
+                // Each image's pixels are its frame as they are (uint8 NHWC).
+                let jobs = images.chunks(max_frames).map(|chunk| {
+                    chunk
+                        .iter()
+                        .map(|i| i.as_raw().as_slice())
+                        .collect::<Vec<_>>()
+                });
+                pipeline(model, "image", self.timeout, jobs, |job, output| {
+                    for (i, frame) in output.chunks_exact(frame_out).enumerate() {
+                        rows.row_mut(job * max_frames + i)
+                            .assign(&ArrayView1::from(&self.facts.output.decode(frame)));
+                    }
+                })
             },
+            |e| encoder_error(&self.path, e),
         )?;
         Ok(rows)
     }
 }
 
+/// What the text HEF is once configured; a re-created device must give the same.
+#[derive(Debug, Clone, PartialEq)]
+struct TextFacts {
+    max_frames: usize,
+    output: OutputFormat,
+}
+
+/// Loads, checks and configures the text HEF on `device` for a token-embedding table of
+/// width `hidden` and a projection of `projection_rows` rows.
+fn configure_text(
+    device: &HailoDevice,
+    config: &HailoConfig,
+    path: &Path,
+    hidden: usize,
+    projection_rows: usize,
+) -> Result<(Model, TextFacts), HailoLoadError> {
+    let mut model = load_model(device, path)?;
+    let input = model.inputs()[0].clone();
+    if input.elements() != CONTEXT_LENGTH * hidden || !input.order.is_row_major() {
+        return Err(shape_error(
+            path,
+            format!(
+                "input {} does not take {CONTEXT_LENGTH} token embeddings of {hidden} (the width of the token-embedding table)",
+                describe(&input)
+            ),
+        ));
+    }
+    model
+        .set_format(Direction::Input, 0, ElementType::Float32, false)
+        .map_err(|e| hef_error(path, e.kind, e.message))?;
+    let output_stream = model.outputs()[0].clone();
+    if output_stream.elements() != CONTEXT_LENGTH * projection_rows {
+        return Err(shape_error(
+            path,
+            format!(
+                "output {} is not {CONTEXT_LENGTH} rows of {projection_rows} (the rows of the text projection)",
+                describe(&output_stream),
+            ),
+        ));
+    }
+    let output = OutputFormat::choose(&mut model, path)?;
+    let max_frames = configure(&mut model, path, config)?;
+    let input = &model.inputs()[0];
+    if input.frame_size != input.elements() * 4 {
+        return Err(shape_error(
+            path,
+            format!("input {} does not take f32 frames", describe(input)),
+        ));
+    }
+    Ok((model, TextFacts { max_frames, output }))
+}
+
 pub struct HailoTextEncoder {
-    model: Model,
+    session: Arc<HailoSession>,
     path: PathBuf,
     /// vocabulary × hidden
     lut: Array2<f32>,
     /// hidden × embedding
     projection: Array2<f32>,
-    max_frames: usize,
-    output: OutputFormat,
+    facts: TextFacts,
+    jobs: usize,
     timeout: Duration,
     info: EncoderInfo,
 }
@@ -501,7 +594,7 @@ impl HailoTextEncoder {
     /// Loads the text HEF and the text assets from `hailo.resources_dir`; returns the
     /// tokenizer too, since it is one of those assets.
     pub fn load(
-        device: &HailoDevice,
+        session: &Arc<HailoSession>,
         config: &HailoConfig,
     ) -> Result<(HailoTextEncoder, TextTokenizer), HailoLoadError> {
         let TextAssets {
@@ -509,60 +602,40 @@ impl HailoTextEncoder {
             lut,
             projection,
         } = TextAssets::load(&config.resources_dir)?;
-        let hidden = lut.ncols();
+        let (hidden, projection_rows) = (lut.ncols(), projection.nrows());
         let path = locate_hef(config, &config.text_hef)?;
-        let mut model = load_model(device, &path)?;
-        let input = model.inputs()[0].clone();
-        if input.elements() != CONTEXT_LENGTH * hidden || !input.order.is_row_major() {
-            return Err(shape_error(
-                &path,
-                format!(
-                    "input {} does not take {CONTEXT_LENGTH} token embeddings of {hidden} (the width of the token-embedding table)",
-                    describe(&input)
-                ),
-            ));
-        }
-        model
-            .set_format(Direction::Input, 0, ElementType::Float32, false)
-            .map_err(|e| hef_error(&path, e.kind, e.message))?;
-        let output_stream = model.outputs()[0].clone();
-        if output_stream.elements() != CONTEXT_LENGTH * projection.nrows() {
-            return Err(shape_error(
-                &path,
-                format!(
-                    "output {} is not {CONTEXT_LENGTH} rows of {} (the rows of the text projection)",
-                    describe(&output_stream),
-                    projection.nrows()
-                ),
-            ));
-        }
-        let output = OutputFormat::choose(&mut model, &path)?;
-        let max_frames = configure(&mut model, &path, config)?;
-        let input = &model.inputs()[0];
-        if input.frame_size != input.elements() * 4 {
-            return Err(shape_error(
-                &path,
-                format!("input {} does not take f32 frames", describe(input)),
-            ));
-        }
+        let (model, facts) = session.with_device(|device| {
+            configure_text(device, config, &path, hidden, projection_rows)
+        })?;
         tracing::info!(
             hef = %path.display(),
-            input = %describe(input),
+            input = %describe(&model.inputs()[0]),
             output = %describe(&model.outputs()[0]),
-            max_frames,
+            max_frames = facts.max_frames,
             jobs_in_flight = model.jobs(),
             dma_mapped_buffers = model.mapped_buffers(),
             "text encoder HEF configured"
         );
+        let jobs = model.jobs();
+        let info = session.with_device(|device| device.info(&path));
+        let recipe = {
+            let (config, path, first) = (config.clone(), path.clone(), facts.clone());
+            Box::new(move |device: &HailoDevice| {
+                let (model, facts) = configure_text(device, &config, &path, hidden, projection_rows)?;
+                same_facts(&path, &first, &facts)?;
+                Ok(model)
+            })
+        };
+        session.add(Network::Text, model, recipe);
         let encoder = HailoTextEncoder {
-            info: device.info(&path),
-            model,
+            session: session.clone(),
             path,
             lut,
             projection,
-            max_frames,
-            output,
+            facts,
+            jobs,
             timeout: Duration::from_millis(config.timeout_ms),
+            info,
         };
         Ok((encoder, tokenizer))
     }
@@ -596,46 +669,46 @@ impl TextEncoder for HailoTextEncoder {
         self.projection.ncols()
     }
     fn max_batch(&self) -> usize {
-        self.max_frames
+        self.facts.max_frames
     }
     fn info(&self) -> EncoderInfo {
         self.info.clone()
     }
     fn jobs_in_flight(&self) -> usize {
-        self.model.jobs()
+        self.jobs
     }
     fn serial_device(&self) -> bool {
         true
     }
     fn encode_texts(&self, token_ids: &[Vec<u32>]) -> Result<Array2<f32>, EncoderError> {
         let hidden = self.projection.nrows();
+        let max_frames = self.facts.max_frames;
         let mut rows = Array2::<f32>::zeros((token_ids.len(), self.projection.ncols()));
-        let frame_out = self.model.outputs()[0].frame_size;
-        let frame_in = self.model.inputs()[0].frame_size;
-        // Every text's [77, hidden] frame, and the row its EOT is in, built before the first
-        // job is submitted so that the jobs can borrow them.
+        // Every text's [77, hidden] f32 frame, and the row its EOT is in, built before the
+        // first job is submitted so that the jobs can borrow them.
+        let frame_in = CONTEXT_LENGTH * hidden * 4;
         let mut frames = Vec::with_capacity(token_ids.len() * frame_in);
         let eots = token_ids
             .iter()
             .map(|ids| self.embed_tokens(ids, &mut frames))
             .collect::<Result<Vec<_>, _>>()?;
         let chunks: Vec<&[u8]> = frames.chunks_exact(frame_in).collect();
-        let jobs = chunks.chunks(self.max_frames);
-        pipeline(
-            &self.model,
-            "text",
-            &self.path,
-            self.timeout,
-            jobs,
-            |job, output| {
-                for (i, frame) in output.chunks_exact(frame_out).enumerate() {
-                    let row = job * self.max_frames + i;
-                    let states = self.output.decode(frame);
-                    let eot = eots[row];
-                    let pooled = ArrayView1::from(&states[eot * hidden..(eot + 1) * hidden]);
-                    rows.row_mut(row).assign(&pooled.dot(&self.projection));
-                }
+        self.session.run(
+            Network::Text,
+            |model| {
+                let frame_out = model.outputs()[0].frame_size;
+                let jobs = chunks.chunks(max_frames);
+                pipeline(model, "text", self.timeout, jobs, |job, output| {
+                    for (i, frame) in output.chunks_exact(frame_out).enumerate() {
+                        let row = job * max_frames + i;
+                        let states = self.facts.output.decode(frame);
+                        let eot = eots[row];
+                        let pooled = ArrayView1::from(&states[eot * hidden..(eot + 1) * hidden]);
+                        rows.row_mut(row).assign(&pooled.dot(&self.projection));
+                    }
+                })
             },
+            |e| encoder_error(&self.path, e),
         )?;
         Ok(rows)
     }

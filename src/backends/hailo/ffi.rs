@@ -297,6 +297,12 @@ impl Device {
     }
 }
 
+// SAFETY: the handle owns a shared_ptr to HailoRT's VDevice, whose calls used here
+// (create_infer_model, and its release) HailoRT allows from any thread; the session drops
+// a device on its teardown thread and loads models under a lock.
+unsafe impl Send for Device {}
+unsafe impl Sync for Device {}
+
 impl Drop for Device {
     fn drop(&mut self) {
         // SAFETY: the handle came from hc_vdevice_create and is released only here.

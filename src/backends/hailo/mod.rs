@@ -11,6 +11,8 @@
 //!   `hailo` (the installed HailoRT) or `hailo-fake` (the test double in tests/hailo_fake/).
 //! * `engine`: device opening, HEF loading and validation, and the two encoders; with
 //!   either feature.
+//! * `session`: the device and its models kept across device faults (recovery); with
+//!   either feature.
 
 pub mod assets;
 pub mod layout;
@@ -20,6 +22,10 @@ pub mod pulled;
 mod engine;
 #[cfg(any(feature = "hailo", feature = "hailo-fake"))]
 pub mod ffi;
+#[cfg(any(feature = "hailo", feature = "hailo-fake"))]
+mod session;
 
 #[cfg(any(feature = "hailo", feature = "hailo-fake"))]
 pub use engine::{open_device, HailoDevice, HailoImageEncoder, HailoLoadError, HailoTextEncoder};
+#[cfg(any(feature = "hailo", feature = "hailo-fake"))]
+pub use session::HailoSession;

@@ -15,6 +15,11 @@ namespace hailort
 
 class InferModel;
 
+namespace fake
+{
+struct DeviceFaults;
+} // namespace fake
+
 class VDevice
 {
 public:
@@ -33,9 +38,11 @@ public:
     virtual hailo_status dma_unmap(void *address, size_t size, hailo_dma_buffer_direction_t direction);
 
 private:
-    VDevice(std::string device_id, bool dma_mappable) : m_device_id(std::move(device_id)), m_dma_mappable(dma_mappable) {}
+    VDevice(std::string device_id, bool dma_mappable, std::shared_ptr<fake::DeviceFaults> faults)
+        : m_device_id(std::move(device_id)), m_dma_mappable(dma_mappable), m_faults(std::move(faults)) {}
     std::string m_device_id;
     bool m_dma_mappable;
+    std::shared_ptr<fake::DeviceFaults> m_faults;  // null: no fault scheduled
 };
 
 } // namespace hailort

@@ -1,0 +1,357 @@
+//! The Hailo device and the models configured on it, kept across device faults. Both
+//! encoders run their jobs through one session; when HailoRT reports a fault of the device
+//! as a whole, the session refuses new jobs at once, tears the models and the VDevice down on
+//! a thread with a time limit, backs off (1 s doubling to 60 s), opens the device again,
+//! configures the same models (and maps their buffers) again, and then waits for the service
+//! to rerun its warm-up and self-test before it serves. After `hailo.recovery_max_seconds`
+//! it gives up, and the daemon exits for systemd to restart it.
+//!
+//! How faults surface (hailort v5.2.0; v4.23.0 for Hailo-8), and what is one:
+//! * the device side closed the link: `HAILO_COMMUNICATION_CLOSED` for every pending and new
+//!   request (hrpc/client.cpp; hrpc/raw_connection_internal/pcie/hailo_session_internal.cpp);
+//! * the host lost the device (PCIe reset, removal): `HAILO_DEVICE_NOT_CONNECTED` on 5.x,
+//!   `HAILO_DRIVER_OPERATION_FAILED` on 4.23, and waits in flight time out
+//!   (vdma/driver/os/posix/linux/driver_os_specific.cpp); any driver error is one too;
+//! * a hang: `HAILO_TIMEOUT` (hrpc requests time out after 10 s,
+//!   `HAILO_REQUEST_TIMEOUT_SECONDS`), a fault after 3 in a row; `HAILO_STREAM_ABORT`
+//!   likewise after 3 in a row.
+//! On Hailo-10H a failed `run_async`, even a queue timeout, shuts that configured model down
+//! for good (configured_infer_model_hrpc_client.cpp): the shim waits with
+//! `wait_for_async_ready` before each `run_async` and configures a model anew after a failure.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use super::engine::{open_device, HailoDevice, HailoLoadError};
+use super::ffi::{HailoError, Model};
+use crate::config::HailoConfig;
+use crate::encoder::{DeviceRecovery, DeviceStatus, EncoderError, EncoderErrorKind};
+
+// HailoRT's status numbers (hailort.h; the same in 4.23 and 5.2 where both have them).
+const HAILO_TIMEOUT: i32 = 4;
+const HAILO_DRIVER_OPERATION_FAILED: i32 = 36;
+const HAILO_COMMUNICATION_CLOSED: i32 = 62;
+const HAILO_STREAM_ABORT: i32 = 63;
+const HAILO_DRIVER_TIMEOUT: i32 = 87;
+const HAILO_DEVICE_NOT_CONNECTED: i32 = 96;
+
+/// Timeouts (or stream aborts) in a row that make a fault of the device.
+const IN_A_ROW: u32 = 3;
+/// Back-off between attempts to open the device again.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Longest the teardown of the old models and VDevice may take before it is left to finish
+/// on its own: on Hailo-10H each hrpc destructor can block for its 10 s request timeout.
+const TEARDOWN_LIMIT: Duration = Duration::from_secs(30);
+
+/// Which model of the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Network {
+    Image,
+    Text,
+}
+
+/// How the session opens the device and configures a model again, the same way as at start.
+pub(super) type Configure =
+    Box<dyn Fn(&HailoDevice) -> Result<Model, HailoLoadError> + Send + Sync>;
+
+struct Live {
+    // Field order is drop order: the models before the device they run on.
+    image: Option<Model>,
+    text: Option<Model>,
+    #[allow(dead_code)]
+    device: HailoDevice,
+}
+
+impl Live {
+    fn model(&self, network: Network) -> Option<&Model> {
+        match network {
+            Network::Image => self.image.as_ref(),
+            Network::Text => self.text.as_ref(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    Serving,
+    /// Torn down or being re-created: jobs are refused.
+    Down { since: Instant },
+    /// Re-created; jobs run (the service's check), requests are not admitted yet.
+    Check { since: Instant },
+    GaveUp,
+}
+
+pub struct HailoSession {
+    /// This session, for the recovery thread it starts.
+    me: Weak<HailoSession>,
+    config: HailoConfig,
+    live: RwLock<Option<Live>>,
+    phase: Mutex<Phase>,
+    last_fault: Mutex<Option<String>>,
+    recoveries: AtomicU64,
+    timeouts_in_a_row: AtomicU32,
+    aborts_in_a_row: AtomicU32,
+    configure_image: Mutex<Option<Configure>>,
+    configure_text: Mutex<Option<Configure>>,
+}
+
+impl HailoSession {
+    /// A session on an open device, with no model yet (the encoders' loaders add theirs).
+    pub fn new(config: &HailoConfig, device: HailoDevice) -> Arc<HailoSession> {
+        Arc::new_cyclic(|me| HailoSession {
+            me: me.clone(),
+            config: config.clone(),
+            live: RwLock::new(Some(Live {
+                image: None,
+                text: None,
+                device,
+            })),
+            phase: Mutex::new(Phase::Serving),
+            last_fault: Mutex::new(None),
+            recoveries: AtomicU64::new(0),
+            timeouts_in_a_row: AtomicU32::new(0),
+            aborts_in_a_row: AtomicU32::new(0),
+            configure_image: Mutex::new(None),
+            configure_text: Mutex::new(None),
+        })
+    }
+
+    /// The device, for the loaders.
+    pub(super) fn with_device<T>(&self, f: impl FnOnce(&HailoDevice) -> T) -> T {
+        let live = self.live.read().unwrap_or_else(|p| p.into_inner());
+        f(&live.as_ref().expect("the device is open while loading").device)
+    }
+
+    /// Keeps a configured model for the jobs, and how to configure it again for a recovery.
+    pub(super) fn add(&self, network: Network, model: Model, recipe: Configure) {
+        let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
+        let live = live.as_mut().expect("the device is open while loading");
+        let (slot, recipes) = match network {
+            Network::Image => (&mut live.image, &self.configure_image),
+            Network::Text => (&mut live.text, &self.configure_text),
+        };
+        *slot = Some(model);
+        *recipes.lock().unwrap_or_else(|p| p.into_inner()) = Some(recipe);
+    }
+
+    fn refused(&self) -> EncoderError {
+        let fault = self.last_fault.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        EncoderError {
+            kind: EncoderErrorKind::Recovering,
+            message: format!(
+                "the Hailo device is being recovered ({})",
+                fault.as_deref().unwrap_or("after a fault")
+            ),
+        }
+    }
+
+    /// Runs one call on `network`'s model, unless the device is down; a failure that is a
+    /// fault of the device starts a recovery. `describe` turns HailoRT's error into the
+    /// encoder's.
+    pub(super) fn run<T>(
+        &self,
+        network: Network,
+        call: impl FnOnce(&Model) -> Result<T, HailoError>,
+        describe: impl FnOnce(HailoError) -> EncoderError,
+    ) -> Result<T, EncoderError> {
+        if matches!(
+            *self.phase.lock().unwrap_or_else(|p| p.into_inner()),
+            Phase::Down { .. } | Phase::GaveUp
+        ) {
+            return Err(self.refused());
+        }
+        let result = {
+            let live = self.live.read().unwrap_or_else(|p| p.into_inner());
+            let Some(model) = live.as_ref().and_then(|l| l.model(network)) else {
+                return Err(self.refused());
+            };
+            call(model)
+        };
+        match result {
+            Ok(value) => {
+                self.timeouts_in_a_row.store(0, Ordering::SeqCst);
+                self.aborts_in_a_row.store(0, Ordering::SeqCst);
+                Ok(value)
+            }
+            Err(e) => {
+                let status = e.hailo_status;
+                let mut error = describe(e);
+                if let Some(fault) = self.fault_of(status) {
+                    tracing::error!("Hailo device fault: {fault}: {}", error.message);
+                    self.start_recovery(fault);
+                    if status != HAILO_TIMEOUT {
+                        error.kind = EncoderErrorKind::Recovering;
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Whether a failed call's HailoRT status is a fault of the device, in words.
+    fn fault_of(&self, status: i32) -> Option<String> {
+        let in_a_row = |counter: &AtomicU32| counter.fetch_add(1, Ordering::SeqCst) + 1 >= IN_A_ROW;
+        match status {
+            HAILO_COMMUNICATION_CLOSED => Some("the device closed the link (HAILO_COMMUNICATION_CLOSED)".into()),
+            HAILO_DEVICE_NOT_CONNECTED => Some("the device is not connected (HAILO_DEVICE_NOT_CONNECTED)".into()),
+            HAILO_DRIVER_OPERATION_FAILED => Some("a driver operation failed (HAILO_DRIVER_OPERATION_FAILED)".into()),
+            HAILO_DRIVER_TIMEOUT => Some("a driver operation timed out (HAILO_DRIVER_TIMEOUT)".into()),
+            HAILO_TIMEOUT if in_a_row(&self.timeouts_in_a_row) => {
+                Some(format!("{IN_A_ROW} jobs in a row timed out (HAILO_TIMEOUT)"))
+            }
+            HAILO_STREAM_ABORT if in_a_row(&self.aborts_in_a_row) => {
+                Some(format!("{IN_A_ROW} jobs in a row were aborted (HAILO_STREAM_ABORT)"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Stops serving and recovers on a thread of its own, unless a recovery is under way.
+    fn start_recovery(&self, fault: String) {
+        {
+            let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
+            let since = match *phase {
+                Phase::Serving => Instant::now(),
+                // A fault during the check continues the same recovery (and its time limit).
+                Phase::Check { since } => since,
+                Phase::Down { .. } | Phase::GaveUp => return,
+            };
+            *phase = Phase::Down { since };
+        }
+        *self.last_fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(fault);
+        self.timeouts_in_a_row.store(0, Ordering::SeqCst);
+        self.aborts_in_a_row.store(0, Ordering::SeqCst);
+        let Some(session) = self.me.upgrade() else {
+            return;
+        };
+        std::thread::Builder::new()
+            .name("hailo-recovery".into())
+            .spawn(move || session.recover())
+            .expect("spawning the recovery thread");
+    }
+
+    fn since(&self) -> Option<Instant> {
+        match *self.phase.lock().unwrap_or_else(|p| p.into_inner()) {
+            Phase::Down { since } | Phase::Check { since } => Some(since),
+            Phase::Serving | Phase::GaveUp => None,
+        }
+    }
+
+    fn recover(self: Arc<Self>) {
+        let limit = Duration::from_secs(self.config.recovery_max_seconds);
+        let since = self.since().unwrap_or_else(Instant::now);
+        // Calls in flight end within hailo.timeout_ms; new ones are refused.
+        let old = self.live.write().unwrap_or_else(|p| p.into_inner()).take();
+        tear_down(old);
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let left = limit.saturating_sub(since.elapsed());
+            if left.is_zero() {
+                tracing::error!(
+                    "the Hailo device was not recovered within hailo.recovery_max_seconds ({} s)",
+                    limit.as_secs()
+                );
+                *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = Phase::GaveUp;
+                return;
+            }
+            std::thread::sleep(backoff.min(left));
+            match self.reopen() {
+                Ok(live) => {
+                    *self.live.write().unwrap_or_else(|p| p.into_inner()) = Some(live);
+                    *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = Phase::Check { since };
+                    tracing::warn!(
+                        "Hailo device re-created and its models configured after {:.1} s; checking it (warm-up, self-test)",
+                        since.elapsed().as_secs_f64()
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "Hailo device not back yet ({e}); next attempt in {} s",
+                        (backoff * 2).min(MAX_BACKOFF).as_secs()
+                    );
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Opens the device and configures every model as at start.
+    fn reopen(&self) -> Result<Live, HailoLoadError> {
+        let device = open_device(&self.config)?;
+        let configure = |recipe: &Mutex<Option<Configure>>| -> Result<Option<Model>, HailoLoadError> {
+            let recipe = recipe.lock().unwrap_or_else(|p| p.into_inner());
+            recipe.as_ref().map(|configure| configure(&device)).transpose()
+        };
+        let image = configure(&self.configure_image)?;
+        let text = configure(&self.configure_text)?;
+        Ok(Live {
+            image,
+            text,
+            device,
+        })
+    }
+}
+
+/// Drops the old models and device on a thread, waiting at most [`TEARDOWN_LIMIT`]; past
+/// it, the thread is left to finish alone (a destructor blocked on a dead link).
+fn tear_down(old: Option<Live>) {
+    let Some(old) = old else { return };
+    let (done, finished) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("hailo-teardown".into())
+        .spawn(move || {
+            drop(old);
+            let _ = done.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            if finished.recv_timeout(TEARDOWN_LIMIT).is_err() {
+                tracing::error!(
+                    "tearing down the old Hailo models and VDevice took over {} s; going on without waiting",
+                    TEARDOWN_LIMIT.as_secs()
+                );
+            }
+        }
+        Err(e) => tracing::error!("cannot spawn the teardown thread: {e}"),
+    }
+}
+
+impl DeviceRecovery for HailoSession {
+    fn status(&self) -> DeviceStatus {
+        let phase = self.phase.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (recovering, needs_check, since, gave_up) = match phase {
+            Phase::Serving => (false, false, None, false),
+            Phase::Down { since } => (true, false, Some(since), false),
+            Phase::Check { since } => (true, true, Some(since), false),
+            Phase::GaveUp => (true, false, None, true),
+        };
+        DeviceStatus {
+            recovering,
+            needs_check,
+            recovering_for: since.map(|s| s.elapsed()),
+            gave_up,
+            recoveries: self.recoveries.load(Ordering::SeqCst),
+            last_fault: self.last_fault.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+
+    fn verified(&self) {
+        let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
+        if let Phase::Check { since } = *phase {
+            *phase = Phase::Serving;
+            self.recoveries.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(
+                "Hailo device recovered in {:.1} s: serving again",
+                since.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    fn check_failed(&self, why: &str) {
+        tracing::error!("the re-created Hailo device failed its check: {why}");
+        self.start_recovery(format!("the re-created device failed its check: {why}"));
+    }
+}
