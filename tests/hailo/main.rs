@@ -11,4 +11,5 @@ mod batching;
 mod ffi;
 mod http;
 mod pipeline;
+mod recovery;
 mod selftest;

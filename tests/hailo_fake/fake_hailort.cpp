@@ -59,13 +59,14 @@
 //                             new run_async fails with it, until the VDevice is re-created
 //       device_not_connected  the host lost the device (a PCIe reset): new run_async calls
 //                             fail with HAILO_DEVICE_NOT_CONNECTED, jobs in flight never
-//                             complete (their waits time out), and the next 3 VDevice
+//                             complete (their waits time out), and the next 2 VDevice
 //                             creations fail with HAILO_DEVICE_NOT_CONNECTED
 //       timeout               the device hangs: no job completes, run_async accepts jobs
 //                             until the queue is full, until the VDevice is re-created
-//       device_in_use         as communication_closed, then the next 2 creations fail with
+//       device_in_use         as communication_closed, then the next creation fails with
 //                             HAILO_DEVICE_IN_USE (hailort_server waits up to 5 s for the
 //                             old session to end, hailort_server.cpp)
+//     The file is read at every creation: a new EVERY_S applies from then on.
 //     Each fault appends "fault KIND" and each creation "open STATUS" to DEVICE_ID.log.
 //   run: the control file holds "ok", "delay MS" (completion comes MS later; shutdown
 //     aborts it with HAILO_STREAM_ABORT) or "status NAME" (run_async fails with that status
@@ -220,9 +221,16 @@ struct DeviceFaults {
     int failing_opens = 0;              // creations still to fail, and with what
     hailo_status open_status = HAILO_SUCCESS;
 
-    Clock::time_point fault_at()
+    // When the current device faults (under the lock).
+    Clock::time_point fault_at() const
     {
         return healthy_since + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(every_s));
+    }
+
+    Clock::time_point next_fault()
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        return fault_at();
     }
 
     // Whether the current device has faulted by now; the first to see it records it.
@@ -237,10 +245,10 @@ struct DeviceFaults {
         }
         triggered = true;
         if (kind == "device_not_connected") {
-            failing_opens = 3;
+            failing_opens = 2;
             open_status = HAILO_DEVICE_NOT_CONNECTED;
         } else if (kind == "device_in_use") {
-            failing_opens = 2;
+            failing_opens = 1;
             open_status = HAILO_DEVICE_IN_USE;
         }
         log("fault " + kind);
@@ -284,12 +292,14 @@ std::shared_ptr<DeviceFaults> device_faults(const std::string &id, const std::st
     static std::map<std::string, std::shared_ptr<DeviceFaults>> all;
     std::lock_guard<std::mutex> lock(mutex);
     auto &faults = all[id];
-    if (!faults || faults->kind != kind || faults->every_s != every_s) {
+    if (!faults || faults->kind != kind) {
         faults = std::make_shared<DeviceFaults>();
         faults->id = id;
         faults->kind = kind;
-        faults->every_s = every_s;
     }
+    // A new period applies from this creation on; failures still due on re-open stay due.
+    std::lock_guard<std::mutex> faults_lock(faults->mutex);
+    faults->every_s = every_s;
     return faults;
 }
 
@@ -1088,7 +1098,7 @@ Expected<AsyncInferJob> ConfiguredInferModel::run_async(const std::vector<Bindin
     // the device has run its frames (see device_cost above).
     const auto done_at = fake::Clock::now() + std::chrono::milliseconds(delay_ms);
     // Far enough never to come, near enough for every wait_until to take it.
-    const auto fault_at = faults ? faults->fault_at() : fake::Clock::now() + std::chrono::hours(24 * 365);
+    const auto fault_at = faults ? faults->next_fault() : fake::Clock::now() + std::chrono::hours(24 * 365);
     std::shared_ptr<fake::PacedJob> paced;
     if (p.network) {
         paced = fake::device().submit(p.network, frames.size());

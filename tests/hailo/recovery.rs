@@ -1,0 +1,190 @@
+//! Device faults survived without a restart, on the double's scheduled faults (a device file
+//! "ok fault KIND EVERY_S", tests/hailo_fake/fake_hailort.cpp): after the fault, requests
+//! get 503 `device_recovering` with Retry-After (or 504 `device_timeout` for jobs that timed
+//! out), /health answers 503 `recovering` naming the fault, the device is re-created (through
+//! the failures on re-open the double scripts), the service's check (warm-up, self-test)
+//! hands it back, and /health is 200 again with one recovery counted and the right answers.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use base64::Engine;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::common::hailo::*;
+use crate::common::scratch;
+use hailo_clip::daemon::load_service;
+use hailo_clip::http::{router, AppState, Ready};
+use hailo_clip::service::Service;
+
+struct Call {
+    status: StatusCode,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> Call {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        builder = builder.header(header::CONTENT_TYPE, "application/json");
+    }
+    let request = builder
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Call {
+        status,
+        retry_after,
+        body: serde_json::from_slice(&bytes).unwrap(),
+    }
+}
+
+fn png_request(seed: u8) -> Value {
+    let mut out = std::io::Cursor::new(Vec::new());
+    test_image(seed)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    json!({"image": base64::engine::general_purpose::STANDARD.encode(out.into_inner())})
+}
+
+/// Recovers from one scheduled fault of `kind` and checks every answer on the way.
+async fn survives(kind: &str, expect_opens_failed: usize) {
+    let dir = scratch();
+    image_hef(dir.path(), IMAGE_OUT_FLOAT, "");
+    text_hef(dir.path(), "");
+    let device = DeviceFile::new(&format!("ok fault {kind} 1"));
+    let log = std::path::PathBuf::from(format!("{}.log", device.id()));
+    let mut config = config(dir.path());
+    config.hailo.device_id = Some(device.id());
+    config.hailo.timeout_ms = 500;
+    let (service, backend, reason) = load_service(&config).await.unwrap();
+    service.warm_up().await.unwrap();
+    let service = Arc::new(service);
+    let state = AppState::new();
+    assert!(state
+        .ready
+        .set(Ready {
+            service: service.clone(),
+            backend,
+            reason,
+        })
+        .is_ok());
+    let app = router(state, config.limits.max_body_bytes);
+    let expected = unit(&expected_image(&test_image(7), None));
+    assert_eq!(call(&app, "GET", "/health", None).await.status, StatusCode::OK);
+
+    // Until the fault a second after the device was created, answers are right; then each
+    // request is refused as recovering (or, on a hung device, times out first).
+    let started = Instant::now();
+    let mut timeouts = 0;
+    let refused = loop {
+        assert!(started.elapsed() < Duration::from_secs(20), "no fault came");
+        let answer = call(&app, "POST", "/v1/embed/image", Some(png_request(7))).await;
+        match answer.status {
+            StatusCode::OK => {
+                let got = crate::common::floats(&answer.body["embedding"]);
+                assert!(got.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-5));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            StatusCode::GATEWAY_TIMEOUT => {
+                assert_eq!(answer.body["error"]["code"], "device_timeout", "{}", answer.body);
+                timeouts += 1;
+            }
+            StatusCode::SERVICE_UNAVAILABLE => break answer,
+            other => panic!("{other}: {}", answer.body),
+        }
+    };
+    // Later re-creations fault only after 1000 s: this test sees one fault.
+    device.set(&format!("ok fault {kind} 1000"));
+    assert_eq!(refused.body["error"]["code"], "device_recovering", "{}", refused.body);
+    assert_eq!(refused.retry_after.as_deref(), Some("5"));
+    if kind == "timeout" {
+        assert_eq!(timeouts, 3, "a hang is a fault after 3 timeouts in a row");
+    }
+    let health = call(&app, "GET", "/health", None).await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE, "{}", health.body);
+    assert_eq!(health.body["status"], "recovering", "{}", health.body);
+    assert_eq!(health.body["device"]["recovering"], true, "{}", health.body);
+    let fault = health.body["device"]["last_fault"].as_str().unwrap().to_string();
+    let status_name = match kind {
+        "device_not_connected" => "HAILO_DEVICE_NOT_CONNECTED",
+        "timeout" => "HAILO_TIMEOUT",
+        _ => "HAILO_COMMUNICATION_CLOSED",
+    };
+    assert!(fault.contains(status_name), "{fault}");
+
+    // The daemon's supervisor, by hand: check the device whenever it was re-created.
+    let health = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "not recovered: {}",
+            call(&app, "GET", "/health", None).await.body
+        );
+        service.check_recovered_device().await;
+        let health = call(&app, "GET", "/health", None).await;
+        if health.status == StatusCode::OK {
+            break health;
+        }
+        assert_eq!(health.body["status"], "recovering", "{}", health.body);
+        let refused = call(&app, "POST", "/v1/embed/image", Some(png_request(7))).await;
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{}", refused.body);
+        assert_eq!(refused.body["error"]["code"], "device_recovering");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(health.body["device"]["recoveries"], 1, "{}", health.body);
+    assert_eq!(health.body["device"]["recovering"], false, "{}", health.body);
+    let answer = call(&app, "POST", "/v1/embed/image", Some(png_request(7))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let got = crate::common::floats(&answer.body["embedding"]);
+    assert!(got.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-5));
+    // What the double saw: one fault, and the re-creations that failed before one held.
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(
+        lines.lines().filter(|l| l.starts_with("fault ")).count(),
+        1,
+        "{lines}"
+    );
+    let failed_opens = lines
+        .lines()
+        .filter(|l| l.starts_with("open ") && *l != "open ok")
+        .count();
+    assert_eq!(failed_opens, expect_opens_failed, "{lines}");
+    assert_service_counts_it(&service);
+}
+
+fn assert_service_counts_it(service: &Service) {
+    let status = service.device_status().unwrap();
+    assert_eq!(status.recoveries, 1);
+    assert!(!status.recovering && !status.needs_check && !status.gave_up);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hailo_recovers_from_a_closed_link() {
+    survives("communication_closed", 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hailo_recovers_from_a_lost_device_through_failed_reopens() {
+    survives("device_not_connected", 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hailo_recovers_from_a_hang_after_three_timeouts() {
+    survives("timeout", 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hailo_recovers_when_the_device_is_still_in_use_on_reopen() {
+    survives("device_in_use", 1).await;
+}
