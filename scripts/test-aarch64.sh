@@ -26,6 +26,7 @@ export ORT_DYLIB_PATH HAILO_CLIP_REQUIRE_ONNXRUNTIME=1
 timed=(
   a_part_batch_waits_for_images_on_their_way_and_a_lone_one_does_not "a lone request must be answered within 0.9 s (4.3 s under qemu)"
   hailo_lone_request_is_submitted_at_once "a lone request on the double must be answered within 0.5 s, half its batch_wait_ms"
+  hailo_soak_through "the soaks through device faults (tests/hailo/soak.rs) time faults 8 s apart and a 1 s device timeout"
 )
 skip=()
 for ((i = 0; i < ${#timed[@]}; i += 2)); do

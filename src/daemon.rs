@@ -205,7 +205,9 @@ async fn supervise_device(service: Arc<Service>, limit: Duration) {
                 "the Hailo device could not be recovered within hailo.recovery_max_seconds (last fault: {}); exiting for systemd to restart the daemon",
                 status.last_fault.as_deref().unwrap_or("unknown")
             );
-            notify(&[NotifyState::Status("exiting: the Hailo device could not be recovered")]);
+            notify(&[NotifyState::Status(
+                "exiting: the Hailo device could not be recovered",
+            )]);
             std::process::exit(1);
         }
         if status.needs_check {

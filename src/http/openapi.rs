@@ -9,8 +9,8 @@ use crate::config::LimitsConfig;
 use utoipa::OpenApi;
 
 use super::types::{
-    ClassificationBody, ClassifyForm, ClassifyJson, ClassifyResponse, EmbedImageForm,
-    DeviceBody, EmbedImageJson, EmbedTextJson, EncoderBody, ErrorBody, ErrorDetail, Health, ImageEmbedding,
+    ClassificationBody, ClassifyForm, ClassifyJson, ClassifyResponse, DeviceBody, EmbedImageForm,
+    EmbedImageJson, EmbedTextJson, EncoderBody, ErrorBody, ErrorDetail, Health, ImageEmbedding,
     ImageField, Prompt, Template, Templates, Text, TextEmbedding, Texts,
 };
 use super::{immich, openai, page, routes};

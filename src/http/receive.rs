@@ -8,7 +8,10 @@
 //! Content-Length, or `limits.max_body_bytes` when it declares none, before a byte is read;
 //! a full budget answers 503 `receiving_busy` with Retry-After). No queue permit is held
 //! meanwhile: the handler takes its admission after the body is in memory. A request
-//! that cannot be admitted anyway (the queue is full) is refused before its body is read.
+//! that cannot be admitted anyway (the queue is full, the device is being recovered) is
+//! refused before its body is read; a small one (up to [`DRAIN_LIMIT`]) is read and
+//! discarded first, so that the connection stays usable and the client reads the answer
+//! rather than a reset (a socket closed with unread bytes in it sends RST).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +29,9 @@ use super::AppState;
 
 /// Budget unit: a reservation is rounded up to whole KiB.
 const UNIT: usize = 1024;
+
+/// Largest declared body read (and discarded) before an admission refusal.
+pub const DRAIN_LIMIT: u64 = 64 * 1024;
 
 /// How bodies are received (see the module documentation).
 #[derive(Debug)]
@@ -93,7 +99,20 @@ pub async fn receive_body(State(state): State<AppState>, request: Request, next:
     let refuse = |e: ApiError| super::shaped_error(&path, e);
     if let Some(ready) = state.ready.get() {
         if let Err(e) = ready.service.admission_available() {
-            return refuse(ApiError::from(e));
+            let declared = declared_length(&request);
+            if declared.is_some_and(|n| n <= DRAIN_LIMIT) {
+                let body = Limited::new(request.into_body(), DRAIN_LIMIT as usize);
+                let drained = tokio::time::timeout(receiving.deadline, body.collect()).await;
+                if matches!(drained, Ok(Ok(_))) {
+                    return refuse(ApiError::from(e));
+                }
+            }
+            let mut response = refuse(ApiError::from(e));
+            // The body is left unread: the connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
         }
     }
     let declared = declared_length(&request);

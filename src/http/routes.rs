@@ -8,8 +8,8 @@ use axum::Json;
 use super::error::ApiError;
 use super::extract::{Admitted, ClassifyBody, ImageBody, TextBody};
 use super::types::{
-    ClassifyForm, ClassifyJson, ClassifyResponse, EmbedImageForm, EmbedImageJson, EmbedTextJson,
-    DeviceBody, EncoderBody, Health, ImageEmbedding, TextEmbedding, Texts,
+    ClassifyForm, ClassifyJson, ClassifyResponse, DeviceBody, EmbedImageForm, EmbedImageJson,
+    EmbedTextJson, EncoderBody, Health, ImageEmbedding, TextEmbedding, Texts,
 };
 use super::AppState;
 use crate::encoder::{EncoderInfo, RANDOM_WEIGHTS_WARNING, TEST_DOUBLE_WARNING};

@@ -305,8 +305,9 @@ impl Service {
                 return Ok(None);
             }
             let report = self.self_test(&SelfTestSet::bundled()).await?;
-            Ok::<_, ServiceError>((!report.passed() && self.selftest_config.enforce)
-                .then(|| report.failure_detail()))
+            Ok::<_, ServiceError>(
+                (!report.passed() && self.selftest_config.enforce).then(|| report.failure_detail()),
+            )
         };
         match checked.await {
             Ok(None) => device.verified(),

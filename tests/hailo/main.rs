@@ -13,3 +13,4 @@ mod http;
 mod pipeline;
 mod recovery;
 mod selftest;
+mod soak;

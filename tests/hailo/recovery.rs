@@ -81,7 +81,10 @@ async fn survives(kind: &str, expect_opens_failed: usize) {
         .is_ok());
     let app = router(state, config.limits.max_body_bytes);
     let expected = unit(&expected_image(&test_image(7), None));
-    assert_eq!(call(&app, "GET", "/health", None).await.status, StatusCode::OK);
+    assert_eq!(
+        call(&app, "GET", "/health", None).await.status,
+        StatusCode::OK
+    );
 
     // Until the fault a second after the device was created, answers are right; then each
     // request is refused as recovering (or, on a hung device, times out first).
@@ -97,7 +100,11 @@ async fn survives(kind: &str, expect_opens_failed: usize) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             StatusCode::GATEWAY_TIMEOUT => {
-                assert_eq!(answer.body["error"]["code"], "device_timeout", "{}", answer.body);
+                assert_eq!(
+                    answer.body["error"]["code"], "device_timeout",
+                    "{}",
+                    answer.body
+                );
                 timeouts += 1;
             }
             StatusCode::SERVICE_UNAVAILABLE => break answer,
@@ -106,16 +113,28 @@ async fn survives(kind: &str, expect_opens_failed: usize) {
     };
     // Later re-creations fault only after 1000 s: this test sees one fault.
     device.set(&format!("ok fault {kind} 1000"));
-    assert_eq!(refused.body["error"]["code"], "device_recovering", "{}", refused.body);
+    assert_eq!(
+        refused.body["error"]["code"], "device_recovering",
+        "{}",
+        refused.body
+    );
     assert_eq!(refused.retry_after.as_deref(), Some("5"));
     if kind == "timeout" {
         assert_eq!(timeouts, 3, "a hang is a fault after 3 timeouts in a row");
     }
     let health = call(&app, "GET", "/health", None).await;
-    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE, "{}", health.body);
+    assert_eq!(
+        health.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        health.body
+    );
     assert_eq!(health.body["status"], "recovering", "{}", health.body);
     assert_eq!(health.body["device"]["recovering"], true, "{}", health.body);
-    let fault = health.body["device"]["last_fault"].as_str().unwrap().to_string();
+    let fault = health.body["device"]["last_fault"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let status_name = match kind {
         "device_not_connected" => "HAILO_DEVICE_NOT_CONNECTED",
         "timeout" => "HAILO_TIMEOUT",
@@ -137,12 +156,21 @@ async fn survives(kind: &str, expect_opens_failed: usize) {
         }
         assert_eq!(health.body["status"], "recovering", "{}", health.body);
         let refused = call(&app, "POST", "/v1/embed/image", Some(png_request(7))).await;
-        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{}", refused.body);
+        assert_eq!(
+            refused.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            refused.body
+        );
         assert_eq!(refused.body["error"]["code"], "device_recovering");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(health.body["device"]["recoveries"], 1, "{}", health.body);
-    assert_eq!(health.body["device"]["recovering"], false, "{}", health.body);
+    assert_eq!(
+        health.body["device"]["recovering"], false,
+        "{}",
+        health.body
+    );
     let answer = call(&app, "POST", "/v1/embed/image", Some(png_request(7))).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let got = crate::common::floats(&answer.body["embedding"]);

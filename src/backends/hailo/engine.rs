@@ -30,8 +30,8 @@ use super::layout;
 use super::session::{HailoSession, Network};
 use crate::config::HailoConfig;
 use crate::encoder::{
-    Backend, DeviceRecovery, EncoderError, EncoderErrorKind, EncoderInfo, HailoInfo,
-    ImageEncoder, TextEncoder,
+    Backend, DeviceRecovery, EncoderError, EncoderErrorKind, EncoderInfo, HailoInfo, ImageEncoder,
+    TextEncoder,
 };
 use crate::preprocess::ResizeMode;
 use crate::tokenize::{eot_position, pad, TextTokenizer};
@@ -406,7 +406,11 @@ fn configure_image(
 }
 
 /// The check a re-created device's model must pass: the same facts as at start.
-fn same_facts<F: PartialEq + std::fmt::Debug>(path: &Path, first: &F, now: &F) -> Result<(), HailoLoadError> {
+fn same_facts<F: PartialEq + std::fmt::Debug>(
+    path: &Path,
+    first: &F,
+    now: &F,
+) -> Result<(), HailoLoadError> {
     if first == now {
         Ok(())
     } else {
@@ -433,7 +437,8 @@ impl HailoImageEncoder {
         config: &HailoConfig,
     ) -> Result<HailoImageEncoder, HailoLoadError> {
         let path = locate_hef(config, &config.image_hef)?;
-        let (model, facts) = session.with_device(|device| configure_image(device, config, &path))?;
+        let (model, facts) =
+            session.with_device(|device| configure_image(device, config, &path))?;
         tracing::info!(
             hef = %path.display(),
             input = %describe(&model.inputs()[0]),
@@ -604,9 +609,8 @@ impl HailoTextEncoder {
         } = TextAssets::load(&config.resources_dir)?;
         let (hidden, projection_rows) = (lut.ncols(), projection.nrows());
         let path = locate_hef(config, &config.text_hef)?;
-        let (model, facts) = session.with_device(|device| {
-            configure_text(device, config, &path, hidden, projection_rows)
-        })?;
+        let (model, facts) = session
+            .with_device(|device| configure_text(device, config, &path, hidden, projection_rows))?;
         tracing::info!(
             hef = %path.display(),
             input = %describe(&model.inputs()[0]),
@@ -621,7 +625,8 @@ impl HailoTextEncoder {
         let recipe = {
             let (config, path, first) = (config.clone(), path.clone(), facts.clone());
             Box::new(move |device: &HailoDevice| {
-                let (model, facts) = configure_text(device, &config, &path, hidden, projection_rows)?;
+                let (model, facts) =
+                    configure_text(device, &config, &path, hidden, projection_rows)?;
                 same_facts(&path, &first, &facts)?;
                 Ok(model)
             })

@@ -77,9 +77,13 @@ impl Live {
 enum Phase {
     Serving,
     /// Torn down or being re-created: jobs are refused.
-    Down { since: Instant },
+    Down {
+        since: Instant,
+    },
     /// Re-created; jobs run (the service's check), requests are not admitted yet.
-    Check { since: Instant },
+    Check {
+        since: Instant,
+    },
     GaveUp,
 }
 
@@ -121,7 +125,10 @@ impl HailoSession {
     /// The device, for the loaders.
     pub(super) fn with_device<T>(&self, f: impl FnOnce(&HailoDevice) -> T) -> T {
         let live = self.live.read().unwrap_or_else(|p| p.into_inner());
-        f(&live.as_ref().expect("the device is open while loading").device)
+        f(&live
+            .as_ref()
+            .expect("the device is open while loading")
+            .device)
     }
 
     /// Keeps a configured model for the jobs, and how to configure it again for a recovery.
@@ -136,8 +143,19 @@ impl HailoSession {
         *recipes.lock().unwrap_or_else(|p| p.into_inner()) = Some(recipe);
     }
 
+    fn is_down(&self) -> bool {
+        matches!(
+            *self.phase.lock().unwrap_or_else(|p| p.into_inner()),
+            Phase::Down { .. } | Phase::GaveUp
+        )
+    }
+
     fn refused(&self) -> EncoderError {
-        let fault = self.last_fault.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let fault = self
+            .last_fault
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         EncoderError {
             kind: EncoderErrorKind::Recovering,
             message: format!(
@@ -156,10 +174,7 @@ impl HailoSession {
         call: impl FnOnce(&Model) -> Result<T, HailoError>,
         describe: impl FnOnce(HailoError) -> EncoderError,
     ) -> Result<T, EncoderError> {
-        if matches!(
-            *self.phase.lock().unwrap_or_else(|p| p.into_inner()),
-            Phase::Down { .. } | Phase::GaveUp
-        ) {
+        if self.is_down() {
             return Err(self.refused());
         }
         let result = {
@@ -178,7 +193,15 @@ impl HailoSession {
             Err(e) => {
                 let status = e.hailo_status;
                 let mut error = describe(e);
-                if let Some(fault) = self.fault_of(status) {
+                if self.is_down() {
+                    // A job HailoRT aborted with the one that faulted (a failed run_async
+                    // shuts the whole configured model down), or one that ran into the
+                    // teardown: the device is being recovered, not this job's failure. Not
+                    // counted towards another fault.
+                    if status != HAILO_TIMEOUT {
+                        error.kind = EncoderErrorKind::Recovering;
+                    }
+                } else if let Some(fault) = self.fault_of(status) {
                     tracing::error!("Hailo device fault: {fault}: {}", error.message);
                     self.start_recovery(fault);
                     if status != HAILO_TIMEOUT {
@@ -194,16 +217,24 @@ impl HailoSession {
     fn fault_of(&self, status: i32) -> Option<String> {
         let in_a_row = |counter: &AtomicU32| counter.fetch_add(1, Ordering::SeqCst) + 1 >= IN_A_ROW;
         match status {
-            HAILO_COMMUNICATION_CLOSED => Some("the device closed the link (HAILO_COMMUNICATION_CLOSED)".into()),
-            HAILO_DEVICE_NOT_CONNECTED => Some("the device is not connected (HAILO_DEVICE_NOT_CONNECTED)".into()),
-            HAILO_DRIVER_OPERATION_FAILED => Some("a driver operation failed (HAILO_DRIVER_OPERATION_FAILED)".into()),
-            HAILO_DRIVER_TIMEOUT => Some("a driver operation timed out (HAILO_DRIVER_TIMEOUT)".into()),
-            HAILO_TIMEOUT if in_a_row(&self.timeouts_in_a_row) => {
-                Some(format!("{IN_A_ROW} jobs in a row timed out (HAILO_TIMEOUT)"))
+            HAILO_COMMUNICATION_CLOSED => {
+                Some("the device closed the link (HAILO_COMMUNICATION_CLOSED)".into())
             }
-            HAILO_STREAM_ABORT if in_a_row(&self.aborts_in_a_row) => {
-                Some(format!("{IN_A_ROW} jobs in a row were aborted (HAILO_STREAM_ABORT)"))
+            HAILO_DEVICE_NOT_CONNECTED => {
+                Some("the device is not connected (HAILO_DEVICE_NOT_CONNECTED)".into())
             }
+            HAILO_DRIVER_OPERATION_FAILED => {
+                Some("a driver operation failed (HAILO_DRIVER_OPERATION_FAILED)".into())
+            }
+            HAILO_DRIVER_TIMEOUT => {
+                Some("a driver operation timed out (HAILO_DRIVER_TIMEOUT)".into())
+            }
+            HAILO_TIMEOUT if in_a_row(&self.timeouts_in_a_row) => Some(format!(
+                "{IN_A_ROW} jobs in a row timed out (HAILO_TIMEOUT)"
+            )),
+            HAILO_STREAM_ABORT if in_a_row(&self.aborts_in_a_row) => Some(format!(
+                "{IN_A_ROW} jobs in a row were aborted (HAILO_STREAM_ABORT)"
+            )),
             _ => None,
         }
     }
@@ -281,10 +312,14 @@ impl HailoSession {
     /// Opens the device and configures every model as at start.
     fn reopen(&self) -> Result<Live, HailoLoadError> {
         let device = open_device(&self.config)?;
-        let configure = |recipe: &Mutex<Option<Configure>>| -> Result<Option<Model>, HailoLoadError> {
-            let recipe = recipe.lock().unwrap_or_else(|p| p.into_inner());
-            recipe.as_ref().map(|configure| configure(&device)).transpose()
-        };
+        let configure =
+            |recipe: &Mutex<Option<Configure>>| -> Result<Option<Model>, HailoLoadError> {
+                let recipe = recipe.lock().unwrap_or_else(|p| p.into_inner());
+                recipe
+                    .as_ref()
+                    .map(|configure| configure(&device))
+                    .transpose()
+            };
         let image = configure(&self.configure_image)?;
         let text = configure(&self.configure_text)?;
         Ok(Live {
@@ -334,7 +369,11 @@ impl DeviceRecovery for HailoSession {
             recovering_for: since.map(|s| s.elapsed()),
             gave_up,
             recoveries: self.recoveries.load(Ordering::SeqCst),
-            last_fault: self.last_fault.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            last_fault: self
+                .last_fault
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 
@@ -342,6 +381,8 @@ impl DeviceRecovery for HailoSession {
         let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
         if let Phase::Check { since } = *phase {
             *phase = Phase::Serving;
+            self.timeouts_in_a_row.store(0, Ordering::SeqCst);
+            self.aborts_in_a_row.store(0, Ordering::SeqCst);
             self.recoveries.fetch_add(1, Ordering::SeqCst);
             tracing::warn!(
                 "Hailo device recovered in {:.1} s: serving again",
