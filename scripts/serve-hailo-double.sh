@@ -5,6 +5,7 @@
 #   scripts/serve-hailo-double.sh --port P [--fixed-ms F --frame-ms T]
 #       [--text-fixed-ms F --text-frame-ms T] [--switch-ms S] [--batch-size N]
 #       [--jobs-in-flight J] [--max-queue Q] [--host H] [--log-level L]
+#       [--fault KIND --fault-every S]
 #
 # A job of n frames on the double's device costs FIXED + n x FRAME ms, one job at a time
 # for both networks, plus S ms when the device turns to the other network or another batch
@@ -16,6 +17,13 @@
 #   switch: 0 ms (no figure for it in Hailo's sources; see docs/HAILO.md)
 # --batch-size is hailo.batch_size (8), --jobs-in-flight hailo.jobs_in_flight (auto),
 # --max-queue performance.max_queue_size (32).
+#
+# --fault makes the double's device fail S seconds after each time it was created (so after
+# every recovery, never during one), as HailoRT reports each kind (tests/hailo_fake/
+# fake_hailort.cpp, "Faults"): communication_closed, device_not_connected (and the next 2
+# re-creations fail), timeout (the device hangs until re-created), device_in_use (as
+# communication_closed, then one re-creation finds the device in use). The daemon recovers
+# without a restart (docs/HAILO.md, "Device faults"); watch /health's `device`.
 #
 # The HEFs take the bundled test model's sizes (224-px images, 32-wide embeddings) and the
 # text files are exported from its checkpoint. The double's answers are not CLIP's: the
@@ -35,6 +43,8 @@ batch=8
 jobs=auto
 queue=32
 level=info
+fault=
+fault_every=
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) port=$2; shift 2 ;;
@@ -48,11 +58,20 @@ while [ $# -gt 0 ]; do
     --jobs-in-flight) jobs=$2; shift 2 ;;
     --max-queue) queue=$2; shift 2 ;;
     --log-level) level=$2; shift 2 ;;
-    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    --fault) fault=$2; shift 2 ;;
+    --fault-every) fault_every=$2; shift 2 ;;
+    -h | --help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "serve-hailo-double: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 [ -n "$port" ] || { echo "serve-hailo-double: --port P is required (see --help)" >&2; exit 2; }
+case "$fault" in
+  "" | communication_closed | device_not_connected | timeout | device_in_use) ;;
+  *) echo "serve-hailo-double: --fault is one of communication_closed, device_not_connected, timeout, device_in_use" >&2; exit 2 ;;
+esac
+if [ -n "$fault" ] && [ -z "$fault_every" ]; then
+  echo "serve-hailo-double: --fault needs --fault-every S" >&2; exit 2
+fi
 
 scripts/build-deps.sh >&2
 cargo build --release --locked --features hailo-fake --quiet
@@ -82,6 +101,14 @@ output states 1 77 32 float32 nhwc
 queue_size $((2 * batch))
 device_cost $text_fixed $text_frame $switch
 EOF
+# The double's device file: its state, and the fault it is scheduled to have. HailoRT takes
+# device ids of at most 31 characters, so it lives in /tmp.
+device_line=
+if [ -n "$fault" ]; then
+  device_file=/tmp/hcd-$port
+  echo "ok fault $fault $fault_every" >"$device_file"
+  device_line="  device_id: $device_file"
+fi
 cat >"$work/config.yaml" <<EOF
 server: {host: $host, port: $port}
 backend: hailo
@@ -96,6 +123,7 @@ hailo:
   device_path: $work/hailo0
   batch_size: $batch
   jobs_in_flight: $jobs
+$device_line
 EOF
-echo "serve-hailo-double: the HailoRT test double on http://$host:$port (image job ${fixed} + n x ${frame} ms, text job ${text_fixed} + n x ${text_frame} ms, batch $batch)" >&2
+echo "serve-hailo-double: the HailoRT test double on http://$host:$port (image job ${fixed} + n x ${frame} ms, text job ${text_fixed} + n x ${text_frame} ms, batch $batch${fault:+; fault $fault every $fault_every s})" >&2
 exec "$bin" --config "$work/config.yaml" serve
