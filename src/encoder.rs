@@ -62,6 +62,17 @@ pub trait DeviceRecovery: Send + Sync {
     fn check_failed(&self, why: &str);
 }
 
+/// HailoRT's statuses a device fault is reported with (`DeviceStatus::last_fault_status`).
+pub const DEVICE_FAULT_STATUSES: &[&str] = &[
+    "HAILO_COMMUNICATION_CLOSED",
+    "HAILO_DEVICE_NOT_CONNECTED",
+    "HAILO_DRIVER_OPERATION_FAILED",
+    "HAILO_DRIVER_TIMEOUT",
+    "HAILO_TIMEOUT",
+    "HAILO_STREAM_ABORT",
+    "other",
+];
+
 /// Where a device is in its recovery.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceStatus {
@@ -77,6 +88,71 @@ pub struct DeviceStatus {
     pub recoveries: u64,
     /// The last device-level fault, in words, with HailoRT's status.
     pub last_fault: Option<String>,
+    /// HailoRT's name of the last fault's status (e.g. `HAILO_COMMUNICATION_CLOSED`).
+    pub last_fault_status: Option<&'static str>,
+    /// The device's health, where it can be read.
+    pub health: DeviceHealth,
+}
+
+/// What the device says of itself: its identity (read at start and after each recovery),
+/// its temperature and utilization (polled), and its notifications (alarms, throttling).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceHealth {
+    pub firmware_version: Option<String>,
+    pub architecture: Option<String>,
+    pub serial_number: Option<String>,
+    pub product_name: Option<String>,
+    pub board_name: Option<String>,
+    /// From sysfs (the driver's `board_location` or `device_id`).
+    pub pci_address: Option<String>,
+    /// The chip's two sensors (ts0, ts1), in °C, from the last poll.
+    pub temperature_c: Option<[f32; 2]>,
+    /// NN-core utilization in percent (Hailo-10H only), from the last poll.
+    pub nnc_utilization: Option<f32>,
+    /// hailo_hw_throttling_state_t from the last throttling notification; None until one
+    /// came (Hailo-10H: `get_throttling_state` is not implemented there).
+    pub throttling_state: Option<u16>,
+    pub temperature_alarms: u64,
+    pub overcurrent_alarms: u64,
+    /// How long ago the last alarm (temperature or overcurrent) came.
+    pub last_alarm_ago: Option<std::time::Duration>,
+}
+
+impl DeviceHealth {
+    /// The throttling state in words (hailo_hw_throttling_state_t).
+    pub fn throttling(&self) -> &'static str {
+        match self.throttling_state {
+            None => "unknown",
+            Some(0) => "none",
+            Some(1) => "light",
+            Some(2) => "medium",
+            Some(3) => "heavy",
+            Some(4) => "severe",
+            Some(5) => "streams_off",
+            Some(6) => "overheat",
+            Some(_) => "other",
+        }
+    }
+
+    /// Why the device is degraded, if it is: throttled heavily (state heavy or worse), or an
+    /// alarm in the last 10 minutes.
+    pub fn degraded(&self) -> Option<String> {
+        if self.throttling_state.is_some_and(|s| s >= 3) {
+            return Some(format!(
+                "the Hailo device is throttled ({}): inference runs slower",
+                self.throttling()
+            ));
+        }
+        match self.last_alarm_ago {
+            Some(ago) if ago < std::time::Duration::from_secs(600) => Some(format!(
+                "the Hailo device raised an alarm {} s ago ({} temperature, {} overcurrent alarms since start)",
+                ago.as_secs(),
+                self.temperature_alarms,
+                self.overcurrent_alarms
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// What the model is: the facts a backend's loader reads from the model files (manifest,

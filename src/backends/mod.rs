@@ -139,6 +139,7 @@ fn load_hailo(
     }
     let cfg = &config.hailo;
     let session = hailo::HailoSession::new(cfg, device);
+    session.watch_health();
     let image = hailo::HailoImageEncoder::load(&session, cfg)?;
     let on_device = |image: &hailo::HailoImageEncoder| -> Result<TextParts, LoadError> {
         let (text, tokenizer) = hailo::HailoTextEncoder::load(&session, cfg)?;

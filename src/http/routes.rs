@@ -69,6 +69,8 @@ pub async fn health(State(state): State<AppState>) -> Response {
         ));
     }
     let recovering = h.device.as_ref().filter(|d| d.recovering);
+    // Still serving, but slower or at risk: 200 with a detail.
+    let degraded = h.device.as_ref().and_then(|d| d.health.degraded());
     let detail = (!ok).then(|| {
         if let Some(device) = recovering {
             format!(
@@ -90,10 +92,11 @@ pub async fn health(State(state): State<AppState>) -> Response {
         }
     });
     let body = Health {
-        status: match (ok, recovering.is_some()) {
-            (true, _) => "ok",
-            (false, true) => "recovering",
-            (false, false) => "unhealthy",
+        status: match (ok, recovering.is_some(), &degraded) {
+            (true, _, None) => "ok",
+            (true, _, Some(_)) => "degraded",
+            (false, true, _) => "recovering",
+            (false, false, _) => "unhealthy",
         },
         service: "hailo-clip",
         model_loaded: h.warmed_up,
@@ -111,7 +114,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
         selftest_photos: report.map(|r| r.results.len()),
         selftest_smallest_margin: report.map(|r| r.smallest_margin()),
         warning: (!warnings.is_empty()).then(|| warnings.join("; ")),
-        detail,
+        detail: detail.or(degraded),
         device: h.device.as_ref().map(DeviceBody::from),
     };
     let status = if ok {

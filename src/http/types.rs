@@ -394,7 +394,7 @@ impl From<&EncoderInfo> for EncoderBody {
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// ok | starting | unhealthy
+    /// ok | degraded (200: a throttled or alarmed device) | starting | recovering | unhealthy
     #[schema(value_type = String)]
     pub status: &'static str,
     #[schema(value_type = String)]
@@ -453,15 +453,46 @@ pub struct DeviceBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub recovering_seconds: Option<f64>,
+    /// The hotter of the chip's two sensors, in °C (null when it cannot be read).
+    pub temperature_c: Option<f32>,
+    /// none | light | medium | heavy | severe | streams_off | overheat, from the device's
+    /// throttling notifications; unknown until one came.
+    pub throttling: &'static str,
+    /// Alarms the device raised since start.
+    pub temperature_alarms: u64,
+    pub overcurrent_alarms: u64,
+    /// NN-core utilization in percent (Hailo-10H), read every 30 s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub nnc_utilization: Option<f32>,
+    /// Device::identify: e.g. "5.2.0".
+    pub firmware_version: Option<String>,
+    pub serial_number: Option<String>,
+    pub product_name: Option<String>,
+    /// e.g. "HAILO10H".
+    pub architecture: Option<String>,
+    /// From sysfs (the driver's board_location or device_id), e.g. "0001:01:00.0".
+    pub pci_address: Option<String>,
 }
 
 impl From<&crate::encoder::DeviceStatus> for DeviceBody {
     fn from(s: &crate::encoder::DeviceStatus) -> Self {
+        let h = &s.health;
         DeviceBody {
             recovering: s.recovering,
             recoveries: s.recoveries,
             last_fault: s.last_fault.clone(),
             recovering_seconds: s.recovering_for.map(|d| d.as_secs_f64()),
+            temperature_c: h.temperature_c.map(|[a, b]| a.max(b)),
+            throttling: h.throttling(),
+            temperature_alarms: h.temperature_alarms,
+            overcurrent_alarms: h.overcurrent_alarms,
+            nnc_utilization: h.nnc_utilization,
+            firmware_version: h.firmware_version.clone(),
+            serial_number: h.serial_number.clone(),
+            product_name: h.product_name.clone(),
+            architecture: h.architecture.clone(),
+            pci_address: h.pci_address.clone(),
         }
     }
 }

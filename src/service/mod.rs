@@ -812,6 +812,9 @@ impl Service {
                 "random_weights" => self.model.random_weights.to_string()
             )
             .set(1.0);
+            if let Some(device) = &health.device {
+                record_device(device);
+            }
         });
         self.metrics.render()
     }
@@ -834,6 +837,48 @@ impl Service {
                 EncoderErrorKind::Recovering => ServiceError::DeviceRecovering(e.message),
                 EncoderErrorKind::Failed => ServiceError::Inference(e),
             },
+        }
+    }
+}
+
+/// The device's gauges and counters, as of now (inside a recorder).
+fn record_device(device: &DeviceStatus) {
+    let h = &device.health;
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    if h.serial_number.is_some() || h.pci_address.is_some() {
+        metrics::gauge!(
+            "hailo_clip_device_info",
+            "firmware_version" => text(&h.firmware_version),
+            "serial_number" => text(&h.serial_number),
+            "product_name" => text(&h.product_name),
+            "architecture" => text(&h.architecture),
+            "pci_address" => text(&h.pci_address)
+        )
+        .set(1.0);
+    }
+    if let Some([ts0, ts1]) = h.temperature_c {
+        metrics::gauge!("hailo_clip_device_temperature_celsius", "sensor" => "ts0")
+            .set(f64::from(ts0));
+        metrics::gauge!("hailo_clip_device_temperature_celsius", "sensor" => "ts1")
+            .set(f64::from(ts1));
+    }
+    // -1 until the device sent a throttling notification.
+    metrics::gauge!("hailo_clip_device_throttling_state")
+        .set(h.throttling_state.map_or(-1.0, f64::from));
+    metrics::counter!("hailo_clip_device_alarms_total", "kind" => "temperature")
+        .absolute(h.temperature_alarms);
+    metrics::counter!("hailo_clip_device_alarms_total", "kind" => "overcurrent")
+        .absolute(h.overcurrent_alarms);
+    if let Some(percent) = h.nnc_utilization {
+        metrics::gauge!("hailo_clip_device_nnc_utilization_percent").set(f64::from(percent));
+    }
+    metrics::gauge!("hailo_clip_device_recovering").set(if device.recovering { 1.0 } else { 0.0 });
+    metrics::counter!("hailo_clip_device_recoveries_total").absolute(device.recoveries);
+    // 1 for the last fault's status, 0 for the others, once there was a fault.
+    if let Some(last) = device.last_fault_status {
+        for status in crate::encoder::DEVICE_FAULT_STATUSES {
+            metrics::gauge!("hailo_clip_device_last_fault", "status" => *status)
+                .set(if *status == last { 1.0 } else { 0.0 });
         }
     }
 }

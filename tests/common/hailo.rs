@@ -249,3 +249,76 @@ pub fn test_image(seed: u8) -> RgbImage {
         ])
     })
 }
+
+/// The daemon's own start-up path (load, warm up, ready) on `config`: its router, and the
+/// service behind it.
+pub async fn hailo_app(
+    config: &Config,
+) -> (axum::Router, std::sync::Arc<hailo_clip::service::Service>) {
+    let (service, backend, reason) = hailo_clip::daemon::load_service(config).await.unwrap();
+    service.warm_up().await.unwrap();
+    let service = std::sync::Arc::new(service);
+    let state = hailo_clip::http::AppState::new();
+    assert!(state
+        .ready
+        .set(hailo_clip::http::Ready {
+            service: service.clone(),
+            backend,
+            reason,
+        })
+        .is_ok());
+    (
+        hailo_clip::http::router(state, config.limits.max_body_bytes),
+        service,
+    )
+}
+
+/// An answer of the router: its status, Retry-After and JSON body (Null when not JSON).
+pub struct Call {
+    pub status: axum::http::StatusCode,
+    pub retry_after: Option<String>,
+    pub body: serde_json::Value,
+}
+
+pub async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<serde_json::Value>,
+) -> Call {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut builder = axum::http::Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        builder = builder.header(axum::http::header::CONTENT_TYPE, "application/json");
+    }
+    let request = builder
+        .body(body.map_or_else(axum::body::Body::empty, |b| {
+            axum::body::Body::from(b.to_string())
+        }))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(axum::http::header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Call {
+        status,
+        retry_after,
+        body: serde_json::from_slice(&bytes).unwrap_or_default(),
+    }
+}
+
+/// The text of /metrics.
+pub async fn metrics_text(app: &axum::Router) -> String {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request = axum::http::Request::get("/metrics")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}

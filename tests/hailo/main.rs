@@ -8,6 +8,7 @@ mod common;
 
 mod backend;
 mod batching;
+mod device_health;
 mod ffi;
 mod http;
 mod pipeline;

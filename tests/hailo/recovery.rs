@@ -4,50 +4,15 @@
 //! out), /health answers 503 `recovering` naming the fault, the device is re-created (through
 //! the failures on re-open the double scripts), the service's check (warm-up, self-test)
 //! hands it back, and /health is 200 again with one recovery counted and the right answers.
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
-use axum::Router;
+use axum::http::StatusCode;
 use base64::Engine;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 use crate::common::hailo::*;
 use crate::common::scratch;
-use hailo_clip::daemon::load_service;
-use hailo_clip::http::{router, AppState, Ready};
 use hailo_clip::service::Service;
-
-struct Call {
-    status: StatusCode,
-    retry_after: Option<String>,
-    body: Value,
-}
-
-async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> Call {
-    let mut builder = Request::builder().method(method).uri(uri);
-    if body.is_some() {
-        builder = builder.header(header::CONTENT_TYPE, "application/json");
-    }
-    let request = builder
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-        .unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(header::RETRY_AFTER)
-        .map(|v| v.to_str().unwrap().to_string());
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    Call {
-        status,
-        retry_after,
-        body: serde_json::from_slice(&bytes).unwrap(),
-    }
-}
 
 fn png_request(seed: u8) -> Value {
     let mut out = std::io::Cursor::new(Vec::new());
@@ -67,19 +32,7 @@ async fn survives(kind: &str, expect_opens_failed: usize) {
     let mut config = config(dir.path());
     config.hailo.device_id = Some(device.id());
     config.hailo.timeout_ms = 500;
-    let (service, backend, reason) = load_service(&config).await.unwrap();
-    service.warm_up().await.unwrap();
-    let service = Arc::new(service);
-    let state = AppState::new();
-    assert!(state
-        .ready
-        .set(Ready {
-            service: service.clone(),
-            backend,
-            reason,
-        })
-        .is_ok());
-    let app = router(state, config.limits.max_body_bytes);
+    let (app, service) = hailo_app(&config).await;
     let expected = unit(&expected_image(&test_image(7), None));
     assert_eq!(
         call(&app, "GET", "/health", None).await.status,

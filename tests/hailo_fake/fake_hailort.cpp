@@ -68,6 +68,18 @@
 //                             old session to end, hailort_server.cpp)
 //     The file is read at every creation: a new EVERY_S applies from then on.
 //     Each fault appends "fault KIND" and each creation "open STATUS" to DEVICE_ID.log.
+//
+// Device health (Device::create(id), a handle beside the VDevice, as on a Hailo-10H):
+//   identify: firmware 5.2.0, architecture HAILO10H, board "hailo10h-double", serial
+//     "HLDBL0000000001", product "HAILO-10H TEST DOUBLE".
+//   The device file's later lines script the rest, read at every call:
+//     temperature TS0 TS1      get_chip_temperature (default 45.5 46.0)
+//     nnc_utilization PCT      query_performance_stats' nnc_utilization (default 0)
+//     throttling STATE         a THROTTLING_STATE_CHANGE_EVENT notification with STATE
+//                              (hailo_hw_throttling_state_t) whenever it changes
+//     temperature_alarms N     a HEALTH_MONITOR_TEMPERATURE_ALARM notification per increase
+//     overcurrent_alarms N     a HEALTH_MONITOR_OVERCURRENT_ALARM notification per increase
+//   Without a device id, the defaults and no notifications.
 //   run: the control file holds "ok", "delay MS" (completion comes MS later; shutdown
 //     aborts it with HAILO_STREAM_ABORT) or "status NAME" (run_async fails with that status
 //     and, as in HailoRT, the configured model shuts down).
@@ -81,6 +93,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <fstream>
 #include <mutex>
@@ -1215,6 +1228,206 @@ hailo_status AsyncInferJob::wait(std::chrono::milliseconds timeout)
 void AsyncInferJob::detach()
 {
     m_should_wait_in_dtor = false;
+}
+
+} // namespace hailort
+
+// ---- Device ----------------------------------------------------------------------------
+
+namespace hailort
+{
+
+namespace fake
+{
+
+// Every line of a file, trimmed ("" for a missing file).
+std::vector<std::string> read_lines(const std::string &path)
+{
+    std::vector<std::string> lines;
+    std::ifstream file(path);
+    std::string line;
+    while (std::getline(file, line)) {
+        lines.push_back(trim(line));
+    }
+    return lines;
+}
+
+// The scripted values of a device file: "KEY VALUES..." lines after the first.
+std::vector<double> scripted(const std::string &path, const std::string &key, std::vector<double> fallback)
+{
+    if (path.empty()) {
+        return fallback;
+    }
+    const auto lines = read_lines(path);
+    for (size_t i = 1; i < lines.size(); i++) {
+        std::istringstream words(lines[i]);
+        std::string word;
+        words >> word;
+        if (word != key) {
+            continue;
+        }
+        std::vector<double> values;
+        double value;
+        while (words >> value) {
+            values.push_back(value);
+        }
+        if (values.size() >= fallback.size()) {
+            return values;
+        }
+    }
+    return fallback;
+}
+
+struct DeviceHealth {
+    std::string id;  // the device file; empty for the default device
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::map<int, std::pair<NotificationCallback, void *>> callbacks;
+    std::thread watcher;
+    bool stop = false;
+
+    ~DeviceHealth()
+    {
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            stop = true;
+        }
+        changed.notify_all();
+        if (watcher.joinable()) {
+            watcher.join();
+        }
+    }
+
+    // Sends notifications for what changed in the device file, every 50 ms.
+    void watch(hailort::Device *device)
+    {
+        double throttling = -1.0;
+        double temperature_alarms = scripted(id, "temperature_alarms", {0.0})[0];
+        double overcurrent_alarms = scripted(id, "overcurrent_alarms", {0.0})[0];
+        uint32_t sequence = 0;
+        std::unique_lock<std::mutex> lock(mutex);
+        while (!stop) {
+            lock.unlock();
+            std::vector<hailo_notification_t> due;
+            auto notification = [&](hailo_notification_id_t id_) {
+                hailo_notification_t n{};
+                n.id = id_;
+                n.sequence = sequence++;
+                return n;
+            };
+            const double state = scripted(id, "throttling", {-1.0})[0];
+            if (state >= 0.0 && state != throttling) {
+                auto n = notification(HAILO_NOTIFICATION_ID_THROTTLING_STATE_CHANGE_EVENT);
+                n.body.throttling_state_change.new_state = static_cast<uint16_t>(state);
+                due.push_back(n);
+                throttling = state;
+            }
+            for (double now = scripted(id, "temperature_alarms", {0.0})[0]; temperature_alarms < now; temperature_alarms++) {
+                due.push_back(notification(HAILO_NOTIFICATION_ID_HEALTH_MONITOR_TEMPERATURE_ALARM));
+            }
+            for (double now = scripted(id, "overcurrent_alarms", {0.0})[0]; overcurrent_alarms < now; overcurrent_alarms++) {
+                due.push_back(notification(HAILO_NOTIFICATION_ID_HEALTH_MONITOR_OVERCURRENT_ALARM));
+            }
+            lock.lock();
+            for (const auto &n : due) {
+                auto it = callbacks.find(int(n.id));
+                if (it != callbacks.end()) {
+                    auto callback = it->second;
+                    lock.unlock();
+                    callback.first(*device, n, callback.second);
+                    lock.lock();
+                }
+            }
+            changed.wait_for(lock, std::chrono::milliseconds(50), [this] { return stop; });
+        }
+    }
+};
+
+} // namespace fake
+
+Expected<std::unique_ptr<Device>> Device::create()
+{
+    return std::unique_ptr<Device>(new Device(std::make_shared<fake::DeviceHealth>()));
+}
+
+Expected<std::unique_ptr<Device>> Device::create(const std::string &device_id)
+{
+    std::string state;
+    if (!read_first_line(device_id, &state)) {
+        return make_unexpected(HAILO_INVALID_ARGUMENT);
+    }
+    if (state.rfind("ok", 0) != 0) {
+        hailo_status status;
+        return make_unexpected(status_from_name(state, &status) ? status : HAILO_INVALID_ARGUMENT);
+    }
+    auto health = std::make_shared<fake::DeviceHealth>();
+    health->id = device_id;
+    return std::unique_ptr<Device>(new Device(health));
+}
+
+Device::~Device()
+{
+    // The watcher calls back into this device: stop it first.
+    {
+        std::lock_guard<std::mutex> lock(m_health->mutex);
+        m_health->stop = true;
+    }
+    m_health->changed.notify_all();
+    if (m_health->watcher.joinable()) {
+        m_health->watcher.join();
+    }
+}
+
+Expected<hailo_device_identity_t> Device::identify()
+{
+    hailo_device_identity_t identity{};
+    identity.fw_version = hailo_firmware_version_t{5, 2, 0};
+    identity.device_architecture = HAILO_ARCH_HAILO10H;
+    auto put = [](char *field, uint8_t *length, size_t capacity, const std::string &text) {
+        const size_t n = std::min(capacity, text.size());
+        std::memcpy(field, text.data(), n);
+        *length = static_cast<uint8_t>(n);
+    };
+    put(identity.board_name, &identity.board_name_length, HAILO_MAX_BOARD_NAME_LENGTH, "hailo10h-double");
+    put(identity.serial_number, &identity.serial_number_length, HAILO_MAX_SERIAL_NUMBER_LENGTH, "HLDBL0000000001");
+    put(identity.product_name, &identity.product_name_length, HAILO_MAX_PRODUCT_NAME_LENGTH, "HAILO-10H TEST DOUBLE");
+    return identity;
+}
+
+Expected<hailo_chip_temperature_info_t> Device::get_chip_temperature()
+{
+    const auto t = fake::scripted(m_health->id, "temperature", {45.5, 46.0});
+    return hailo_chip_temperature_info_t{static_cast<float>(t[0]), static_cast<float>(t[1]), 1};
+}
+
+Expected<hailo_performance_stats_t> Device::query_performance_stats()
+{
+    hailo_performance_stats_t stats{};
+    stats.cpu_utilization = -1.0f;
+    stats.ram_size_total = -1;
+    stats.ram_size_used = -1;
+    stats.nnc_utilization = static_cast<float>(fake::scripted(m_health->id, "nnc_utilization", {0.0})[0]);
+    stats.ddr_noc_total_transactions = -1;
+    stats.dsp_utilization = -1;
+    return stats;
+}
+
+hailo_status Device::set_notification_callback(const NotificationCallback &func, hailo_notification_id_t notification_id,
+    void *opaque)
+{
+    std::lock_guard<std::mutex> lock(m_health->mutex);
+    m_health->callbacks[int(notification_id)] = {func, opaque};
+    if (!m_health->watcher.joinable() && !m_health->id.empty()) {
+        auto *health = m_health.get();
+        m_health->watcher = std::thread([health, this] { health->watch(this); });
+    }
+    return HAILO_SUCCESS;
+}
+
+hailo_status Device::remove_notification_callback(hailo_notification_id_t notification_id)
+{
+    std::lock_guard<std::mutex> lock(m_health->mutex);
+    return m_health->callbacks.erase(int(notification_id)) > 0 ? HAILO_SUCCESS : HAILO_NOT_FOUND;
 }
 
 } // namespace hailort

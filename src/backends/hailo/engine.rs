@@ -102,6 +102,8 @@ fn describe_driver_mismatch(
 pub struct HailoDevice {
     device: ffi::Device,
     hailort_version: String,
+    /// The device node checked before HailoRT was asked (`/dev/hailo0`, `/dev/h1x-0`).
+    node: PathBuf,
 }
 
 impl HailoDevice {
@@ -111,6 +113,10 @@ impl HailoDevice {
 
     pub fn hailort_version(&self) -> &str {
         &self.hailort_version
+    }
+
+    pub fn node(&self) -> &Path {
+        &self.node
     }
 
     pub(crate) fn info(&self, hef: &Path) -> EncoderInfo {
@@ -156,6 +162,7 @@ pub fn open_device(config: &HailoConfig) -> Result<HailoDevice, HailoLoadError> 
     Ok(HailoDevice {
         device,
         hailort_version,
+        node,
     })
 }
 

@@ -49,6 +49,32 @@ struct RawDevice {
 }
 
 #[repr(C)]
+struct RawMonitor {
+    _opaque: [u8; 0],
+}
+
+#[repr(C)]
+struct RawIdentity {
+    fw_major: u32,
+    fw_minor: u32,
+    fw_revision: u32,
+    architecture: i32,
+    board_name: [c_char; 64],
+    serial_number: [c_char; 64],
+    product_name: [c_char; 64],
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct RawEvents {
+    throttling_state: i32,
+    throttling_changes: u64,
+    temperature_alarms: u64,
+    overcurrent_alarms: u64,
+    throttling_subscribed: i32,
+}
+
+#[repr(C)]
 struct RawModel {
     _opaque: [u8; 0],
 }
@@ -80,6 +106,29 @@ extern "C" {
         err: *mut RawError,
     ) -> i32;
     fn hc_vdevice_release(device: *mut RawDevice);
+    fn hc_monitor_open(
+        device_id: *const c_char,
+        out: *mut *mut RawMonitor,
+        err: *mut RawError,
+    ) -> i32;
+    fn hc_monitor_release(monitor: *mut RawMonitor);
+    fn hc_monitor_identify(
+        monitor: *mut RawMonitor,
+        out: *mut RawIdentity,
+        err: *mut RawError,
+    ) -> i32;
+    fn hc_monitor_temperature(
+        monitor: *mut RawMonitor,
+        ts0: *mut f32,
+        ts1: *mut f32,
+        err: *mut RawError,
+    ) -> i32;
+    fn hc_monitor_nnc_utilization(
+        monitor: *mut RawMonitor,
+        percent: *mut f32,
+        err: *mut RawError,
+    ) -> i32;
+    fn hc_monitor_events(monitor: *const RawMonitor, out: *mut RawEvents);
     fn hc_model_load(
         device: *mut RawDevice,
         hef_path: *const c_char,
@@ -296,6 +345,135 @@ impl Device {
         Ok(model)
     }
 }
+
+/// What `Device::identify` says of the physical device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    /// e.g. "5.2.0"
+    pub firmware_version: String,
+    /// e.g. "HAILO10H" (hailo_device_architecture_t)
+    pub architecture: String,
+    pub board_name: String,
+    pub serial_number: String,
+    pub product_name: String,
+}
+
+/// What the device's notifications said so far.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct DeviceEvents {
+    /// hailo_hw_throttling_state_t; None until a notification came (or this HailoRT has no
+    /// throttling notification: see `throttling_subscribed`).
+    pub throttling_state: Option<u16>,
+    pub throttling_changes: u64,
+    pub temperature_alarms: u64,
+    pub overcurrent_alarms: u64,
+    pub throttling_subscribed: bool,
+}
+
+/// A handle on the physical device beside the VDevice, for its health (identity,
+/// temperature, utilization, alarm and throttling notifications): on Hailo-10H one hrpc
+/// connection serves requests one at a time, so inference never waits behind these calls.
+#[derive(Debug)]
+pub struct Monitor {
+    raw: NonNull<RawMonitor>,
+}
+
+impl Monitor {
+    /// Opens the physical device `device_id` (None: the first).
+    pub fn open(device_id: Option<&str>) -> Result<Monitor, HailoError> {
+        let id = device_id.map(|id| c_string("device id", id)).transpose()?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: the id is NUL-terminated and outlives the call; `raw` is valid for writes.
+        check(|err| unsafe {
+            hc_monitor_open(
+                id.as_ref().map_or(ptr::null(), |s| s.as_ptr()),
+                &mut raw,
+                err,
+            )
+        })?;
+        let raw = NonNull::new(raw).expect("hc_monitor_open succeeded without a handle");
+        Ok(Monitor { raw })
+    }
+
+    pub fn identify(&self) -> Result<Identity, HailoError> {
+        let mut raw = RawIdentity {
+            fw_major: 0,
+            fw_minor: 0,
+            fw_revision: 0,
+            architecture: -1,
+            board_name: [0; 64],
+            serial_number: [0; 64],
+            product_name: [0; 64],
+        };
+        // SAFETY: the handle is live; `raw` is valid for writes.
+        check(|err| unsafe { hc_monitor_identify(self.raw.as_ptr(), &mut raw, err) })?;
+        // hailo_device_architecture_t (hailort.h), in its order.
+        const ARCHITECTURES: [&str; 8] = [
+            "HAILO8_A0",
+            "HAILO8",
+            "HAILO8L",
+            "HAILO15H",
+            "HAILO15L",
+            "HAILO15M",
+            "HAILO10H",
+            "HAILO12L",
+        ];
+        Ok(Identity {
+            firmware_version: format!("{}.{}.{}", raw.fw_major, raw.fw_minor, raw.fw_revision),
+            architecture: usize::try_from(raw.architecture)
+                .ok()
+                .and_then(|i| ARCHITECTURES.get(i))
+                .map_or_else(
+                    || format!("unknown ({})", raw.architecture),
+                    |a| a.to_string(),
+                ),
+            board_name: c_text(&raw.board_name),
+            serial_number: c_text(&raw.serial_number),
+            product_name: c_text(&raw.product_name),
+        })
+    }
+
+    /// The chip's two temperature sensors, in °C.
+    pub fn temperature(&self) -> Result<[f32; 2], HailoError> {
+        let (mut ts0, mut ts1) = (0.0, 0.0);
+        // SAFETY: the handle is live; the pointers are valid for writes.
+        check(|err| unsafe { hc_monitor_temperature(self.raw.as_ptr(), &mut ts0, &mut ts1, err) })?;
+        Ok([ts0, ts1])
+    }
+
+    /// NN-core utilization in percent (a Hailo-10H; HAILO_NOT_IMPLEMENTED elsewhere).
+    pub fn nnc_utilization(&self) -> Result<f32, HailoError> {
+        let mut percent = 0.0;
+        // SAFETY: the handle is live; the pointer is valid for writes.
+        check(|err| unsafe { hc_monitor_nnc_utilization(self.raw.as_ptr(), &mut percent, err) })?;
+        Ok(percent)
+    }
+
+    pub fn events(&self) -> DeviceEvents {
+        let mut raw = RawEvents::default();
+        // SAFETY: the handle is live; `raw` is valid for writes.
+        unsafe { hc_monitor_events(self.raw.as_ptr(), &mut raw) };
+        DeviceEvents {
+            throttling_state: u16::try_from(raw.throttling_state).ok(),
+            throttling_changes: raw.throttling_changes,
+            temperature_alarms: raw.temperature_alarms,
+            overcurrent_alarms: raw.overcurrent_alarms,
+            throttling_subscribed: raw.throttling_subscribed != 0,
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from hc_monitor_open and is released only here.
+        unsafe { hc_monitor_release(self.raw.as_ptr()) }
+    }
+}
+
+// SAFETY: the shim's hc_monitor owns a hailort::Device, whose calls HailoRT allows from any
+// thread; its counters are atomics written by HailoRT's notification thread.
+unsafe impl Send for Monitor {}
+unsafe impl Sync for Monitor {}
 
 // SAFETY: the handle owns a shared_ptr to HailoRT's VDevice, whose calls used here
 // (create_infer_model, and its release) HailoRT allows from any thread; the session drops

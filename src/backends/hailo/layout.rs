@@ -71,6 +71,23 @@ pub fn driver_version(root: &Path) -> Option<(&'static str, String)> {
     })
 }
 
+/// The PCI address of the device behind `node` (`/dev/hailo0` or `/dev/h1x-0`), from sysfs:
+/// driver 5.2 and older publish it as `/sys/class/hailo_chardev/hailoN/board_location`
+/// (where HailoRT v5.2.0 reads it, vdma/driver/os/posix/linux/driver_os_specific.cpp),
+/// driver 5.3 as `/sys/class/hailo1x/h1x-N/device_id` (hailort-drivers v5.3.0,
+/// linux/pcie/src/sysfs.c).
+pub fn pci_address(root: &Path, node: &Path) -> Option<String> {
+    let name = node.file_name()?.to_str()?;
+    ["hailo_chardev/{}/board_location", "hailo1x/{}/device_id"]
+        .iter()
+        .find_map(|pattern| {
+            let path = format!("/sys/class/{}", pattern.replace("{}", name));
+            let text = std::fs::read_to_string(under(root, Path::new(&path))).ok()?;
+            let text = text.trim();
+            (!text.is_empty()).then(|| text.to_string())
+        })
+}
+
 /// Which layout a resource was found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {

@@ -19,14 +19,16 @@
 //! for good (configured_infer_model_hrpc_client.cpp): the shim waits with
 //! `wait_for_async_ready` before each `run_async` and configures a model anew after a failure.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use super::engine::{open_device, HailoDevice, HailoLoadError};
-use super::ffi::{HailoError, Model};
+use super::ffi::{HailoError, Identity, Model, Monitor};
+use super::layout;
 use crate::config::HailoConfig;
-use crate::encoder::{DeviceRecovery, DeviceStatus, EncoderError, EncoderErrorKind};
+use crate::encoder::{DeviceHealth, DeviceRecovery, DeviceStatus, EncoderError, EncoderErrorKind};
 
 // HailoRT's status numbers (hailort.h; the same in 4.23 and 5.2 where both have them).
 const HAILO_TIMEOUT: i32 = 4;
@@ -44,6 +46,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Longest the teardown of the old models and VDevice may take before it is left to finish
 /// on its own: on Hailo-10H each hrpc destructor can block for its 10 s request timeout.
 const TEARDOWN_LIMIT: Duration = Duration::from_secs(30);
+/// How often the chip's temperature is read.
+const TEMPERATURE_EVERY: Duration = Duration::from_secs(10);
+/// How often the NN core's utilization is read: `query_performance_stats` takes 200 ms or
+/// more on the device.
+const UTILIZATION_EVERY: Duration = Duration::from_secs(30);
+const HAILO_NOT_IMPLEMENTED: i32 = 7;
 
 /// Which model of the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +81,23 @@ impl Live {
     }
 }
 
+/// What the health poller knows of the device.
+#[derive(Default)]
+struct Health {
+    monitor: Option<Arc<Monitor>>,
+    identity: Option<Identity>,
+    pci_address: Option<String>,
+    temperature_c: Option<[f32; 2]>,
+    nnc_utilization: Option<f32>,
+    /// False once the device said it has no performance stats (Hailo-8).
+    utilization_supported: bool,
+    /// Alarms counted by monitors closed before (a recovery opens a new one).
+    alarms_before: (u64, u64),
+    /// The alarm total last seen, and when it last grew.
+    alarms_seen: u64,
+    last_alarm_at: Option<Instant>,
+}
+
 #[derive(Debug, Clone)]
 enum Phase {
     Serving,
@@ -99,6 +124,8 @@ pub struct HailoSession {
     aborts_in_a_row: AtomicU32,
     configure_image: Mutex<Option<Configure>>,
     configure_text: Mutex<Option<Configure>>,
+    last_fault_status: Mutex<Option<&'static str>>,
+    health: Mutex<Health>,
 }
 
 impl HailoSession {
@@ -119,7 +146,162 @@ impl HailoSession {
             aborts_in_a_row: AtomicU32::new(0),
             configure_image: Mutex::new(None),
             configure_text: Mutex::new(None),
+            last_fault_status: Mutex::new(None),
+            health: Mutex::new(Health {
+                utilization_supported: true,
+                ..Health::default()
+            }),
         })
+    }
+
+    /// Reads the device's identity and temperature now, then polls them on a thread of
+    /// its own for as long as the session lives.
+    pub fn watch_health(self: &Arc<Self>) {
+        self.poll_health(true);
+        let session = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("hailo-health".into())
+            .spawn(move || {
+                let mut last_utilization = Instant::now();
+                loop {
+                    std::thread::sleep(TEMPERATURE_EVERY);
+                    let Some(session) = session.upgrade() else {
+                        return;
+                    };
+                    let utilization = last_utilization.elapsed() >= UTILIZATION_EVERY;
+                    if utilization {
+                        last_utilization = Instant::now();
+                    }
+                    session.poll_health(utilization);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the Hailo health poller: {e}");
+        }
+    }
+
+    /// One poll: opens the monitor handle if there is none (at start, after a recovery),
+    /// reads the identity with it, then the temperature (and the utilization). Skipped while
+    /// the device is being recovered.
+    fn poll_health(&self, utilization: bool) {
+        if self.is_down() {
+            return;
+        }
+        let monitor = {
+            let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+            health.monitor.clone()
+        };
+        let monitor = match monitor {
+            Some(monitor) => monitor,
+            None => match Monitor::open(self.config.device_id.as_deref()) {
+                Ok(monitor) => {
+                    let monitor = Arc::new(monitor);
+                    let identity = monitor.identify();
+                    let pci_address = self
+                        .live
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .as_ref()
+                        .and_then(|l| layout::pci_address(Path::new("/"), l.device.node()));
+                    let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+                    match identity {
+                        Ok(identity) => {
+                            tracing::info!(
+                                "Hailo device: {} {} (board {}), serial {}, firmware {}{}",
+                                identity.product_name,
+                                identity.architecture,
+                                identity.board_name,
+                                identity.serial_number,
+                                identity.firmware_version,
+                                pci_address
+                                    .as_deref()
+                                    .map(|a| format!(", PCI {a}"))
+                                    .unwrap_or_default()
+                            );
+                            health.identity = Some(identity);
+                        }
+                        Err(e) => tracing::warn!("cannot read the Hailo device's identity: {e}"),
+                    }
+                    health.pci_address = pci_address;
+                    health.monitor = Some(monitor.clone());
+                    monitor
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot open the Hailo device for its health (temperature, identity): {e}"
+                    );
+                    return;
+                }
+            },
+        };
+        let temperature = monitor.temperature();
+        let nnc = (utilization
+            && self
+                .health
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .utilization_supported)
+            .then(|| monitor.nnc_utilization());
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        match temperature {
+            Ok(t) => health.temperature_c = Some(t),
+            Err(e) => {
+                tracing::warn!("cannot read the Hailo chip's temperature: {e}");
+                health.temperature_c = None;
+            }
+        }
+        match nnc {
+            Some(Ok(percent)) if percent >= 0.0 => health.nnc_utilization = Some(percent),
+            Some(Err(e)) if e.hailo_status == HAILO_NOT_IMPLEMENTED => {
+                health.utilization_supported = false;
+                health.nnc_utilization = None;
+            }
+            Some(_) => health.nnc_utilization = None,
+            None => {}
+        }
+    }
+
+    /// The health as of now: the poller's readings and the notifications' counters.
+    fn health_now(&self) -> DeviceHealth {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let events = health
+            .monitor
+            .as_ref()
+            .map(|m| m.events())
+            .unwrap_or_default();
+        let temperature_alarms = health.alarms_before.0 + events.temperature_alarms;
+        let overcurrent_alarms = health.alarms_before.1 + events.overcurrent_alarms;
+        if temperature_alarms + overcurrent_alarms > health.alarms_seen {
+            health.alarms_seen = temperature_alarms + overcurrent_alarms;
+            health.last_alarm_at = Some(Instant::now());
+        }
+        let identity = health.identity.clone();
+        DeviceHealth {
+            firmware_version: identity.as_ref().map(|i| i.firmware_version.clone()),
+            architecture: identity.as_ref().map(|i| i.architecture.clone()),
+            serial_number: identity.as_ref().map(|i| i.serial_number.clone()),
+            product_name: identity.as_ref().map(|i| i.product_name.clone()),
+            board_name: identity.as_ref().map(|i| i.board_name.clone()),
+            pci_address: health.pci_address.clone(),
+            temperature_c: health.temperature_c,
+            nnc_utilization: health.nnc_utilization,
+            throttling_state: events.throttling_state,
+            temperature_alarms,
+            overcurrent_alarms,
+            last_alarm_ago: health.last_alarm_at.map(|t| t.elapsed()),
+        }
+    }
+
+    /// Closes the monitor handle (a recovery re-creates the device), keeping its counts.
+    fn close_monitor(&self) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(monitor) = health.monitor.take() {
+            let events = monitor.events();
+            health.alarms_before.0 += events.temperature_alarms;
+            health.alarms_before.1 += events.overcurrent_alarms;
+        }
+        health.temperature_c = None;
+        health.nnc_utilization = None;
     }
 
     /// The device, for the loaders.
@@ -203,6 +385,10 @@ impl HailoSession {
                     }
                 } else if let Some(fault) = self.fault_of(status) {
                     tracing::error!("Hailo device fault: {fault}: {}", error.message);
+                    *self
+                        .last_fault_status
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(status_name(status));
                     self.start_recovery(fault);
                     if status != HAILO_TIMEOUT {
                         error.kind = EncoderErrorKind::Recovering;
@@ -275,6 +461,7 @@ impl HailoSession {
         let since = self.since().unwrap_or_else(Instant::now);
         // Calls in flight end within hailo.timeout_ms; new ones are refused.
         let old = self.live.write().unwrap_or_else(|p| p.into_inner()).take();
+        self.close_monitor();
         tear_down(old);
         let mut backoff = FIRST_BACKOFF;
         loop {
@@ -330,6 +517,19 @@ impl HailoSession {
     }
 }
 
+/// HailoRT's name of a fault's status.
+fn status_name(status: i32) -> &'static str {
+    match status {
+        HAILO_TIMEOUT => "HAILO_TIMEOUT",
+        HAILO_DRIVER_OPERATION_FAILED => "HAILO_DRIVER_OPERATION_FAILED",
+        HAILO_COMMUNICATION_CLOSED => "HAILO_COMMUNICATION_CLOSED",
+        HAILO_STREAM_ABORT => "HAILO_STREAM_ABORT",
+        HAILO_DRIVER_TIMEOUT => "HAILO_DRIVER_TIMEOUT",
+        HAILO_DEVICE_NOT_CONNECTED => "HAILO_DEVICE_NOT_CONNECTED",
+        _ => "other",
+    }
+}
+
 /// Drops the old models and device on a thread, waiting at most [`TEARDOWN_LIMIT`]; past
 /// it, the thread is left to finish alone (a destructor blocked on a dead link).
 fn tear_down(old: Option<Live>) {
@@ -374,6 +574,11 @@ impl DeviceRecovery for HailoSession {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            last_fault_status: *self
+                .last_fault_status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+            health: self.health_now(),
         }
     }
 
@@ -384,6 +589,7 @@ impl DeviceRecovery for HailoSession {
             self.timeouts_in_a_row.store(0, Ordering::SeqCst);
             self.aborts_in_a_row.store(0, Ordering::SeqCst);
             self.recoveries.fetch_add(1, Ordering::SeqCst);
+            // The health poller opens a new monitor handle on its next round.
             tracing::warn!(
                 "Hailo device recovered in {:.1} s: serving again",
                 since.elapsed().as_secs_f64()

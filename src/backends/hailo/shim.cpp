@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -82,6 +83,27 @@ typedef struct hc_mut_slice {
 
 typedef struct hc_vdevice hc_vdevice;
 typedef struct hc_model hc_model;
+typedef struct hc_monitor hc_monitor;
+
+// What Device::identify says, as NUL-terminated strings.
+typedef struct hc_identity {
+    uint32_t fw_major;
+    uint32_t fw_minor;
+    uint32_t fw_revision;
+    int32_t architecture;  // hailo_device_architecture_t
+    char board_name[64];
+    char serial_number[64];
+    char product_name[64];
+} hc_identity;
+
+// What the device's notifications said so far.
+typedef struct hc_device_events {
+    int32_t throttling_state;  // hailo_hw_throttling_state_t; -1 until a notification came
+    uint64_t throttling_changes;
+    uint64_t temperature_alarms;
+    uint64_t overcurrent_alarms;
+    int32_t throttling_subscribed;  // 0 when this HailoRT has no throttling notification
+} hc_device_events;
 
 }  // extern "C"
 
@@ -315,6 +337,18 @@ private:
 
 struct hc_vdevice {
     std::shared_ptr<DeviceHolder> holder;
+};
+
+// A handle on the physical device beside the VDevice, for its health: on Hailo-10H one hrpc
+// connection serves requests one at a time, so inference never waits behind these.
+struct hc_monitor {
+    std::atomic<int32_t> throttling_state{-1};
+    std::atomic<uint64_t> throttling_changes{0};
+    std::atomic<uint64_t> temperature_alarms{0};
+    std::atomic<uint64_t> overcurrent_alarms{0};
+    bool throttling_subscribed = false;
+    // Last member, destroyed first: its notification callbacks write the counters above.
+    std::unique_ptr<hailort::Device> device;
 };
 
 struct hc_model {
@@ -805,6 +839,109 @@ void hc_model_abandon(hc_model *model, size_t job)
         }
     }
     pool.changed.notify_all();
+}
+
+// Notification ids by number (hailort.h): the throttling event is 5.x only, so it is not
+// named here, and registering it fails on a HailoRT without it.
+const int NOTIFICATION_TEMPERATURE_ALARM = 1;
+const int NOTIFICATION_OVERCURRENT_ALARM = 3;
+const int NOTIFICATION_THROTTLING_STATE_CHANGE = 14;
+
+// Opens the physical device `device_id` (null: the first) for its health, and subscribes to
+// its alarm and throttling notifications where HailoRT offers them.
+int32_t hc_monitor_open(const char *device_id, hc_monitor **out, hc_error *err)
+{
+    return guarded(err, [&]() -> int32_t {
+        auto device = device_id != nullptr ? hailort::Device::create(device_id) : hailort::Device::create();
+        if (!device) {
+            return fail(err, device.status(), Stage::Device, "Device::create");
+        }
+        auto monitor = std::make_unique<hc_monitor>();
+        monitor->device = device.release();
+        hc_monitor *m = monitor.get();
+        auto subscribe = [&](int id, std::function<void(const hailo_notification_t &)> on) {
+            return m->device->set_notification_callback(
+                       [on](hailort::Device &, const hailo_notification_t &n, void *) { on(n); },
+                       static_cast<hailo_notification_id_t>(id), nullptr) == HAILO_SUCCESS;
+        };
+        subscribe(NOTIFICATION_TEMPERATURE_ALARM, [m](const hailo_notification_t &) { m->temperature_alarms++; });
+        subscribe(NOTIFICATION_OVERCURRENT_ALARM, [m](const hailo_notification_t &) { m->overcurrent_alarms++; });
+        m->throttling_subscribed = subscribe(NOTIFICATION_THROTTLING_STATE_CHANGE, [m](const hailo_notification_t &n) {
+            // hailo_throttling_state_change_message_t: a uint16_t new_state at the body's start.
+            uint16_t state = 0;
+            std::memcpy(&state, &n.body, sizeof(state));
+            m->throttling_state = state;
+            m->throttling_changes++;
+        });
+        *out = monitor.release();
+        return HC_OK;
+    });
+}
+
+void hc_monitor_release(hc_monitor *monitor)
+{
+    delete monitor;
+}
+
+int32_t hc_monitor_identify(hc_monitor *monitor, hc_identity *out, hc_error *err)
+{
+    return guarded(err, [&]() -> int32_t {
+        auto identity = monitor->device->identify();
+        if (!identity) {
+            return fail(err, identity.status(), Stage::Run, "Device::identify");
+        }
+        const auto &id = identity.value();
+        out->fw_major = id.fw_version.major;
+        out->fw_minor = id.fw_version.minor;
+        out->fw_revision = id.fw_version.revision;
+        out->architecture = static_cast<int32_t>(id.device_architecture);
+        auto copy = [](char *to, size_t capacity, const char *from, size_t length, size_t max) {
+            const size_t n = std::min({length, max, capacity - 1});
+            std::memcpy(to, from, n);
+            to[n] = '\0';
+        };
+        copy(out->board_name, sizeof(out->board_name), id.board_name, id.board_name_length, sizeof(id.board_name));
+        copy(out->serial_number, sizeof(out->serial_number), id.serial_number, id.serial_number_length,
+             sizeof(id.serial_number));
+        copy(out->product_name, sizeof(out->product_name), id.product_name, id.product_name_length,
+             sizeof(id.product_name));
+        return HC_OK;
+    });
+}
+
+int32_t hc_monitor_temperature(hc_monitor *monitor, float *ts0, float *ts1, hc_error *err)
+{
+    return guarded(err, [&]() -> int32_t {
+        auto info = monitor->device->get_chip_temperature();
+        if (!info) {
+            return fail(err, info.status(), Stage::Run, "Device::get_chip_temperature");
+        }
+        *ts0 = info->ts0_temperature;
+        *ts1 = info->ts1_temperature;
+        return HC_OK;
+    });
+}
+
+// NN-core utilization in percent (query_performance_stats; a Hailo-10H only).
+int32_t hc_monitor_nnc_utilization(hc_monitor *monitor, float *percent, hc_error *err)
+{
+    return guarded(err, [&]() -> int32_t {
+        auto stats = monitor->device->query_performance_stats();
+        if (!stats) {
+            return fail(err, stats.status(), Stage::Run, "Device::query_performance_stats");
+        }
+        *percent = stats->nnc_utilization;
+        return HC_OK;
+    });
+}
+
+void hc_monitor_events(const hc_monitor *monitor, hc_device_events *out)
+{
+    out->throttling_state = monitor->throttling_state.load();
+    out->throttling_changes = monitor->throttling_changes.load();
+    out->temperature_alarms = monitor->temperature_alarms.load();
+    out->overcurrent_alarms = monitor->overcurrent_alarms.load();
+    out->throttling_subscribed = monitor->throttling_subscribed ? 1 : 0;
 }
 
 }  // extern "C"

@@ -118,6 +118,98 @@ typedef struct {
 
 hailo_status hailo_get_library_version(hailo_version_t *version);
 const char *hailo_get_status_message(hailo_status status);
+#define HAILO_MAX_BOARD_NAME_LENGTH (32)
+#define HAILO_MAX_SERIAL_NUMBER_LENGTH (16)
+#define HAILO_MAX_PART_NUMBER_LENGTH (16)
+#define HAILO_MAX_PRODUCT_NAME_LENGTH (42)
+
+typedef enum hailo_device_architecture_e {
+    HAILO_ARCH_HAILO8_A0 = 0,
+    HAILO_ARCH_HAILO8,
+    HAILO_ARCH_HAILO8L,
+    HAILO_ARCH_HAILO15H,
+    HAILO_ARCH_HAILO15L,
+    HAILO_ARCH_HAILO15M,
+    HAILO_ARCH_HAILO10H,
+    HAILO_ARCH_HAILO12L,
+} hailo_device_architecture_t;
+
+typedef struct {
+    uint32_t major;
+    uint32_t minor;
+    uint32_t revision;
+} hailo_firmware_version_t;
+
+typedef struct {
+    uint32_t protocol_version;
+    hailo_firmware_version_t fw_version;
+    uint32_t logger_version;
+    uint8_t board_name_length;
+    char board_name[HAILO_MAX_BOARD_NAME_LENGTH];
+    bool is_release;
+    bool extended_context_switch_buffer;
+    bool extended_fw_check;
+    hailo_device_architecture_t device_architecture;
+    uint8_t serial_number_length;
+    char serial_number[HAILO_MAX_SERIAL_NUMBER_LENGTH];
+    uint8_t part_number_length;
+    char part_number[HAILO_MAX_PART_NUMBER_LENGTH];
+    uint8_t product_name_length;
+    char product_name[HAILO_MAX_PRODUCT_NAME_LENGTH];
+} hailo_device_identity_t;
+
+typedef struct {
+    float32_t ts0_temperature;
+    float32_t ts1_temperature;
+    uint16_t sample_count;
+} hailo_chip_temperature_info_t;
+
+typedef struct {
+    float32_t cpu_utilization;
+    int64_t ram_size_total;
+    int64_t ram_size_used;
+    float32_t nnc_utilization;
+    int32_t ddr_noc_total_transactions;
+    int32_t dsp_utilization;
+} hailo_performance_stats_t;
+
+typedef enum {
+    HAILO_NOTIFICATION_ID_ETHERNET_RX_ERROR = 0,
+    HAILO_NOTIFICATION_ID_HEALTH_MONITOR_TEMPERATURE_ALARM,
+    HAILO_NOTIFICATION_ID_HEALTH_MONITOR_DATAFLOW_SHUTDOWN,
+    HAILO_NOTIFICATION_ID_HEALTH_MONITOR_OVERCURRENT_ALARM,
+    HAILO_NOTIFICATION_ID_LCU_ECC_CORRECTABLE_ERROR,
+    HAILO_NOTIFICATION_ID_LCU_ECC_UNCORRECTABLE_ERROR,
+    HAILO_NOTIFICATION_ID_CPU_ECC_ERROR,
+    HAILO_NOTIFICATION_ID_CPU_ECC_FATAL,
+    HAILO_NOTIFICATION_ID_DEBUG,
+    HAILO_NOTIFICATION_ID_CONTEXT_SWITCH_BREAKPOINT_REACHED,
+    HAILO_NOTIFICATION_ID_HEALTH_MONITOR_CLOCK_CHANGED_EVENT,
+    HAILO_NOTIFICATION_ID_HW_INFER_MANAGER_INFER_DONE,
+    HAILO_NOTIFICATION_ID_CONTEXT_SWITCH_RUN_TIME_ERROR_EVENT,
+    HAILO_NOTIFICATION_ID_NN_CORE_CRC_ERROR_EVENT,
+    HAILO_NOTIFICATION_ID_THROTTLING_STATE_CHANGE_EVENT,
+    HAILO_NOTIFICATION_ID_COUNT,
+} hailo_notification_id_t;
+
+#pragma pack(push, 1)
+typedef struct {
+    uint16_t new_state;
+} hailo_throttling_state_change_message_t;
+
+/* The members the double sends; HailoRT's union has more, all starting at offset 0. */
+typedef union {
+    hailo_throttling_state_change_message_t throttling_state_change;
+    uint8_t raw[64];
+} hailo_notification_message_parameters_t;
+
+typedef struct {
+    hailo_notification_id_t id;
+    uint32_t sequence;
+    hailo_notification_message_parameters_t body;
+} hailo_notification_t;
+#pragma pack(pop)
+
 hailo_status hailo_init_vdevice_params(hailo_vdevice_params_t *params);
 
 #ifdef __cplusplus

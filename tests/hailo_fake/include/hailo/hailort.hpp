@@ -5,6 +5,7 @@
 #include "hailo/hailort.h"
 #include "hailo/expected.hpp"
 #include "hailo/buffer.hpp"
+#include "hailo/device.hpp"
 #include "hailo/vdevice.hpp"
 #include "hailo/infer_model.hpp"
 
