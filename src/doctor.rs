@@ -137,11 +137,15 @@ pub fn run(config: Result<Config, String>, origin: &str, env: &Environment) -> V
     checks.push(check_library(&config, library.as_ref()));
     checks.push(check_driver(&config, env, library.as_ref()));
     checks.extend(check_models(&config, device_present));
-    let (port, health) = check_port_and_service(&config);
+    let (port, health, running) = check_port_and_service(&config);
     checks.push(port);
     checks.push(health);
     checks.push(check_memory(env));
     checks.push(check_temperature(env));
+    if wants_hailo {
+        let node_exists = env.device_node(&config).exists();
+        checks.push(check_device_health(&config, running.as_ref(), node_exists));
+    }
     checks.push(check_device_users(&config, env));
     checks
 }
@@ -517,7 +521,8 @@ fn get_health(addr: SocketAddr) -> Option<(u16, String)> {
     ))
 }
 
-fn check_port_and_service(config: &Config) -> (Check, Check) {
+/// The port, the service, and the running daemon's /health when it is hailo-clip's.
+fn check_port_and_service(config: &Config) -> (Check, Check, Option<serde_json::Value>) {
     let addr = SocketAddr::new(config.server.host, config.server.port);
     let free = TcpListener::bind(addr).is_ok();
     let health = get_health(addr);
@@ -537,6 +542,7 @@ fn check_port_and_service(config: &Config) -> (Check, Check) {
             ),
         ),
     };
+    let running = ours.clone();
     let service = match (health, ours) {
         (Some((200, _)), Some(v)) => {
             let detail = format!(
@@ -568,7 +574,110 @@ fn check_port_and_service(config: &Config) -> (Check, Check) {
             "sudo systemctl start hailo-clip; if it does not stay up: journalctl -u hailo-clip -n 50",
         ),
     };
-    (port, service)
+    (port, service, running)
+}
+
+/// The Hailo chip beside the CPU's temperature: identity, temperature, throttling, alarms
+/// and recoveries. From the running daemon's /health when one runs (a Hailo-8 cannot be
+/// opened by two processes, and a second handle would only compete with inference);
+/// otherwise by opening the device here.
+fn check_device_health(
+    config: &Config,
+    running: Option<&serde_json::Value>,
+    node_exists: bool,
+) -> Check {
+    if let Some(health) = running {
+        let Some(d) = health.get("device").filter(|d| d.is_object()) else {
+            return pass(
+                "device",
+                format!(
+                    "the running service uses the {} backend: no Hailo device in use",
+                    health["backend"].as_str().unwrap_or("?")
+                ),
+            );
+        };
+        let s = |key: &str| d[key].as_str().unwrap_or("?").to_string();
+        let temperature = d["temperature_c"].as_f64().map_or_else(
+            || "temperature unknown".to_string(),
+            |t| format!("{t:.1} °C"),
+        );
+        let detail = format!(
+            "{} {} (serial {}, firmware {}, PCI {}): {temperature}, throttling {}, {} temperature and {} overcurrent alarms, {} recoveries{} (from the running service)",
+            s("product_name"),
+            s("architecture"),
+            s("serial_number"),
+            s("firmware_version"),
+            d["pci_address"].as_str().unwrap_or("unknown"),
+            s("throttling"),
+            d["temperature_alarms"].as_u64().unwrap_or(0),
+            d["overcurrent_alarms"].as_u64().unwrap_or(0),
+            d["recoveries"].as_u64().unwrap_or(0),
+            d["last_fault"].as_str().map(|f| format!(", last fault: {f}")).unwrap_or_default(),
+        );
+        return match health["status"].as_str() {
+            Some("recovering") => warn(
+                "device",
+                format!("being recovered after a fault; {detail}"),
+                "wait; if it keeps failing: docs/HAILO.md, \"Device faults\" (a dropped PCIe link needs a reboot)",
+            ),
+            Some("degraded") => warn(
+                "device",
+                format!("{}; {detail}", health["detail"].as_str().unwrap_or("degraded")),
+                "improve the cooling (a heatsink or fan on the M.2 card); check the power supply",
+            ),
+            _ => pass("device", detail),
+        };
+    }
+    if !node_exists {
+        return warn(
+            "device",
+            "no running service and no device node: the chip cannot be read",
+            "see the device check above",
+        );
+    }
+    read_device_here(config)
+}
+
+#[cfg(any(feature = "hailo", feature = "hailo-fake"))]
+fn read_device_here(config: &Config) -> Check {
+    use crate::backends::hailo::ffi::Monitor;
+    match Monitor::open(config.hailo.device_id.as_deref()) {
+        Ok(monitor) => {
+            let identity = monitor.identify();
+            let temperature = monitor.temperature();
+            let identity = identity.map_or_else(
+                |e| format!("identity unreadable ({e})"),
+                |i| {
+                    format!(
+                        "{} {} (serial {}, firmware {})",
+                        i.product_name, i.architecture, i.serial_number, i.firmware_version
+                    )
+                },
+            );
+            let temperature = temperature.map_or_else(
+                |e| format!("temperature unreadable ({e})"),
+                |[a, b]| format!("{:.1} °C", a.max(b)),
+            );
+            pass(
+                "device",
+                format!("{identity}: {temperature} (read directly: no service is running)"),
+            )
+        }
+        Err(e) => fail(
+            "device",
+            format!("no service is running, and the device cannot be opened: {e}"),
+            "see the driver and device users checks",
+        ),
+    }
+}
+
+#[cfg(not(any(feature = "hailo", feature = "hailo-fake")))]
+fn read_device_here(_config: &Config) -> Check {
+    warn(
+        "device",
+        "no service is running, and this binary was built without Hailo support, so it cannot read the chip",
+        "start the service (sudo systemctl start hailo-clip) and run doctor again",
+    )
 }
 
 fn read_u64(path: &Path) -> Option<u64> {

@@ -126,3 +126,53 @@ async fn hailo_health_shows_identity_temperature_throttling_and_alarms() {
         );
     }
 }
+
+/// `doctor`'s device check: from the running daemon's /health while one runs, from the
+/// device itself when none does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hailo_doctor_reads_the_chip_from_the_service_or_the_device() {
+    use hailo_clip::doctor::{self, Environment, Outcome};
+    let dir = scratch();
+    image_hef(dir.path(), IMAGE_OUT_FLOAT, "");
+    text_hef(dir.path(), "");
+    let device = DeviceFile::new("ok\ntemperature 61.5 63.25");
+    let mut config = config(dir.path());
+    config.hailo.device_id = Some(device.id());
+    config.server.port = crate::common::free_port();
+    let device_check = |config: hailo_clip::config::Config| async move {
+        tokio::task::spawn_blocking(move || {
+            doctor::run(Ok(config), "t", &Environment::default())
+                .into_iter()
+                .find(|c| c.name == "device")
+                .expect("a device check")
+        })
+        .await
+        .unwrap()
+    };
+
+    let (app, _service) = hailo_app(&config).await;
+    let listener = tokio::net::TcpListener::bind((config.server.host, config.server.port))
+        .await
+        .unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let check = device_check(config.clone()).await;
+    assert_eq!(check.outcome, Outcome::Pass, "{check:?}");
+    assert!(
+        check
+            .detail
+            .starts_with("HAILO-10H TEST DOUBLE HAILO10H (serial HLDBL0000000001, firmware 5.2.0")
+            && check.detail.contains("63.2 °C, throttling unknown")
+            && check.detail.ends_with("(from the running service)"),
+        "{}",
+        check.detail
+    );
+
+    server.abort();
+    let _ = server.await;
+    let check = device_check(config).await;
+    assert_eq!(check.outcome, Outcome::Pass, "{check:?}");
+    assert_eq!(
+        check.detail,
+        "HAILO-10H TEST DOUBLE HAILO10H (serial HLDBL0000000001, firmware 5.2.0): 63.2 °C (read directly: no service is running)"
+    );
+}
