@@ -15,6 +15,7 @@
 //! * a hang: `HAILO_TIMEOUT` (hrpc requests time out after 10 s,
 //!   `HAILO_REQUEST_TIMEOUT_SECONDS`), a fault after 3 in a row; `HAILO_STREAM_ABORT`
 //!   likewise after 3 in a row.
+//!
 //! On Hailo-10H a failed `run_async`, even a queue timeout, shuts that configured model down
 //! for good (configured_infer_model_hrpc_client.cpp): the shim waits with
 //! `wait_for_async_ready` before each `run_async` and configures a model anew after a failure.
