@@ -98,8 +98,14 @@ async fn listener_answers(addr: SocketAddr, within: Duration) -> bool {
 
 /// Pings the systemd watchdog while the daemon can serve: the listener accepts and answers
 /// /health over loopback (what a client sees), every worker runs, and the queue is either
-/// empty or moving. Otherwise the pings stop and systemd restarts us.
-async fn watchdog(state: AppState, probe_addr: SocketAddr, interval: Duration) {
+/// empty or moving. A device recovery is progress, up to `recovery_limit`; a recovery stuck
+/// past it is not. Otherwise the pings stop and systemd restarts us.
+async fn watchdog(
+    state: AppState,
+    probe_addr: SocketAddr,
+    interval: Duration,
+    recovery_limit: Duration,
+) {
     let mut last_done = u64::MAX;
     let mut ticker = tokio::time::interval(interval);
     loop {
@@ -120,7 +126,16 @@ async fn watchdog(state: AppState, probe_addr: SocketAddr, interval: Duration) {
         let done = stats.batches_done.load(Ordering::Relaxed);
         let moving = health.queue_depth == 0 || done != last_done;
         last_done = done;
-        if health.workers_alive == health.workers && moving {
+        let stuck_recovering = health
+            .device
+            .as_ref()
+            .and_then(|d| d.recovering_for)
+            .is_some_and(|d| d > recovery_limit);
+        if stuck_recovering {
+            tracing::error!(
+                "the Hailo device recovery is stuck past hailo.recovery_max_seconds: withholding the watchdog ping"
+            );
+        } else if health.workers_alive == health.workers && moving {
             notify(&[NotifyState::Watchdog]);
         } else {
             tracing::error!(
@@ -367,7 +382,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
             _ => addr,
         };
-        tokio::spawn(watchdog(state.clone(), probe, period / 2));
+        let recovery_limit =
+            Duration::from_secs(config.hailo.recovery_max_seconds) + RECOVERY_SLACK;
+        tokio::spawn(watchdog(state.clone(), probe, period / 2, recovery_limit));
     }
 
     let signal = termination_signal();
