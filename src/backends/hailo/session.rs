@@ -39,6 +39,8 @@ const HAILO_STREAM_ABORT: i32 = 63;
 const HAILO_DRIVER_TIMEOUT: i32 = 87;
 const HAILO_DEVICE_NOT_CONNECTED: i32 = 96;
 
+/// How long an aborted job waits for the call whose failure aborted it to declare the fault.
+const ABORT_SETTLE: Duration = Duration::from_millis(250);
 /// Timeouts (or stream aborts) in a row that make a fault of the device.
 const IN_A_ROW: u32 = 3;
 /// Back-off between attempts to open the device again.
@@ -326,6 +328,14 @@ impl HailoSession {
         *recipes.lock().unwrap_or_else(|p| p.into_inner()) = Some(recipe);
     }
 
+    /// Waits up to `limit` for another call to declare a fault (the session goes down).
+    fn wait_for_a_fault(&self, limit: Duration) {
+        let until = Instant::now() + limit;
+        while !self.is_down() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn is_down(&self) -> bool {
         matches!(
             *self.phase.lock().unwrap_or_else(|p| p.into_inner()),
@@ -376,6 +386,12 @@ impl HailoSession {
             Err(e) => {
                 let status = e.hailo_status;
                 let mut error = describe(e);
+                if status == HAILO_STREAM_ABORT {
+                    // HailoRT aborts the jobs in flight when a failed run_async shuts the model
+                    // down, before that call returns and can report its fault: give it the
+                    // moment it takes, so this job is answered as part of the recovery.
+                    self.wait_for_a_fault(ABORT_SETTLE);
+                }
                 if self.is_down() {
                     // A job HailoRT aborted with the one that faulted (a failed run_async
                     // shuts the whole configured model down), or one that ran into the
