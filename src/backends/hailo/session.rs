@@ -71,7 +71,6 @@ struct Live {
     // Field order is drop order: the models before the device they run on.
     image: Option<Model>,
     text: Option<Model>,
-    #[allow(dead_code)]
     device: HailoDevice,
 }
 
