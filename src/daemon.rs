@@ -196,6 +196,9 @@ async fn load_and_warm_up(config: &Config, state: &AppState) -> anyhow::Result<(
     Ok(())
 }
 
+/// How the log says the listener came from systemd.
+const SOCKET_FROM_SYSTEMD: &str = "socket from systemd";
+
 /// How often the supervisor looks at the device's recovery.
 const DEVICE_SUPERVISION: Duration = Duration::from_millis(200);
 /// Past `hailo.recovery_max_seconds`, how long a recovery stuck in a call (a teardown or
@@ -314,13 +317,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Socket activation: systemd holds the socket, so while this process restarts,
     // connections wait in its backlog instead of being refused.
     let (listener, how) = match http::inherited_listener()? {
-        Some(listener) => (listener, "socket from systemd"),
+        Some(listener) => (listener, SOCKET_FROM_SYSTEMD),
         None => (http::bind(addr).await?, "bound"),
     };
-    let addr = listener.local_addr()?;
+    let listening = listener.local_addr()?;
     tracing::info!(
-        "listening on http://{addr} ({how}; at most {max_connections} connections, open-file limit {fd_limit})"
+        "listening on http://{listening} ({how}; at most {max_connections} connections, open-file limit {fd_limit})"
     );
+    if how == SOCKET_FROM_SYSTEMD {
+        tracing::info!(
+            "systemd handed over the socket on {listening}: server.host and server.port ({addr}) are ignored; hailo-clip.socket's ListenStream= decides where the daemon listens"
+        );
+    }
+    let addr = listening;
     let access = http::access::Access::from_config(&config.server)?;
     if access.key_count() > 0 {
         tracing::info!(

@@ -137,6 +137,9 @@ pub fn run(config: Result<Config, String>, origin: &str, env: &Environment) -> V
     checks.push(check_library(&config, library.as_ref()));
     checks.push(check_driver(&config, env, library.as_ref()));
     checks.extend(check_models(&config, device_present));
+    if let Some(socket) = check_socket_unit(&config, env) {
+        checks.push(socket);
+    }
     let (port, health, running) = check_port_and_service(&config);
     checks.push(port);
     checks.push(health);
@@ -519,6 +522,44 @@ fn get_health(addr: SocketAddr) -> Option<(u16, String)> {
         status,
         response.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
     ))
+}
+
+/// Where systemd's socket unit listens, when there is one: under socket activation the
+/// daemon listens there, and `server.host`/`server.port` are ignored.
+fn check_socket_unit(config: &Config, env: &Environment) -> Option<Check> {
+    let unit = ["/etc/systemd/system/hailo-clip.socket", "/lib/systemd/system/hailo-clip.socket"]
+        .iter()
+        .map(|p| env.path(Path::new(p)))
+        .find(|p| p.exists())?;
+    let text = std::fs::read_to_string(&unit).unwrap_or_default();
+    let listen: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ListenStream="))
+        .map(str::trim)
+        .collect();
+    let configured = SocketAddr::new(config.server.host, config.server.port);
+    Some(match listen.as_slice() {
+        [one] if one.parse::<SocketAddr>().ok() == Some(configured) => pass(
+            "socket",
+            format!(
+                "{} listens on {one} (socket activation): the daemon listens there, and server.host/server.port are ignored under systemd (they say the same)",
+                unit.display()
+            ),
+        ),
+        [one] => warn(
+            "socket",
+            format!(
+                "{} listens on {one} (socket activation): the daemon listens there, and server.host/server.port ({configured}) are ignored under systemd",
+                unit.display()
+            ),
+            format!("set ListenStream={configured} in {} (or run install.sh again), then: sudo systemctl daemon-reload && sudo systemctl restart hailo-clip.socket hailo-clip", unit.display()),
+        ),
+        _ => fail(
+            "socket",
+            format!("{} has {} ListenStream= lines; hailo-clip takes exactly one", unit.display(), listen.len()),
+            "keep one ListenStream=ADDRESS:PORT",
+        ),
+    })
 }
 
 /// The port, the service, and the running daemon's /health when it is hailo-clip's.

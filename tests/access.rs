@@ -285,3 +285,160 @@ fn addresses_outside_allow_from_get_403_on_every_route() {
     );
     stop(child);
 }
+
+/// Sends `head` (request line and headers, no body) and reads the answer without sending a
+/// byte of the body the head promises: (status, head, body), within 5 s.
+fn refused_before_body(port: u16, head: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "{head}\r\nHost: x\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response)
+        .unwrap_or_else(|e| panic!("{head}: no answer before the body: {e}"));
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+/// A body where none is taken is refused at once, before a byte is read or a key checked,
+/// and the connection closed: nothing keyless can hold the receiving budget.
+#[test]
+fn bodies_where_none_is_taken_are_refused_before_reading() {
+    let dir = scratch();
+    let keys = key_file(dir.path(), &format!("{KEY}\n"), 0o600);
+    let (child, port) = serve_with(dir.path(), &format!("  api_keys_file: {}\n", keys.display()));
+    let promised = "Content-Length: 16777216";
+    let chunked = "Transfer-Encoding: chunked";
+    for (head, status, code) in [
+        (format!("POST /health HTTP/1.1\r\n{promised}"), 405, "method_not_allowed"),
+        (format!("GET /health HTTP/1.1\r\n{promised}"), 400, "unexpected_body"),
+        (format!("GET /ping HTTP/1.1\r\n{chunked}"), 400, "unexpected_body"),
+        (format!("GET / HTTP/1.1\r\n{promised}"), 400, "unexpected_body"),
+        (format!("HEAD /metrics HTTP/1.1\r\n{chunked}"), 400, "unexpected_body"),
+        (format!("GET /v1/classify HTTP/1.1\r\n{promised}"), 400, "unexpected_body"),
+        (format!("PUT /v1/classify HTTP/1.1\r\n{promised}"), 405, "method_not_allowed"),
+        (format!("POST /nowhere HTTP/1.1\r\n{chunked}"), 404, "not_found"),
+    ] {
+        let (got, response_head, body) = refused_before_body(port, &head);
+        assert_eq!(got, status, "{head}: {response_head}\n{body}");
+        assert!(response_head.contains("connection: close"), "{head}: {response_head}");
+        if !head.starts_with("HEAD ") {
+            assert!(body.contains(&format!(r#""code":"{code}""#)), "{head}: {body}");
+        }
+    }
+    // A keyed route with a body but no key: 401, still before the body.
+    let (got, _, body) = refused_before_body(port, &format!("POST /v1/classify HTTP/1.1\r\n{promised}"));
+    assert_eq!(got, 401, "{body}");
+    stop(child);
+}
+
+/// Connections that promise big bodies and trickle them, reconnecting as soon as they are
+/// closed, for `seconds`; counts their answers by status.
+fn tricklers(
+    port: u16,
+    count: usize,
+    heads: Vec<String>,
+    seconds: u64,
+) -> Vec<std::thread::JoinHandle<Vec<u16>>> {
+    (0..count)
+        .map(|i| {
+            let head = heads[i % heads.len()].clone();
+            std::thread::spawn(move || {
+                let until = std::time::Instant::now() + Duration::from_secs(seconds);
+                let mut statuses = Vec::new();
+                while std::time::Instant::now() < until {
+                    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { continue };
+                    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+                    if write!(s, "{head}\r\nHost: x\r\n\r\n").is_err() {
+                        continue;
+                    }
+                    let mut answer = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    // A byte every 200 ms until the server answers or closes.
+                    while std::time::Instant::now() < until {
+                        match s.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => answer.extend_from_slice(&buf[..n]),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                                if s.write_all(b"x").is_err() {
+                                    break;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&answer);
+                    if let Some(status) = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()) {
+                        statuses.push(status);
+                    }
+                }
+                statuses
+            })
+        })
+        .collect()
+}
+
+/// An honest client's classify requests for `seconds`, after `warmup`: the share answered 200.
+fn honest_share(port: u16, auth: &str, seconds: u64, warmup: u64) -> (usize, usize) {
+    let body = format!(
+        r#"{{"image": "{}", "prompts": ["a cat", "a dog"]}}"#,
+        image_b64("rocket.jpg")
+    );
+    let started = std::time::Instant::now();
+    let (mut ok, mut all) = (0, 0);
+    while started.elapsed() < Duration::from_secs(seconds) {
+        let (status, _, _) = post(port, "/v1/classify", auth, "application/json", &body);
+        if started.elapsed() >= Duration::from_secs(warmup) {
+            all += 1;
+            ok += usize::from(status == 200);
+        }
+    }
+    (ok, all)
+}
+
+/// 12 keyless clients trickle 16 MiB promises (declared and chunked) to /health, /ping and
+/// /, reconnecting at once, for 40 s: the keyed client's classify requests are served (at
+/// least 95 % 200 after the first 5 s) and no trickler is ever answered 2xx.
+#[test]
+fn keyless_tricklers_cannot_stop_keyed_uploads() {
+    let dir = scratch();
+    let keys = key_file(dir.path(), &format!("{KEY}\n"), 0o600);
+    // Thousands of refusals: at warn, the log (a pipe nobody reads until the end) stays small.
+    let (child, port) = serve_with(
+        dir.path(),
+        &format!("  api_keys_file: {}\nlogging:\n  level: warn\n", keys.display()),
+    );
+    let heads = ["/health", "/ping", "/"]
+        .iter()
+        .flat_map(|path| {
+            [
+                format!("POST {path} HTTP/1.1\r\nContent-Length: 16777216"),
+                format!("GET {path} HTTP/1.1\r\nTransfer-Encoding: chunked"),
+            ]
+        })
+        .collect();
+    let threads = tricklers(port, 12, heads, 40);
+    let (ok, all) = honest_share(port, &format!("\r\nAuthorization: Bearer {KEY}"), 40, 5);
+    let statuses: Vec<u16> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    println!("keyed client: {ok} of {all} served; tricklers answered {} times", statuses.len());
+    assert!(all > 0 && ok * 100 >= all * 95, "{ok} of {all} served");
+    assert!(statuses.iter().all(|s| !(200..300).contains(s)), "{statuses:?}");
+    stop(child);
+}
+
+/// With keys off, 16 clients trickling bodies that declare 16 MiB to /v1/classify hold only
+/// what they sent: an honest client is served (at least 95 % 200 after the first 5 s).
+#[test]
+fn tricklers_to_the_upload_route_hold_only_what_they_sent() {
+    let dir = scratch();
+    let (child, port) = serve_with(dir.path(), "logging:\n  level: warn\n");
+    let heads = vec!["POST /v1/classify HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 16777216".to_string()];
+    let threads = tricklers(port, 16, heads, 30);
+    let (ok, all) = honest_share(port, "", 30, 5);
+    for t in threads {
+        t.join().unwrap();
+    }
+    println!("honest client: {ok} of {all} served beside 16 tricklers");
+    assert!(all > 0 && ok * 100 >= all * 95, "{ok} of {all} served");
+    stop(child);
+}

@@ -276,10 +276,11 @@ fn trickled_bodies_are_cut_at_their_deadline_and_cannot_starve_the_queue() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
-/// The receiving budget is its own limit: with 1 MiB of bodies at once, a second upload
-/// promising 700 KB while a first one is still arriving is refused at once (503
-/// receiving_busy, Retry-After), before a byte of it is read; once the first is done,
-/// uploads are received again.
+/// The receiving budget is its own limit, taken in 64 KiB steps as bytes arrive: with 1 MiB
+/// of bodies at once, an upload that sent 700 000 bytes holds 704 KiB and a trickler that
+/// promised 900 KB but sent one byte holds 64 KiB; a request that fits beside them is served;
+/// an upload whose next step does not fit is answered 503 receiving_busy with Retry-After and
+/// its connection closed; once the first upload is done, uploads are received again.
 #[test]
 fn bodies_being_received_have_their_own_budget() {
     let dir = tempfile::tempdir().unwrap();
@@ -288,50 +289,45 @@ fn bodies_being_received_have_their_own_budget() {
         "limits:\n  receiving_mb: 1\n  max_body_bytes: 1048576\n",
         1024,
     );
-    let mut first = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    first
-        .write_all(b"POST /v1/embed/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 700000\r\n\r\n{")
-        .unwrap();
+    let upload = |sent: usize| {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .write_all(b"POST /v1/embed/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 900000\r\n\r\n{")
+            .unwrap();
+        stream.write_all(&vec![b' '; sent - 1]).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+    };
+    let mut first = upload(700_000);
+    let _trickler = upload(1);
     std::thread::sleep(Duration::from_millis(300));
-    let mut second = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    second
-        .write_all(b"POST /v1/embed/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 700000\r\n\r\n{")
-        .unwrap();
-    second
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    let n = second.read(&mut buf).unwrap();
-    let response = String::from_utf8_lossy(&buf[..n]);
-    assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
-    assert!(
-        response.to_ascii_lowercase().contains("retry-after: 1"),
-        "{response}"
-    );
-    assert!(
-        response.contains(r#""code":"receiving_busy""#),
-        "{response}"
-    );
-    // Small requests that declare a few bytes still fit beside the first upload.
+    // 768 KiB held: a small request's step fits beside them.
     let (status, _) = http_post_json(port, "/v1/embed/text", r#"{"text": ["a cat"]}"#);
     assert_eq!(status, 200);
-    // The first upload finishes (a bad body, but received): the budget is free again.
-    first.write_all(&vec![b' '; 699_999]).unwrap();
-    first
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    // An upload past 256 KiB needs a fifth step, and only four are left.
+    let mut third = upload(256 * 1024 + 1);
+    let mut buf = [0u8; 4096];
+    let n = third.read(&mut buf).unwrap();
+    let response = String::from_utf8_lossy(&buf[..n]);
+    assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
+    let lower = response.to_ascii_lowercase();
+    assert!(lower.contains("retry-after: 1"), "{response}");
+    assert!(lower.contains("connection: close"), "{response}");
+    assert!(response.contains(r#""code":"receiving_busy""#), "{response}");
+    // The first upload finishes (a bad body, but received): its steps are free again.
+    first.write_all(&vec![b' '; 200_000]).unwrap();
     let n = first.read(&mut buf).unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 400 "));
-    let mut third = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    third
-        .write_all(b"POST /v1/embed/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 700000\r\n\r\n{")
-        .unwrap();
-    third
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    let mut fourth = upload(512 * 1024);
+    fourth
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     assert!(
-        third.read(&mut buf).is_err(),
-        "a third upload is received (no answer until its body is done)"
+        fourth.read(&mut buf).is_err(),
+        "a fourth upload is received (no answer until its body is done)"
     );
     sigterm(&child);
     assert_eq!(child.wait().unwrap().code(), Some(0));

@@ -403,3 +403,30 @@ fn doctor_h1x_node_patch_mismatch_and_text_encoder_on_the_cpu() {
     // The CPU model is now needed, so it is checked (the bundled one warns: random).
     assert_eq!(outcome(&checks, "CPU model"), Outcome::Warn);
 }
+
+/// Under socket activation the daemon listens where systemd's socket unit says: doctor
+/// names it, and warns when server.host/server.port say otherwise (they are ignored).
+#[test]
+fn doctor_says_where_the_socket_unit_listens() {
+    let fake = FakeSystem::healthy();
+    let c = config(BackendChoice::Cpu, &fake.path("resources"));
+    let checks = doctor::run(Ok(c.clone()), "t", &fake.env());
+    assert!(checks.iter().all(|c| c.name != "socket"), "no socket unit, no check");
+    fake.write(
+        "etc/systemd/system/hailo-clip.socket",
+        &format!("[Socket]\nListenStream={}:{}\n", c.server.host, c.server.port),
+    );
+    let checks = doctor::run(Ok(c.clone()), "t", &fake.env());
+    assert_eq!(outcome(&checks, "socket"), Outcome::Pass);
+    assert!(find(&checks, "socket").detail.contains("server.host/server.port are ignored under systemd"));
+    fake.write("etc/systemd/system/hailo-clip.socket", "[Socket]\nListenStream=192.168.1.10:5000\n");
+    let checks = doctor::run(Ok(c.clone()), "t", &fake.env());
+    assert_eq!(outcome(&checks, "socket"), Outcome::Warn);
+    let socket = find(&checks, "socket");
+    assert!(
+        socket.detail.contains("listens on 192.168.1.10:5000")
+            && socket.detail.contains(&format!("({}:{}) are ignored", c.server.host, c.server.port)),
+        "{}",
+        socket.detail
+    );
+}

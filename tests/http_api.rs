@@ -133,11 +133,6 @@ async fn harness() -> Harness {
     harness_with(tiny_config()).await
 }
 
-fn image_b64(file: &str) -> String {
-    base64::engine::general_purpose::STANDARD
-        .encode(std::fs::read(fixture(&format!("images/{file}"))).unwrap())
-}
-
 fn post_json(path: &str, body: &Value) -> Request<Body> {
     Request::post(path)
         .header(header::CONTENT_TYPE, "application/json")

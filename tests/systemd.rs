@@ -317,4 +317,11 @@ fn socket_activation_serves_on_the_listener_it_is_handed() {
         )),
         "{log}"
     );
+    // The config's own address does not count under socket activation, and the log says so.
+    assert!(
+        log.contains(&format!(
+            "systemd handed over the socket on 127.0.0.1:{port}: server.host and server.port"
+        )) && log.contains("are ignored"),
+        "{log}"
+    );
 }

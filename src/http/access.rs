@@ -4,9 +4,10 @@
 //!   a loopback request for /health, passes whatever the list says.
 //! * `server.api_keys_file`: every route but /health, /ping and the page (/) needs
 //!   `Authorization: Bearer KEY` or `X-API-Key: KEY`, and /metrics too unless
-//!   `server.metrics_open`; otherwise 401 with `WWW-Authenticate: Bearer`. Keys are
-//!   compared in constant time and never logged; the file is refused when others can read
-//!   it, and read again on SIGHUP ([`Access::reload`]).
+//!   `server.metrics_open`; otherwise 401 with `WWW-Authenticate: Bearer`. Keys are kept
+//!   and compared as SHA-256 digests, in constant time, so that neither a key's bytes nor
+//!   its length shows in the answer's timing; they are never logged. The file is refused
+//!   when others can read it, and read again on SIGHUP ([`Access::reload`]).
 //!
 //! Errors take the route's own shape (Immich's for /predict, OpenAI's for /v1/embeddings
 //! and /v1/models).
@@ -20,6 +21,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
+use sha2::Digest;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
@@ -40,8 +42,15 @@ pub enum KeyFileError {
     NoKeys { path: PathBuf },
 }
 
+/// A key as it is kept and compared: its SHA-256 digest, the same size whatever the key.
+type KeyDigest = [u8; 32];
+
+fn digest(key: &[u8]) -> KeyDigest {
+    sha2::Sha256::digest(key).into()
+}
+
 /// The keys of a key file: one a line, blank lines and `#` comments skipped.
-fn read_keys(path: &Path) -> Result<Vec<Vec<u8>>, KeyFileError> {
+fn read_keys(path: &Path) -> Result<Vec<KeyDigest>, KeyFileError> {
     let unreadable = |source| KeyFileError::Unreadable {
         path: path.to_path_buf(),
         source,
@@ -57,11 +66,11 @@ fn read_keys(path: &Path) -> Result<Vec<Vec<u8>>, KeyFileError> {
         });
     }
     let text = std::fs::read_to_string(path).map_err(unreadable)?;
-    let keys: Vec<Vec<u8>> = text
+    let keys: Vec<KeyDigest> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| l.as_bytes().to_vec())
+        .map(|l| digest(l.as_bytes()))
         .collect();
     if keys.is_empty() {
         return Err(KeyFileError::NoKeys {
@@ -74,17 +83,19 @@ fn read_keys(path: &Path) -> Result<Vec<Vec<u8>>, KeyFileError> {
 #[derive(Debug)]
 struct KeyFile {
     path: PathBuf,
-    keys: RwLock<Arc<Vec<Vec<u8>>>>,
+    keys: RwLock<Arc<Vec<KeyDigest>>>,
 }
 
 impl KeyFile {
-    /// Whether `presented` is one of the keys. Every key is compared, each in constant
-    /// time, so the answer's timing says nothing about which key came close.
+    /// Whether `presented` is one of the keys. Its digest is compared with every key's, each
+    /// in constant time over 32 bytes, so the answer's timing says nothing about which key
+    /// came close, nor how long the keys are.
     fn accepts(&self, presented: &[u8]) -> bool {
+        let presented = digest(presented);
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner()).clone();
         let mut found = subtle::Choice::from(0);
         for key in keys.iter() {
-            found |= key.as_slice().ct_eq(presented);
+            found |= key.ct_eq(&presented);
         }
         bool::from(found)
     }

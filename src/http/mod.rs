@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -105,6 +106,26 @@ impl AppState {
     }
 }
 
+/// What a route takes, known before a request's body is read.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteRule {
+    /// The method it answers (GET routes also answer HEAD).
+    pub method: Method,
+    pub takes_body: bool,
+}
+
+/// The routes of [`router`], for the checks made before a body is read (receive.rs).
+pub(crate) fn route_rule(path: &str) -> Option<RouteRule> {
+    let (method, takes_body) = match path {
+        "/" | "/health" | "/ping" | "/v1/models" | "/metrics" | "/openapi.json" => (Method::GET, false),
+        "/predict" | "/v1/embeddings" | "/v1/classify" | "/v1/embed/image" | "/v1/embed/text" => {
+            (Method::POST, true)
+        }
+        _ => return None,
+    };
+    Some(RouteRule { method, takes_body })
+}
+
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/", get(page::page))
@@ -129,6 +150,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             state.clone(),
             access::check_access,
         ))
+        .layer(middleware::from_fn(receive::refuse_unexpected_body))
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 ApiError::new(
@@ -187,7 +209,10 @@ async fn log_request(State(state): State<AppState>, request: Request, next: Next
 
 /// The listening socket systemd hands over (socket activation: `LISTEN_FDS`, with
 /// `LISTEN_PID` this process, as sd_listen_fds(3) checks), or None when there is none.
-/// The variables are removed either way, so no child inherits them. More than one socket,
+/// The variables stay in the environment: sd_notify 0.5's `listen_fds` reads them and
+/// leaves them (its `listen_fds_with_unset` may only run before any thread starts, and
+/// this runs inside the runtime). Nothing here starts a child process that could inherit
+/// them, and a child would ignore them anyway (`LISTEN_PID` is ours). More than one socket,
 /// or one that is not a listening TCP socket, is an error naming the unit to fix.
 pub fn inherited_listener() -> anyhow::Result<Option<tokio::net::TcpListener>> {
     use std::os::fd::FromRawFd;

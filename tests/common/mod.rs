@@ -26,6 +26,13 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A fixture image (tests/fixtures/images/FILE) as base64, for JSON requests.
+pub fn image_b64(file: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(fixture(&format!("images/{file}"))).unwrap())
+}
+
 pub fn fixture(rel: &str) -> PathBuf {
     repo().join("tests/fixtures").join(rel)
 }
