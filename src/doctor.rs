@@ -527,10 +527,13 @@ fn get_health(addr: SocketAddr) -> Option<(u16, String)> {
 /// Where systemd's socket unit listens, when there is one: under socket activation the
 /// daemon listens there, and `server.host`/`server.port` are ignored.
 fn check_socket_unit(config: &Config, env: &Environment) -> Option<Check> {
-    let unit = ["/etc/systemd/system/hailo-clip.socket", "/lib/systemd/system/hailo-clip.socket"]
-        .iter()
-        .map(|p| env.path(Path::new(p)))
-        .find(|p| p.exists())?;
+    let unit = [
+        "/etc/systemd/system/hailo-clip.socket",
+        "/lib/systemd/system/hailo-clip.socket",
+    ]
+    .iter()
+    .map(|p| env.path(Path::new(p)))
+    .find(|p| p.exists())?;
     let text = std::fs::read_to_string(&unit).unwrap_or_default();
     let listen: Vec<&str> = text
         .lines()

@@ -306,28 +306,70 @@ fn refused_before_body(port: u16, head: &str) -> (u16, String, String) {
 fn bodies_where_none_is_taken_are_refused_before_reading() {
     let dir = scratch();
     let keys = key_file(dir.path(), &format!("{KEY}\n"), 0o600);
-    let (child, port) = serve_with(dir.path(), &format!("  api_keys_file: {}\n", keys.display()));
+    let (child, port) = serve_with(
+        dir.path(),
+        &format!("  api_keys_file: {}\n", keys.display()),
+    );
     let promised = "Content-Length: 16777216";
     let chunked = "Transfer-Encoding: chunked";
     for (head, status, code) in [
-        (format!("POST /health HTTP/1.1\r\n{promised}"), 405, "method_not_allowed"),
-        (format!("GET /health HTTP/1.1\r\n{promised}"), 400, "unexpected_body"),
-        (format!("GET /ping HTTP/1.1\r\n{chunked}"), 400, "unexpected_body"),
-        (format!("GET / HTTP/1.1\r\n{promised}"), 400, "unexpected_body"),
-        (format!("HEAD /metrics HTTP/1.1\r\n{chunked}"), 400, "unexpected_body"),
-        (format!("GET /v1/classify HTTP/1.1\r\n{promised}"), 400, "unexpected_body"),
-        (format!("PUT /v1/classify HTTP/1.1\r\n{promised}"), 405, "method_not_allowed"),
-        (format!("POST /nowhere HTTP/1.1\r\n{chunked}"), 404, "not_found"),
+        (
+            format!("POST /health HTTP/1.1\r\n{promised}"),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            format!("GET /health HTTP/1.1\r\n{promised}"),
+            400,
+            "unexpected_body",
+        ),
+        (
+            format!("GET /ping HTTP/1.1\r\n{chunked}"),
+            400,
+            "unexpected_body",
+        ),
+        (
+            format!("GET / HTTP/1.1\r\n{promised}"),
+            400,
+            "unexpected_body",
+        ),
+        (
+            format!("HEAD /metrics HTTP/1.1\r\n{chunked}"),
+            400,
+            "unexpected_body",
+        ),
+        (
+            format!("GET /v1/classify HTTP/1.1\r\n{promised}"),
+            400,
+            "unexpected_body",
+        ),
+        (
+            format!("PUT /v1/classify HTTP/1.1\r\n{promised}"),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            format!("POST /nowhere HTTP/1.1\r\n{chunked}"),
+            404,
+            "not_found",
+        ),
     ] {
         let (got, response_head, body) = refused_before_body(port, &head);
         assert_eq!(got, status, "{head}: {response_head}\n{body}");
-        assert!(response_head.contains("connection: close"), "{head}: {response_head}");
+        assert!(
+            response_head.contains("connection: close"),
+            "{head}: {response_head}"
+        );
         if !head.starts_with("HEAD ") {
-            assert!(body.contains(&format!(r#""code":"{code}""#)), "{head}: {body}");
+            assert!(
+                body.contains(&format!(r#""code":"{code}""#)),
+                "{head}: {body}"
+            );
         }
     }
     // A keyed route with a body but no key: 401, still before the body.
-    let (got, _, body) = refused_before_body(port, &format!("POST /v1/classify HTTP/1.1\r\n{promised}"));
+    let (got, _, body) =
+        refused_before_body(port, &format!("POST /v1/classify HTTP/1.1\r\n{promised}"));
     assert_eq!(got, 401, "{body}");
     stop(child);
 }
@@ -347,8 +389,11 @@ fn tricklers(
                 let until = std::time::Instant::now() + Duration::from_secs(seconds);
                 let mut statuses = Vec::new();
                 while std::time::Instant::now() < until {
-                    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { continue };
-                    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+                    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+                        continue;
+                    };
+                    s.set_read_timeout(Some(Duration::from_millis(200)))
+                        .unwrap();
                     if write!(s, "{head}\r\nHost: x\r\n\r\n").is_err() {
                         continue;
                     }
@@ -359,7 +404,10 @@ fn tricklers(
                         match s.read(&mut buf) {
                             Ok(0) => break,
                             Ok(n) => answer.extend_from_slice(&buf[..n]),
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                            Err(e)
+                                if e.kind() == std::io::ErrorKind::WouldBlock
+                                    || e.kind() == std::io::ErrorKind::TimedOut =>
+                            {
                                 if s.write_all(b"x").is_err() {
                                     break;
                                 }
@@ -368,7 +416,9 @@ fn tricklers(
                         }
                     }
                     let text = String::from_utf8_lossy(&answer);
-                    if let Some(status) = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()) {
+                    if let Some(status) =
+                        text.split_whitespace().nth(1).and_then(|s| s.parse().ok())
+                    {
                         statuses.push(status);
                     }
                 }
@@ -406,7 +456,10 @@ fn keyless_tricklers_cannot_stop_keyed_uploads() {
     // Thousands of refusals: at warn, the log (a pipe nobody reads until the end) stays small.
     let (child, port) = serve_with(
         dir.path(),
-        &format!("  api_keys_file: {}\nlogging:\n  level: warn\n", keys.display()),
+        &format!(
+            "  api_keys_file: {}\nlogging:\n  level: warn\n",
+            keys.display()
+        ),
     );
     let heads = ["/health", "/ping", "/"]
         .iter()
@@ -419,10 +472,19 @@ fn keyless_tricklers_cannot_stop_keyed_uploads() {
         .collect();
     let threads = tricklers(port, 12, heads, 40);
     let (ok, all) = honest_share(port, &format!("\r\nAuthorization: Bearer {KEY}"), 40, 5);
-    let statuses: Vec<u16> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
-    println!("keyed client: {ok} of {all} served; tricklers answered {} times", statuses.len());
+    let statuses: Vec<u16> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    println!(
+        "keyed client: {ok} of {all} served; tricklers answered {} times",
+        statuses.len()
+    );
     assert!(all > 0 && ok * 100 >= all * 95, "{ok} of {all} served");
-    assert!(statuses.iter().all(|s| !(200..300).contains(s)), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| !(200..300).contains(s)),
+        "{statuses:?}"
+    );
     stop(child);
 }
 
@@ -432,7 +494,10 @@ fn keyless_tricklers_cannot_stop_keyed_uploads() {
 fn tricklers_to_the_upload_route_hold_only_what_they_sent() {
     let dir = scratch();
     let (child, port) = serve_with(dir.path(), "logging:\n  level: warn\n");
-    let heads = vec!["POST /v1/classify HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 16777216".to_string()];
+    let heads = vec![
+        "POST /v1/classify HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 16777216"
+            .to_string(),
+    ];
     let threads = tricklers(port, 16, heads, 30);
     let (ok, all) = honest_share(port, "", 30, 5);
     for t in threads {

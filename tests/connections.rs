@@ -315,7 +315,10 @@ fn bodies_being_received_have_their_own_budget() {
     let lower = response.to_ascii_lowercase();
     assert!(lower.contains("retry-after: 1"), "{response}");
     assert!(lower.contains("connection: close"), "{response}");
-    assert!(response.contains(r#""code":"receiving_busy""#), "{response}");
+    assert!(
+        response.contains(r#""code":"receiving_busy""#),
+        "{response}"
+    );
     // The first upload finishes (a bad body, but received): its steps are free again.
     first.write_all(&vec![b' '; 200_000]).unwrap();
     let n = first.read(&mut buf).unwrap();

@@ -411,21 +411,35 @@ fn doctor_says_where_the_socket_unit_listens() {
     let fake = FakeSystem::healthy();
     let c = config(BackendChoice::Cpu, &fake.path("resources"));
     let checks = doctor::run(Ok(c.clone()), "t", &fake.env());
-    assert!(checks.iter().all(|c| c.name != "socket"), "no socket unit, no check");
+    assert!(
+        checks.iter().all(|c| c.name != "socket"),
+        "no socket unit, no check"
+    );
     fake.write(
         "etc/systemd/system/hailo-clip.socket",
-        &format!("[Socket]\nListenStream={}:{}\n", c.server.host, c.server.port),
+        &format!(
+            "[Socket]\nListenStream={}:{}\n",
+            c.server.host, c.server.port
+        ),
     );
     let checks = doctor::run(Ok(c.clone()), "t", &fake.env());
     assert_eq!(outcome(&checks, "socket"), Outcome::Pass);
-    assert!(find(&checks, "socket").detail.contains("server.host/server.port are ignored under systemd"));
-    fake.write("etc/systemd/system/hailo-clip.socket", "[Socket]\nListenStream=192.168.1.10:5000\n");
+    assert!(find(&checks, "socket")
+        .detail
+        .contains("server.host/server.port are ignored under systemd"));
+    fake.write(
+        "etc/systemd/system/hailo-clip.socket",
+        "[Socket]\nListenStream=192.168.1.10:5000\n",
+    );
     let checks = doctor::run(Ok(c.clone()), "t", &fake.env());
     assert_eq!(outcome(&checks, "socket"), Outcome::Warn);
     let socket = find(&checks, "socket");
     assert!(
         socket.detail.contains("listens on 192.168.1.10:5000")
-            && socket.detail.contains(&format!("({}:{}) are ignored", c.server.host, c.server.port)),
+            && socket.detail.contains(&format!(
+                "({}:{}) are ignored",
+                c.server.host, c.server.port
+            )),
         "{}",
         socket.detail
     );

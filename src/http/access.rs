@@ -239,7 +239,7 @@ mod tests {
         let f = file(0o600, "# keys\n  alpha \n\nbeta\n#gamma\n");
         assert_eq!(
             read_keys(f.path()).unwrap(),
-            vec![b"alpha".to_vec(), b"beta".to_vec()]
+            vec![digest(b"alpha"), digest(b"beta")]
         );
         let open = file(0o644, "alpha\n");
         let err = read_keys(open.path()).unwrap_err().to_string();

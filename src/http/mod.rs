@@ -117,14 +117,29 @@ pub(crate) struct RouteRule {
 /// The routes of [`router`], for the checks made before a body is read (receive.rs).
 pub(crate) fn route_rule(path: &str) -> Option<RouteRule> {
     let (method, takes_body) = match path {
-        "/" | "/health" | "/ping" | "/v1/models" | "/metrics" | "/openapi.json" => (Method::GET, false),
-        "/predict" | "/v1/embeddings" | "/v1/classify" | "/v1/embed/image" | "/v1/embed/text" => {
-            (Method::POST, true)
-        }
+        p if GET_ROUTES.contains(&p) => (Method::GET, false),
+        p if POST_ROUTES.contains(&p) => (Method::POST, true),
         _ => return None,
     };
     Some(RouteRule { method, takes_body })
 }
+
+/// The routes answering GET (and HEAD), with no body, and those answering POST with one.
+const GET_ROUTES: &[&str] = &[
+    "/",
+    "/health",
+    "/ping",
+    "/v1/models",
+    "/metrics",
+    "/openapi.json",
+];
+const POST_ROUTES: &[&str] = &[
+    "/predict",
+    "/v1/embeddings",
+    "/v1/classify",
+    "/v1/embed/image",
+    "/v1/embed/text",
+];
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
@@ -251,4 +266,41 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
         };
         anyhow::anyhow!("cannot listen on {addr}: {e}{hint}")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    /// The table the body checks use says what the router does: each route answers its
+    /// method (no 404 or 405), and refuses the other with 405.
+    #[tokio::test]
+    async fn route_rules_match_the_router() {
+        let app = router(AppState::new(), 1 << 20);
+        let call = |method: Method, path: &str| {
+            let request = Request::builder()
+                .method(method)
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            app.clone().oneshot(request)
+        };
+        for (routes, method, other) in [
+            (GET_ROUTES, Method::GET, Method::POST),
+            (POST_ROUTES, Method::POST, Method::GET),
+        ] {
+            for path in routes {
+                let rule = route_rule(path).unwrap();
+                assert_eq!(rule.method, method);
+                let status = call(method.clone(), path).await.unwrap().status();
+                assert!(status != 404 && status != 405, "{method} {path}: {status}");
+                let status = call(other.clone(), path).await.unwrap().status();
+                assert_eq!(status, 405, "{other} {path}");
+            }
+        }
+        assert!(route_rule("/nowhere").is_none());
+        let status = call(Method::GET, "/nowhere").await.unwrap().status();
+        assert_eq!(status, 404);
+    }
 }

@@ -190,7 +190,9 @@ async fn receive(
     declared: Option<u64>,
 ) -> Result<axum::body::Bytes, ApiError> {
     let deadline = tokio::time::Instant::now() + receiving.deadline;
-    let capacity = declared.map_or(STEP, |n| n as usize).min(receiving.max_body_bytes);
+    let capacity = declared
+        .map_or(STEP, |n| n as usize)
+        .min(receiving.max_body_bytes);
     let mut received: Vec<u8> = Vec::with_capacity(capacity.min(STEP));
     let mut reserved: Option<tokio::sync::OwnedSemaphorePermit> = None;
     let mut reserved_bytes = 0usize;
