@@ -262,8 +262,8 @@ pub struct LimitsConfig {
     /// image's header (decoded pixels and the RGB copy). A request waits for its share;
     /// one that cannot get it before its deadline gets 503.
     pub decode_memory_mb: u64,
-    /// Bytes (MiB) of request bodies being received at once: each reserves its declared
-    /// length (or max_body_bytes) before a byte is read; past it, 503 with Retry-After.
+    /// Bytes (MiB) of request bodies being received at once: each takes it in 64 KiB steps
+    /// as its bytes arrive; a body whose next step does not fit gets 503 with Retry-After.
     pub receiving_mb: u64,
 }
 
