@@ -340,8 +340,8 @@ fn bodies_where_none_is_taken_are_refused_before_reading() {
         ),
         (
             format!("GET /v1/classify HTTP/1.1\r\n{promised}"),
-            400,
-            "unexpected_body",
+            405,
+            "method_not_allowed",
         ),
         (
             format!("PUT /v1/classify HTTP/1.1\r\n{promised}"),

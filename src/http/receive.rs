@@ -108,8 +108,8 @@ fn closing(mut response: Response) -> Response {
 
 /// The outermost check, before access and before a byte of the body is read or any budget
 /// reserved: a body where the route takes none is refused at once (404 for an unknown path,
-/// 400 `unexpected_body` for a GET or HEAD and for /health, /ping and /, 405 for a method
-/// the route does not allow). No key is needed to be refused, so nothing keyless can hold
+/// 405 for a method the route does not allow, 400 `unexpected_body` for a GET or HEAD on
+/// the routes that answer them: /health, /ping, /, /metrics, /v1/models, /openapi.json). No key is needed to be refused, so nothing keyless can hold
 /// the receiving budget.
 pub async fn refuse_unexpected_body(request: Request, next: Next) -> Response {
     if !carries_body(&request) {
@@ -123,15 +123,17 @@ pub async fn refuse_unexpected_body(request: Request, next: Next) -> Response {
             "not_found",
             format!("no route for {method} {path}"),
         )),
-        Some(_) if method == Method::GET || method == Method::HEAD => Some(ApiError::bad_request(
-            "unexpected_body",
-            format!("{method} {path} takes no request body"),
-        )),
-        Some(rule) if rule.method != method => Some(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{method} is not allowed on {path}"),
-        )),
+        // GET routes answer HEAD too; a method the route does not take is 405 whatever it
+        // carries (a GET with a body on a POST route included).
+        Some(rule)
+            if rule.method != method && !(rule.method == Method::GET && method == Method::HEAD) =>
+        {
+            Some(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on {path}"),
+            ))
+        }
         Some(rule) if !rule.takes_body => Some(ApiError::bad_request(
             "unexpected_body",
             format!("{method} {path} takes no request body"),
