@@ -97,7 +97,8 @@ async fn listener_answers(addr: SocketAddr, within: Duration) -> bool {
 }
 
 /// Pings the systemd watchdog while the daemon can serve: the listener accepts and answers
-/// /health over loopback (what a client sees), every worker runs, and the queue is either
+/// /health at the address it listens on (loopback when that is 0.0.0.0 or ::; any HTTP
+/// answer counts, a 403 from `server.allow_from` too), every worker runs, and the queue is either
 /// empty or moving. A device recovery is progress, up to `recovery_limit`; a recovery stuck
 /// past it is not. Otherwise the pings stop and systemd restarts us.
 async fn watchdog(

@@ -33,7 +33,7 @@ use tokio::sync::Semaphore;
 use super::error::ApiError;
 use super::AppState;
 
-/// Budget unit: a reservation is rounded up to whole KiB.
+/// The budget's unit: the semaphore counts KiB.
 const UNIT: usize = 1024;
 
 /// Largest declared body read (and discarded) before an admission refusal.
@@ -109,8 +109,8 @@ fn closing(mut response: Response) -> Response {
 /// The outermost check, before access and before a byte of the body is read or any budget
 /// reserved: a body where the route takes none is refused at once (404 for an unknown path,
 /// 405 for a method the route does not allow, 400 `unexpected_body` for a GET or HEAD on
-/// the routes that answer them: /health, /ping, /, /metrics, /v1/models, /openapi.json). No key is needed to be refused, so nothing keyless can hold
-/// the receiving budget.
+/// the routes that answer them: /health, /ping, /, /metrics, /v1/models, /openapi.json).
+/// No key is needed to be refused, so nothing keyless can hold the receiving budget.
 pub async fn refuse_unexpected_body(request: Request, next: Next) -> Response {
     if !carries_body(&request) {
         return next.run(request).await;
@@ -192,10 +192,9 @@ async fn receive(
     declared: Option<u64>,
 ) -> Result<axum::body::Bytes, ApiError> {
     let deadline = tokio::time::Instant::now() + receiving.deadline;
-    let capacity = declared
-        .map_or(STEP, |n| n as usize)
-        .min(receiving.max_body_bytes);
-    let mut received: Vec<u8> = Vec::with_capacity(capacity.min(STEP));
+    // The declared length is a ceiling, not a promise: start no bigger than one step.
+    let first = declared.map_or(STEP, |n| (n as usize).min(STEP));
+    let mut received: Vec<u8> = Vec::with_capacity(first);
     let mut reserved: Option<tokio::sync::OwnedSemaphorePermit> = None;
     let mut reserved_bytes = 0usize;
     loop {

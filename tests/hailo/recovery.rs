@@ -27,7 +27,8 @@ async fn survives(kind: &str, expect_opens_failed: usize) {
     let dir = scratch();
     image_hef(dir.path(), IMAGE_OUT_FLOAT, "");
     text_hef(dir.path(), "");
-    let device = DeviceFile::new(&format!("ok fault {kind} 1"));
+    // No fault while the service loads and warms up, however long that takes (qemu).
+    let device = DeviceFile::new(&format!("ok fault {kind} 1000"));
     let log = std::path::PathBuf::from(format!("{}.log", device.id()));
     let mut config = config(dir.path());
     config.hailo.device_id = Some(device.id());
@@ -39,8 +40,10 @@ async fn survives(kind: &str, expect_opens_failed: usize) {
         StatusCode::OK
     );
 
-    // Until the fault a second after the device was created, answers are right; then each
+    // The fault, a second from the double's next look at the file (tests/hailo_fake: a new
+    // period counts from when a job sees it). Until then answers are right; then each
     // request is refused as recovering (or, on a hung device, times out first).
+    device.set(&format!("ok fault {kind} 1"));
     let started = Instant::now();
     let mut timeouts = 0;
     let refused = loop {

@@ -66,7 +66,8 @@
 //       device_in_use         as communication_closed, then the next creation fails with
 //                             HAILO_DEVICE_IN_USE (hailort_server waits up to 5 s for the
 //                             old session to end, hailort_server.cpp)
-//     The file is read at every creation: a new EVERY_S applies from then on.
+//     The file is read at every creation, and at every job: a new EVERY_S (same KIND) seen
+//     at a job counts from that moment, one seen at a creation from the creation.
 //     Each fault appends "fault KIND" and each creation "open STATUS" to DEVICE_ID.log.
 //
 // Device health (Device::create(id), a handle beside the VDevice, as on a Hailo-10H):
@@ -170,6 +171,17 @@ bool read_first_line(const std::string &path, std::string *line)
     return true;
 }
 
+// A device file's "ok fault KIND EVERY_S" (see "Faults" above); false for any other line.
+bool parse_fault_line(const std::string &state, std::string *kind, double *every_s)
+{
+    std::istringstream words(state);
+    std::string ok;
+    std::string fault;
+    return (words >> ok >> fault >> *kind >> *every_s) && ok == "ok" && fault == "fault" && *every_s > 0.0 &&
+        (*kind == "communication_closed" || *kind == "device_not_connected" || *kind == "timeout" ||
+         *kind == "device_in_use");
+}
+
 size_t element_bytes(hailo_format_type_t type)
 {
     switch (type) {
@@ -240,9 +252,25 @@ struct DeviceFaults {
         return healthy_since + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(every_s));
     }
 
+    // A new EVERY_S for the same kind written to the device file while the device runs:
+    // the period counts from now (under the lock). A test warms the device up first, then
+    // schedules its fault, however slow the machine.
+    void reread()
+    {
+        std::string state;
+        std::string new_kind;
+        double new_every_s = 0.0;
+        if (read_first_line(id, &state) && parse_fault_line(state, &new_kind, &new_every_s) &&
+            new_kind == kind && new_every_s != every_s) {
+            every_s = new_every_s;
+            healthy_since = Clock::now();
+        }
+    }
+
     Clock::time_point next_fault()
     {
         std::lock_guard<std::mutex> lock(mutex);
+        reread();
         return fault_at();
     }
 
@@ -250,6 +278,7 @@ struct DeviceFaults {
     bool faulted()
     {
         std::lock_guard<std::mutex> lock(mutex);
+        reread();
         if (triggered) {
             return true;
         }
@@ -691,14 +720,9 @@ Expected<std::shared_ptr<VDevice>> VDevice::create_shared(const hailo_vdevice_pa
         if (state == "ok no-dma-map") {
             return std::shared_ptr<VDevice>(new VDevice(device_id, false, nullptr));
         }
-        std::istringstream words(state);
-        std::string ok;
-        std::string fault;
         std::string kind;
         double every_s = 0.0;
-        if ((words >> ok >> fault >> kind >> every_s) && ok == "ok" && fault == "fault" && every_s > 0.0 &&
-            (kind == "communication_closed" || kind == "device_not_connected" || kind == "timeout" ||
-             kind == "device_in_use")) {
+        if (parse_fault_line(state, &kind, &every_s)) {
             auto faults = fake::device_faults(device_id, kind, every_s);
             const auto status = faults->open();
             if (status != HAILO_SUCCESS) {
