@@ -443,4 +443,14 @@ fn doctor_says_where_the_socket_unit_listens() {
         "{}",
         socket.detail
     );
+    // Two listeners: the daemon takes exactly one socket, so it would not start.
+    fake.write(
+        "etc/systemd/system/hailo-clip.socket",
+        "[Socket]\nListenStream=127.0.0.1:5000\nListenStream=[::1]:5000\n",
+    );
+    let checks = doctor::run(Ok(c.clone()), "t", &fake.env());
+    assert_eq!(outcome(&checks, "socket"), Outcome::Fail);
+    assert!(find(&checks, "socket")
+        .detail
+        .contains("has 2 ListenStream= lines"));
 }
