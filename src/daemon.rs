@@ -98,8 +98,8 @@ async fn listener_answers(addr: SocketAddr, within: Duration) -> bool {
 
 /// Pings the systemd watchdog while the daemon can serve: the listener accepts and answers
 /// /health at the address it listens on (loopback when that is 0.0.0.0 or ::; any HTTP
-/// answer counts, a 403 from `server.allow_from` too), every worker runs, and the queue is either
-/// empty or moving. A device recovery is progress, up to `recovery_limit`; a recovery stuck
+/// answer counts, a 403 from `server.allow_from` too), every worker runs, and the queue is
+/// either empty or moving. A device recovery is progress, up to `recovery_limit`; a recovery stuck
 /// past it is not. Otherwise the pings stop and systemd restarts us.
 async fn watchdog(
     state: AppState,
@@ -196,9 +196,6 @@ async fn load_and_warm_up(config: &Config, state: &AppState) -> anyhow::Result<(
     });
     Ok(())
 }
-
-/// How the log says the listener came from systemd.
-const SOCKET_FROM_SYSTEMD: &str = "socket from systemd";
 
 /// How often the supervisor looks at the device's recovery.
 const DEVICE_SUPERVISION: Duration = Duration::from_millis(200);
@@ -317,15 +314,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     // Socket activation: systemd holds the socket, so while this process restarts,
     // connections wait in its backlog instead of being refused.
-    let (listener, how) = match http::inherited_listener()? {
-        Some(listener) => (listener, SOCKET_FROM_SYSTEMD),
-        None => (http::bind(addr).await?, "bound"),
+    let (listener, from_systemd) = match http::inherited_listener()? {
+        Some(listener) => (listener, true),
+        None => (http::bind(addr).await?, false),
+    };
+    let how = if from_systemd {
+        "socket from systemd"
+    } else {
+        "bound"
     };
     let listening = listener.local_addr()?;
     tracing::info!(
         "listening on http://{listening} ({how}; at most {max_connections} connections, open-file limit {fd_limit})"
     );
-    if how == SOCKET_FROM_SYSTEMD {
+    if from_systemd {
         tracing::info!(
             "systemd handed over the socket on {listening}: server.host and server.port ({addr}) are ignored; hailo-clip.socket's ListenStream= decides where the daemon listens"
         );

@@ -267,6 +267,7 @@ struct DeviceFaults {
         }
     }
 
+    // When the current device faults, for a job being submitted: the file is read once a job.
     Clock::time_point next_fault()
     {
         std::lock_guard<std::mutex> lock(mutex);
@@ -278,7 +279,6 @@ struct DeviceFaults {
     bool faulted()
     {
         std::lock_guard<std::mutex> lock(mutex);
-        reread();
         if (triggered) {
             return true;
         }
