@@ -9,15 +9,17 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly SCRIPT_DIR
 readonly SERVICE=hailo-clip
 readonly SERVICE_USER=hailo-clip
-readonly DEFAULT_ZOO_URL=https://hailo-model-zoo.s3.eu-west-2.amazonaws.com/ModelZoo/Compiled
 readonly HEF_ARCH=hailo10h
-readonly HEF_NAMES=(clip_vit_b_32_image_encoder clip_vit_b_32_text_encoder)
-readonly TEXT_ASSETS=(clip_tokenizer.json token_embedding_lut.npy text_projection.npy)
+# The model --models hailo10h pulls when --model names none: Immich's default, whose twin
+# HEFs the Model Zoo publishes (the daemon's default model.dir).
+readonly DEFAULT_MODEL=ViT-B-32__openai
 readonly CPU_MODEL_FILES=(visual.onnx textual.onnx tokenizer.json manifest.json)
+# Where --models cpu installs the flat export of openai/clip-vit-base-patch32 (its manifest name).
+readonly FLAT_MODEL=clip-vit-base-patch32
 
 PREFIX=/usr/local DESTDIR='' BINARY='' FEATURES=auto MODELS=none HF_DIR='' DEVICE_GROUP=''
 MODEL_ARCHIVE='' MODEL_URL='' MODEL_NAME='' ALLOW_RANDOM=0 HAILORT_VERSION='' MODEL=''
-ZOO_URL=${HAILO_CLIP_ZOO_URL:-$DEFAULT_ZOO_URL} RESOURCES_DIR=/usr/local/hailo/resources
+ZOO_URL=${HAILO_CLIP_ZOO_URL:-}
 WARMUP=0 DRY_RUN=0 UNINSTALL=0 PURGE=0 PYTHON=${PYTHON:-python3}
 
 usage() {
@@ -41,17 +43,15 @@ the same options changes nothing. Run as root, or with --destdir.
                             Hailo text files when --models has hailo10h; a config this run creates
                             serves it (model.dir)
   --models LIST             none (default), cpu, hailo10h, or a comma-separated list: which backends get
-                            files (with --model, hailo10h adds the HEFs to the pull)
-  --hf-dir DIR              a Hugging Face CLIP checkpoint only Python can export (no Immich export of
-                            it): cpu exports it (scripts/export_onnx.py, $PYTHON with torch), hailo10h
-                            writes the text assets from it
+                            files (hailo10h adds the HEFs to the pull of --model, ViT-B-32__openai if none)
+  --hf-dir DIR              cpu: a Hugging Face CLIP checkpoint with no Immich export, exported by
+                            scripts/export_onnx.py ($PYTHON with torch)
   --model-archive PATH      cpu: an exported model directory, or a tarball holding one
-  --model-url URL           cpu: download such a tarball (resumable), then install it
+  --model-url URL           cpu: such a tarball, downloaded by `hailo-clip download` (resumable)
   --model-name NAME         cpu: directory name under models/ (default: the manifest name)
   --allow-random-weights    cpu: accept a random-weights test model (never as model.dir)
   --hailort-version X.Y.Z   hailo10h: this HailoRT version instead of the detected one
   --zoo-url URL             hailo10h: Model Zoo base URL (default the public one, or $HAILO_CLIP_ZOO_URL)
-  --resources-dir DIR       hailo10h: where the Hailo files go (default /usr/local/hailo/resources)
   --uninstall               stop and disable the service; remove the binary and the unit
   --purge                   with --uninstall: also the config, CPU models, state, logs and user
   -h, --help                this text
@@ -91,7 +91,7 @@ while [ "$#" -gt 0 ]; do
   case "$1" in
     # Each option sets the variable of its name: --hf-dir DIR sets HF_DIR, --dry-run DRY_RUN=1.
     --prefix | --destdir | --binary | --features | --model | --models | --hf-dir | --model-archive | --model-url | \
-      --model-name | --hailort-version | --zoo-url | --resources-dir | --device-group)
+      --model-name | --hailort-version | --zoo-url | --device-group)
       need_arg "$@"; v=${1#--}; v=${v^^}; printf -v "${v//-/_}" '%s' "$2"; shift 2 ;;
     --warmup | --dry-run | --uninstall | --purge) v=${1#--}; v=${v^^}; printf -v "${v//-/_}" 1; shift ;;
     --allow-random-weights) ALLOW_RANDOM=1; shift ;;
@@ -102,7 +102,6 @@ done
 
 safe_path() { [[ "$1" =~ ^/[A-Za-z0-9/._+-]*$ ]]; }
 safe_path "$PREFIX" || die "--prefix must be an absolute path of letters, digits and / . _ + - (got '$PREFIX')"
-safe_path "$RESOURCES_DIR" || die "--resources-dir must be an absolute path of letters, digits and / . _ + - (got '$RESOURCES_DIR')"
 PREFIX=${PREFIX%/}
 [ -n "$PREFIX" ] || PREFIX=/
 if [ -n "$DESTDIR" ]; then
@@ -127,12 +126,16 @@ ZOO_URL=${ZOO_URL%/}
 [ "$WANT_CPU" = 1 ] || { [ -z "$MODEL_ARCHIVE$MODEL_URL$MODEL_NAME" ] && [ "$ALLOW_RANDOM" = 0 ]; } ||
   die "--model-archive, --model-url, --model-name and --allow-random-weights go with --models cpu"
 [ -z "$MODEL_ARCHIVE" ] || [ -z "$MODEL_URL" ] || die "give --model-archive or --model-url, not both"
+if [ "$WANT_HAILO" = 1 ] && [ -z "$MODEL" ]; then
+  [ -z "$HF_DIR$MODEL_ARCHIVE$MODEL_URL" ] || die "--models hailo10h pulls its model with its HEFs (--model NAME, default $DEFAULT_MODEL): --hf-dir, --model-archive and --model-url are for --models cpu alone"
+  MODEL=$DEFAULT_MODEL
+fi
 if [ -n "$MODEL" ]; then
   [[ "$MODEL" =~ ^([A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || die "--model takes NAME or ORG/NAME, e.g. ViT-B-32__openai (got '$MODEL')"
   [ -z "$HF_DIR$MODEL_ARCHIVE$MODEL_URL" ] || die "--model fetches the model: it does not go with --hf-dir, --model-archive or --model-url"
 fi
 if [ -n "$HF_DIR" ]; then
-  [ "$WANT_CPU$WANT_HAILO" != 00 ] || die "--hf-dir goes with --models cpu or --models hailo10h"
+  [ "$WANT_CPU" = 1 ] || die "--hf-dir goes with --models cpu"
   [ -d "$HF_DIR" ] || die "--hf-dir $HF_DIR is not a directory"
   HF_DIR=$(cd "$HF_DIR" && pwd)
   [ "$WANT_CPU" = 0 ] || [ -z "$MODEL_ARCHIVE$MODEL_URL" ] || die "for --models cpu give one source: --hf-dir, --model-archive or --model-url"
@@ -201,73 +204,6 @@ ask() {
 config_get() { # KEY
   [ -f "$(R "$CONFIG_PATH")" ] && [ "$BIN_RUNS" = 1 ] && [ -n "$NEW_BIN" ] || return 0
   ask --config "$(R "$CONFIG_PATH")" check-config --get "$1" || true
-}
-
-hef_problem() { # FILE -> prints why it is not a HEF; nothing when it is one
-  local magic
-  if [ ! -s "$1" ]; then echo "the file is empty"; return 0; fi
-  magic=$(od -An -tx1 -N4 "$1" | tr -d ' \n')
-  # HailoRT's HEF header starts with the big-endian magic 0x01484546 ("\x01HEF"). The
-  # binary cannot say more without HailoRT, which a CPU build and a staging host lack.
-  if [ "$magic" = 01484546 ]; then return 0; fi
-  if head -c 256 "$1" | grep -qiE '<(\?xml|html|error)'; then
-    echo "the server sent an error page, not a HEF"
-  else
-    echo "no HEF magic (first bytes $magic, expected 01484546)"
-  fi
-}
-
-# shellcheck disable=SC2317 # called through download's CHECK_FN
-tar_problem() { tar -tf "$1" >/dev/null 2>&1 || echo "not a tar archive"; }
-
-# ---------------------------------------------------------------- downloads
-
-LAST_DOWNLOAD_ERROR=
-# Downloads URL to DEST: into DEST.part (resumed when an earlier run left one for the same
-# URL, which DEST.part.url names), checked with CHECK_FN, then renamed onto DEST.
-# Returns 0 done, 10 not found, 11 server unreachable, 12 interrupted (DEST.part kept for
-# the next run), 13 downloaded but invalid.
-download() { # URL DEST CHECK_FN
-  local url=$1 dest=$2 check=$3 part="$2.part" from="$2.part.url" attempt rc code problem
-  local progress=(-sS)
-  [ -t 2 ] && progress=(-S --progress-bar)
-  command -v curl >/dev/null || die "curl is needed for downloads: sudo apt install curl"
-  if [ "$DRY_RUN" = 1 ]; then would "download $url -> $dest"; return 0; fi
-  ensure_dir "$(dirname "$dest")" 0755
-  if [ -e "$part" ] && [ "$(cat "$from" 2>/dev/null)" != "$url" ]; then
-    rm -f "$part" # left by a download of another URL: useless here
-  fi
-  printf '%s\n' "$url" >"$from"
-  [ ! -s "$part" ] || say "resuming $part ($(stat -c %s "$part") bytes so far)"
-  for attempt in 1 2 3; do
-    rc=0
-    code=$(curl -fL "${progress[@]}" --connect-timeout 20 --retry 2 --retry-delay 2 \
-      -C - -o "$part" -w '%{http_code}' "$url") || rc=$?
-    case "$rc" in
-      0) break ;;
-      22)
-        if [ "$code" = 416 ] && [ -s "$part" ]; then rc=0; break; fi # .part already whole
-        case "$code" in 403 | 404 | 410) rm -f "$part" "$from"; return 10 ;; esac
-        ;;
-      33) rm -f "$part" ;; # the server cannot resume: start again from byte 0
-      5 | 6 | 7 | 28 | 35 | 60) return 11 ;;
-    esac
-    [ "$attempt" = 3 ] || say "download interrupted (curl exit $rc); resuming (attempt $((attempt + 1)) of 3)"
-  done
-  if [ "$rc" != 0 ]; then
-    LAST_DOWNLOAD_ERROR="curl exit $rc${code:+, HTTP $code}"
-    return 12
-  fi
-  problem=$("$check" "$part")
-  if [ -n "$problem" ]; then
-    rm -f "$part" "$from"
-    say "$url: $problem; the download was discarded"
-    return 13
-  fi
-  chmod 0644 "$part"
-  mv -f "$part" "$dest"
-  rm -f "$from"
-  changed "$dest (downloaded from $url, sha256 $(sha256sum "$dest" | cut -c1-64))"
 }
 
 # ---------------------------------------------------------------- the binary
@@ -394,12 +330,11 @@ create_users() {
 
 install_config() {
   local new=$TMP/hailo-clip.yaml cfg dist
-  if [ -n "$PULLED_DIR" ]; then
-    # The pulled model is the one a config made here serves.
-    sed "s|^\([[:space:]]*dir:[[:space:]]*\)/usr/local/share/hailo-clip/models/.*|\1$PULLED_DIR|" "$CONFIG_SRC" >"$new"
-  else
-    sed "s|^\([[:space:]]*dir:[[:space:]]*\)/usr/local/share/hailo-clip/models/|\1$MODELS_ROOT/|" "$CONFIG_SRC" >"$new"
-  fi
+  # The model a config made here serves: the pulled one; the flat export --models cpu puts in
+  # place; else the default (where `hailo-clip pull $DEFAULT_MODEL` installs) under the prefix.
+  local dir=$MODELS_ROOT/$DEFAULT_MODEL
+  if [ -n "$PULLED_DIR" ]; then dir=$PULLED_DIR; elif [ "$WANT_CPU" = 1 ]; then dir=$MODELS_ROOT/$FLAT_MODEL; fi
+  sed "s|^\([[:space:]]*dir:[[:space:]]*\)/usr/local/share/hailo-clip/models/.*|\1$dir|" "$CONFIG_SRC" >"$new"
   cfg=$(R "$CONFIG_PATH")
   dist=$(R "$CONFIG_DIST")
   ensure_dir "$(R "$CONFIG_DIR")" 0755
@@ -461,83 +396,6 @@ detect_hailort_version() {
   } | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n 1 || true
 }
 
-offline_help() { # NAME URL DEST
-  printf '%s\n' "  To copy it by hand: on a machine with internet access download" "      $2" \
-    "  copy it to this machine, then install it as $3:" "      scp $1 pi@<this-pi>:/tmp/   (from that machine)" \
-    "      sudo install -D -m 0644 /tmp/$1 $3" "  and run install.sh --models hailo10h again: it checks the file and carries on." >&2
-}
-
-install_hefs() {
-  local version name dest res url rc problem cand earlier candidates tried order
-  res=$(R "$RESOURCES_DIR")
-  version=$(detect_hailort_version)
-  if [ -z "$version" ]; then
-    model_failure "cannot tell the installed HailoRT version (no hailortcli, no h10-hailort/hailort package, no libhailort.so.X.Y.Z). Install HailoRT first (Raspberry Pi OS: sudo apt install dkms hailo-h10-all), or pass --hailort-version X.Y.Z"
-    return 0
-  fi
-  candidates=("v$version")
-  [ "v${version%.*}.0" = "v$version" ] || candidates+=("v${version%.*}.0")
-  say "HailoRT $version: HEFs for $HEF_ARCH from Model Zoo ${candidates[*]} (the first that has them) at $ZOO_URL"
-  for name in "${HEF_NAMES[@]}"; do
-    dest=$res/$name.hef
-    if [ -f "$dest" ]; then
-      problem=$(hef_problem "$dest")
-      if [ -z "$problem" ]; then unchanged "$dest"; continue; fi
-      warn "$dest: $problem; downloading it again"
-      [ "$DRY_RUN" = 1 ] || rm -f "$dest"
-    fi
-    # An earlier run's partial download is resumed first, whichever candidate it came from.
-    tried=() order=() rc=10
-    earlier=$(cat "$dest.part.url" 2>/dev/null || true)
-    for cand in "${candidates[@]}"; do
-      if [ "$ZOO_URL/$cand/$HEF_ARCH/$name.hef" = "$earlier" ]; then order=("$cand" "${order[@]}"); else order+=("$cand"); fi
-    done
-    for cand in "${order[@]}"; do
-      url=$ZOO_URL/$cand/$HEF_ARCH/$name.hef
-      tried+=("$url")
-      rc=0
-      download "$url" "$dest" hef_problem || rc=$?
-      [ "$rc" = 10 ] || break
-    done
-    case "$rc" in
-      0) RESTART_NEEDED=1 ;;
-      10)
-        model_failure "$name.hef was not found at: ${tried[*]}"
-        printf '%s\n' "  The Model Zoo publishes HEFs per HailoRT release (the hailo10h text encoder from v5.2.0): update HailoRT," \
-          "  or pass --hailort-version of a release yours can load; or run the text encoder on the CPU: add --models cpu." >&2 ;;
-      11) model_failure "cannot reach ${ZOO_URL%%/ModelZoo*} to download $name.hef (no internet, DNS or proxy?)"
-        offline_help "$name.hef" "${tried[0]}" "$RESOURCES_DIR/$name.hef" ;;
-      12) model_failure "the download of $name.hef broke off 3 times ($LAST_DOWNLOAD_ERROR); $RESOURCES_DIR/$name.hef.part is kept: run install.sh again to resume it" ;;
-      13) model_failure "$name.hef from ${tried[-1]} is not a valid HEF; check --zoo-url (or \$HAILO_CLIP_ZOO_URL), or copy the file by hand"
-        offline_help "$name.hef" "${tried[-1]}" "$RESOURCES_DIR/$name.hef" ;;
-    esac
-  done
-}
-
-install_text_assets() {
-  local res f out=$TMP/text-assets before=$CHANGED
-  res=$(R "$RESOURCES_DIR")
-  if [ -z "$NEW_BIN" ] || [ "$BIN_RUNS" = 0 ]; then
-    if [ "$DRY_RUN" = 1 ]; then would "check or write ${TEXT_ASSETS[*]} in $res"; return 0; fi
-    model_failure "the binary does not run on this machine, so it cannot check or write the text assets here: run hailo-clip check-text-assets (or export-text-assets) on the target"
-    return 0
-  fi
-  if [ -z "$HF_DIR" ]; then
-    if ask check-text-assets "$res" >/dev/null; then unchanged "$res: ${TEXT_ASSETS[*]}"; return 0; fi
-    model_failure "the Hailo text encoder's files in $RESOURCES_DIR: $ASK_ERROR"
-    printf '%s\n' "  They come from the Hugging Face CLIP checkpoint the HEFs were compiled from (openai/clip-vit-base-patch32):" \
-      "  save it where there is internet (docs/INSTALL.md), copy it here, then: sudo ./install.sh --models hailo10h --hf-dir DIR" >&2
-    return 0
-  fi
-  if [ "$DRY_RUN" = 1 ]; then would "write ${TEXT_ASSETS[*]} into $res with: hailo-clip export-text-assets --hf-dir $HF_DIR"; return 0; fi
-  if ! ask export-text-assets --hf-dir "$HF_DIR" --out "$out" >/dev/null || ! ask check-text-assets "$out" >/dev/null; then
-    model_failure "export-text-assets failed for $HF_DIR: $ASK_ERROR (it needs model.safetensors and tokenizer.json from CLIPModel.save_pretrained)"
-    return 0
-  fi
-  for f in "${TEXT_ASSETS[@]}"; do install_file "$out/$f" "$res/$f" 0644; done
-  [ "$CHANGED" = "$before" ] || RESTART_NEEDED=1
-}
-
 # ---------------------------------------------------------------- models: cpu
 
 # ONNX Runtime for the CPU engine (cpu.engine: auto takes it; tract serves without it):
@@ -571,7 +429,7 @@ place_cpu_model() { # SRC DESCRIPTION
   root=$(R "$MODELS_ROOT")
   dest=$root/$name
   configured=$(config_get model.dir)
-  configured=${configured:-$MODELS_ROOT/clip-vit-base-patch32}
+  configured=${configured:-$MODELS_ROOT/$FLAT_MODEL}
   if [ "$random" = true ]; then
     if [ "$ALLOW_RANDOM" = 0 ]; then
       model_failure "$what has RANDOM weights (manifest.json: random_weights: true): its scores are meaningless, so it is not installed. Give a real exported CLIP model (docs/INSTALL.md); --allow-random-weights installs a random one for tests"
@@ -603,7 +461,7 @@ place_cpu_model() { # SRC DESCRIPTION
 }
 
 install_cpu_model() {
-  local src dir configured archive rc=0
+  local src dir configured archive
   if [ -n "$HF_DIR" ]; then
     [ "$DRY_RUN" = 0 ] || { would "export $HF_DIR with $PYTHON scripts/export_onnx.py and install it under $MODELS_ROOT"; return 0; }
     src=$TMP/export
@@ -619,16 +477,17 @@ install_cpu_model() {
     archive=$(R "$CACHE_DIR")/$(basename "${MODEL_URL%%\?*}")
     if [ -f "$archive" ] && tar -tf "$archive" >/dev/null 2>&1; then
       unchanged "$archive (downloaded earlier)"
+    elif [ "$DRY_RUN" = 1 ] || [ -z "$NEW_BIN" ] || [ "$BIN_RUNS" = 0 ]; then
+      [ "$DRY_RUN" = 1 ] || { model_failure "the binary does not run here, so it cannot download $MODEL_URL: pass --model-archive FILE"; return 0; }
+      would "hailo-clip download $MODEL_URL --to $archive, then install the model in it under $MODELS_ROOT"; return 0
     else
-      download "$MODEL_URL" "$archive" tar_problem || rc=$?
-      case "$rc" in
-        10) model_failure "$MODEL_URL: not found"; return 0 ;;
-        11) model_failure "cannot reach the server of $MODEL_URL; download it elsewhere and pass --model-archive FILE"; return 0 ;;
-        12) model_failure "the download of $MODEL_URL broke off 3 times ($LAST_DOWNLOAD_ERROR); $CACHE_DIR/$(basename "$archive").part is kept: run install.sh again to resume"; return 0 ;;
-        13) model_failure "$MODEL_URL is not a tar archive"; return 0 ;;
-      esac
+      ensure_dir "$(dirname "$archive")" 0755
+      say "hailo-clip download $MODEL_URL --to $archive"
+      ask download "$MODEL_URL" --to "$archive" >/dev/null ||
+        { model_failure "$ASK_ERROR; run install.sh again to resume, or download it elsewhere and pass --model-archive FILE"; return 0; }
+      tar -tf "$archive" >/dev/null 2>&1 || { rm -f "$archive"; model_failure "$MODEL_URL is not a tar archive"; return 0; }
+      changed "$archive (downloaded from $MODEL_URL)"
     fi
-    [ "$DRY_RUN" = 0 ] || { would "install the model in $archive under $MODELS_ROOT"; return 0; }
     MODEL_ARCHIVE=$archive
   fi
   if [ -n "$MODEL_ARCHIVE" ]; then
@@ -646,7 +505,7 @@ install_cpu_model() {
   fi
   # No source: the configured model must already be there.
   configured=$(config_get model.dir)
-  configured=${configured:-$MODELS_ROOT/clip-vit-base-patch32}
+  configured=${configured:-$MODELS_ROOT/$FLAT_MODEL}
   if [ -z "$NEW_BIN" ] || [ "$BIN_RUNS" = 0 ]; then
     if [ "$DRY_RUN" = 1 ]; then would "check the CPU model in $(R "$configured")"; return 0; fi
     model_failure "cannot check the CPU model in $configured: the binary does not run on this machine; check it on the target (hailo-clip check-model)"
@@ -806,7 +665,7 @@ uninstall() {
   for p in "$UNIT_PATH" "$SOCKET_PATH" "$BIN_PATH" "$SYSUSERS_PATH"; do remove_path "$(R "$p")"; done
   if systemd_running && [ "$DRY_RUN" = 0 ]; then systemctl daemon-reload && { systemctl reset-failed "$SERVICE" 2>/dev/null || true; }; fi
   if [ "$PURGE" = 0 ]; then
-    say "kept: $CONFIG_PATH, the models in $MODELS_ROOT and $RESOURCES_DIR, and user $SERVICE_USER (--purge removes them, except $RESOURCES_DIR)"
+    say "kept: $CONFIG_PATH, the models in $MODELS_ROOT, and user $SERVICE_USER (--purge removes them)"
     return 0
   fi
   for p in "$CONFIG_PATH" "$CONFIG_PATH.new" "$SHARE_DIR" "$STATE_DIR" "$LOG_DIR" "$CACHE_DIR"; do remove_path "$(R "$p")"; done
@@ -817,7 +676,7 @@ uninstall() {
       changed "removed user and group $SERVICE_USER${DESTDIR:+ from $DESTDIR/etc}"
     fi
   fi
-  say "kept: $RESOURCES_DIR (Hailo files, shared with hailo-apps) and the device group"
+  say "kept: the device group"
 }
 
 # ---------------------------------------------------------------- main
@@ -858,11 +717,6 @@ if [ -n "$MODEL" ]; then
   # The pulled model's ONNX files serve the CPU engine (and the text encoder where no text
   # HEF is published); ONNX Runtime makes that twice as fast as tract.
   install_onnxruntime
-elif [ "$WANT_HAILO" = 1 ]; then
-  say "models: hailo10h into $RESOURCES_DIR"
-  ensure_dir "$(R "$RESOURCES_DIR")" 0755
-  install_hefs
-  install_text_assets
 fi
 if [ "$WANT_CPU" = 1 ] && [ -z "$MODEL" ]; then
   say "models: cpu into $MODELS_ROOT"

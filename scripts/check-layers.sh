@@ -8,6 +8,7 @@
 #   2  service                       (admission, queue, cache, self-test)
 #   1  backends                      (cpu: onnxruntime | tract; hailo)
 #   0  encoder, config, model, preprocess, tokenize, similarity, template, metrics
+# and inside backends/hailo: engine → session → device → ffi.
 set -euo pipefail
 cd "$(dirname "$0")/../src"
 rank() {
@@ -43,5 +44,20 @@ while IFS= read -r file; do
     passed=$((passed + 1))
   fi
 done < <(find . -name '*.rs' | sed 's|^\./||' | sort)
+# Inside the Hailo backend too: engine → session → device → ffi, never back.
+hailo_rank() { case "$1" in ffi) echo 0 ;; device) echo 1 ;; session) echo 2 ;; engine) echo 3 ;; *) echo -1 ;; esac; }
+for mod in device session engine; do
+  file=backends/hailo/$mod.rs
+  bad=""
+  for used in $(grep -oE 'super::(ffi|device|session|engine)\b' "$file" | sed 's/super:://' | sort -u); do
+    [ "$(hailo_rank "$used")" -lt "$(hailo_rank "$mod")" ] || bad="$bad $used"
+  done
+  if [ -n "$bad" ]; then
+    echo "FAIL src/$file (hailo $mod) uses a module at or above it:$bad"
+    failed=$((failed + 1))
+  else
+    passed=$((passed + 1))
+  fi
+done
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
 # Puts ONNX Runtime's shared library (from the `onnxruntime` wheel on PyPI, which ships it
 # under onnxruntime/capi/ for x86_64 and aarch64) into a cache directory, and prints its path.
-# Usage: scripts/fetch-onnxruntime.sh [--arch aarch64|x86_64] [DIR]
+# Usage: scripts/fetch-onnxruntime.sh [--version V] [--arch aarch64|x86_64] [DIR]
+#   default version: 1.32.0; another version goes into its own VERSION/ below the cache, where
+#   the daemon does not look (CI fetches 1.20.1, older than the default and still served:
+#   tests/onnxruntime_versions.rs; wheels before 1.17 ship no libonnxruntime.so);
 #   default arch: this machine's (pip picks the wheel, so a Pi gets the aarch64 one by itself);
 #   default DIR: ~/.cache/hailo-clip/onnxruntime, where the daemon looks, or for another
 #   machine's arch ~/.cache/hailo-clip/onnxruntime/ARCH (the cross test run: ORT_DYLIB_PATH).
 # Nothing is downloaded when DIR already has it. Then: ORT_DYLIB_PATH=$(scripts/fetch-onnxruntime.sh)
 # or cpu.onnxruntime_library in the config.
 set -euo pipefail
-version=1.32.0
+default_version=1.32.0
+version=$default_version
 arch=$(uname -m)
+if [ "${1:-}" = --version ]; then
+  version=${2:?--version needs an onnxruntime release, e.g. 1.20.1}
+  shift 2
+fi
 if [ "${1:-}" = --arch ]; then
   arch=${2:?--arch needs aarch64 or x86_64}
   shift 2
 fi
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/hailo-clip/onnxruntime
+[ "$version" = "$default_version" ] || cache=$cache/$version
 platform=()
 case "$arch" in
   "$(uname -m)") ;;

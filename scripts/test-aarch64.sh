@@ -34,6 +34,7 @@ timed=(
   bodies_being_received_have_their_own_budget "a trickler's byte must reach the daemon within 300 ms"
   keyless_tricklers_cannot_stop_keyed_uploads "40 s of tricklers against the share of honest requests served"
   tricklers_to_the_upload_route_hold_only_what_they_sent "30 s of tricklers against the share of honest requests served"
+  one_byte_tricklers_hold_a_kib_each_and_honest_uploads_pass "25 s of 600 tricklers against the share of honest 1 MB uploads served"
   sd_notify_ready_only_after_warm_up_then_watchdog_and_stopping "watchdog pings are expected every 200 ms"
   watchdog_pings_stop_while_the_listener_cannot_answer "watchdog pings are timed in 100 ms windows"
   sigterm_lets_in_flight_requests_finish "SIGTERM must land while requests are in flight"

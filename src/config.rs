@@ -17,8 +17,13 @@ use crate::template::Template;
 /// `HAILO_CLIP_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/hailo/hailo-clip.yaml";
 
-/// Default model directory for the CPU engine (an exported ONNX model directory).
-pub const DEFAULT_MODEL_DIR: &str = "/usr/local/share/hailo-clip/models/clip-vit-base-patch32";
+/// The default model directory: where `hailo-clip pull ViT-B-32__openai` (Immich's default
+/// CLIP model) installs it.
+pub const DEFAULT_MODEL_DIR: &str = "/usr/local/share/hailo-clip/models/ViT-B-32__openai";
+
+/// The flat export's directory (scripts/export_onnx.py, install.sh's CPU model), the
+/// default before `pull` existed: taken when model.dir is the default and that is absent.
+pub const FLAT_DEFAULT_MODEL_DIR: &str = "/usr/local/share/hailo-clip/models/clip-vit-base-patch32";
 
 /// Where hailo-apps installs its models and files; the Hailo backend looks there by default.
 pub const DEFAULT_HAILO_RESOURCES_DIR: &str = "/usr/local/hailo/resources";
@@ -163,6 +168,25 @@ pub struct ModelConfig {
     pub logit_scale: Option<f32>,
 }
 
+impl ModelConfig {
+    /// When `dir` is the default and absent while the flat export's earlier default exists,
+    /// takes that one; true when it did. The daemon's log names the directory it loads.
+    pub fn find_default(&mut self) -> bool {
+        self.find_default_among(
+            Path::new(DEFAULT_MODEL_DIR),
+            Path::new(FLAT_DEFAULT_MODEL_DIR),
+        )
+    }
+
+    fn find_default_among(&mut self, default: &Path, flat: &Path) -> bool {
+        if self.dir == default && !default.exists() && flat.exists() {
+            self.dir = flat.to_path_buf();
+            return true;
+        }
+        false
+    }
+}
+
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
@@ -262,8 +286,9 @@ pub struct LimitsConfig {
     /// image's header (decoded pixels and the RGB copy). A request waits for its share;
     /// one that cannot get it before its deadline gets 503.
     pub decode_memory_mb: u64,
-    /// Bytes (MiB) of request bodies being received at once: each takes it in 64 KiB steps
-    /// as its bytes arrive; a body whose next step does not fit gets 503 with Retry-After.
+    /// Bytes (MiB) of request bodies being received at once: each takes it in KiB as its
+    /// bytes arrive (its buffer, doubling up to its declared length); a body whose next
+    /// bytes do not fit gets 503 with Retry-After.
     pub receiving_mb: u64,
 }
 
@@ -832,6 +857,35 @@ pub fn load(explicit: Option<&Path>) -> Result<(Config, ConfigSource), ConfigErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_model_dir_falls_back_to_the_flat_export_only_when_absent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (default, flat) = (tmp.path().join("ViT-B-32__openai"), tmp.path().join("flat"));
+        let mut model = ModelConfig {
+            dir: default.clone(),
+            logit_scale: None,
+        };
+        assert!(!model.find_default_among(&default, &flat), "neither exists");
+        std::fs::create_dir(&flat).unwrap();
+        assert!(model.find_default_among(&default, &flat));
+        assert_eq!(model.dir, flat);
+        model.dir = default.clone();
+        std::fs::create_dir(&default).unwrap();
+        assert!(
+            !model.find_default_among(&default, &flat),
+            "the default is there"
+        );
+        assert_eq!(model.dir, default);
+        let mut other = ModelConfig {
+            dir: tmp.path().join("mine"),
+            logit_scale: None,
+        };
+        assert!(
+            !other.find_default_among(&default, &flat),
+            "a configured dir is kept"
+        );
+    }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_yaml(text, Path::new("test.yaml"))

@@ -7,6 +7,7 @@
 //! and `STOPPING=1` on shutdown. Without `NOTIFY_SOCKET` those messages go nowhere.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,8 +160,18 @@ async fn load_and_warm_up(config: &Config, state: &AppState) -> anyhow::Result<(
     );
     // Log lines carry their facts in the message itself, so `journalctl -u hailo-clip`
     // shows them without asking for the structured fields.
+    let found_instead = if config.model.dir == Path::new(crate::config::FLAT_DEFAULT_MODEL_DIR)
+        && !Path::new(crate::config::DEFAULT_MODEL_DIR).exists()
+    {
+        format!(
+            "; the default {} is absent, so the flat export at the earlier default",
+            crate::config::DEFAULT_MODEL_DIR
+        )
+    } else {
+        String::new()
+    };
     tracing::info!(
-        "loading encoders (backend: {}, model.dir: {})",
+        "loading encoders (backend: {}, model.dir: {}{found_instead})",
         config.backend.as_str(),
         config.model.dir.display()
     );

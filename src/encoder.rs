@@ -67,7 +67,11 @@ pub const DEVICE_FAULT_STATUSES: &[&str] = &[
     "HAILO_COMMUNICATION_CLOSED",
     "HAILO_DEVICE_NOT_CONNECTED",
     "HAILO_DRIVER_OPERATION_FAILED",
+    "HAILO_DRIVER_INVALID_RESPONSE",
+    "HAILO_DRIVER_INVALID_IOCTL",
     "HAILO_DRIVER_TIMEOUT",
+    "HAILO_DRIVER_INTERRUPTED",
+    "HAILO_DRIVER_WAIT_CANCELED",
     "HAILO_TIMEOUT",
     "HAILO_STREAM_ABORT",
     "other",
@@ -225,14 +229,8 @@ pub struct HailoInfo {
     pub test_double: bool,
 }
 
-pub trait ImageEncoder: Send + Sync {
-    /// Side of the square input and how images are brought to it.
-    fn input_size(&self) -> u32;
-    fn resize_mode(&self) -> ResizeMode;
-    /// The resampling filter of the resize (bicubic unless the model says otherwise).
-    fn interpolation(&self) -> Interpolation {
-        Interpolation::Bicubic
-    }
+/// What every encoder says of itself and of the device it runs on.
+pub trait Encoder: Send + Sync {
     fn embedding_dim(&self) -> usize;
     /// Largest batch the engine takes in one call (the service splits larger ones).
     fn max_batch(&self) -> usize;
@@ -253,22 +251,21 @@ pub trait ImageEncoder: Send + Sync {
     fn device(&self) -> Option<std::sync::Arc<dyn DeviceRecovery>> {
         None
     }
+}
+
+pub trait ImageEncoder: Encoder {
+    /// Side of the square input and how images are brought to it.
+    fn input_size(&self) -> u32;
+    fn resize_mode(&self) -> ResizeMode;
+    /// The resampling filter of the resize (bicubic unless the model says otherwise).
+    fn interpolation(&self) -> Interpolation {
+        Interpolation::Bicubic
+    }
     /// One embedding row per image, in order. Images are `input_size` squares.
     fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError>;
 }
 
-pub trait TextEncoder: Send + Sync {
-    fn embedding_dim(&self) -> usize;
-    fn max_batch(&self) -> usize;
-    fn info(&self) -> EncoderInfo;
-    /// As [`ImageEncoder::jobs_in_flight`].
-    fn jobs_in_flight(&self) -> usize {
-        1
-    }
-    /// As [`ImageEncoder::serial_device`].
-    fn serial_device(&self) -> bool {
-        false
-    }
+pub trait TextEncoder: Encoder {
     /// One embedding row per text. Ids are unpadded, BOS…EOT, at most the context length.
     fn encode_texts(&self, token_ids: &[Vec<u32>]) -> Result<Array2<f32>, EncoderError>;
 }

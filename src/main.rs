@@ -135,6 +135,18 @@ enum Command {
         #[arg(long, requires = "hef", conflicts_with = "zoo_version")]
         hailort_version: Option<String>,
     },
+    /// Download one file (e.g. a model tarball) over HTTP(S) into FILE: through FILE.part,
+    /// resumed when an earlier run left one, retried, and moved into place only when whole
+    /// (and, with --sha256, when its hash matches). install.sh's --model-url uses it.
+    Download {
+        url: String,
+        /// Where to put it
+        #[arg(long)]
+        to: PathBuf,
+        /// The file's expected sha256 (hex)
+        #[arg(long)]
+        sha256: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -183,6 +195,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, ConfigSource)> {
     if let Some(dir) = &cli.model_dir {
         config.model.dir = dir.clone();
     }
+    config.model.find_default();
     Ok((config, source))
 }
 
@@ -238,6 +251,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             hailort_version.as_deref(),
         )?;
         return hailo_clip::fetch::command::run_pull(&request);
+    }
+    if let Command::Download { url, to, sha256 } = &cli.command {
+        return hailo_clip::fetch::command::run_download(url, to, sha256.as_deref());
     }
     if let Command::ExportTextAssets { hf_dir, out } = &cli.command {
         use hailo_clip::backends::hailo::assets;
@@ -416,6 +432,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckModel { dir, get } => check_model(config, &dir, get.as_deref()),
         Command::ExportTextAssets { .. }
         | Command::Pull { .. }
+        | Command::Download { .. }
         | Command::Doctor { .. }
         | Command::CheckTextAssets { .. } => {
             unreachable!("handled before the config is loaded")
@@ -466,6 +483,17 @@ fn check_model(mut config: Config, dir: &std::path::Path, get: Option<&str>) -> 
         manifest.image_size,
         manifest.embedding_dim,
         service.image_encoder().engine.unwrap_or("cpu")
+    );
+    let image = service.image_encoder();
+    println!(
+        "engine: {}{} ({})",
+        image.engine.unwrap_or("cpu"),
+        image
+            .engine_library
+            .as_deref()
+            .map(|l| format!(" {l}"))
+            .unwrap_or_default(),
+        image.reason
     );
     if manifest.random_weights {
         println!("random weights: its scores are meaningless (a test model)");

@@ -272,7 +272,7 @@ fn check_config_get_prints_one_effective_value() {
     assert_eq!(get("limits.max_prompts").1, "7\n");
     assert_eq!(
         get("model.dir").1,
-        "/usr/local/share/hailo-clip/models/clip-vit-base-patch32\n"
+        "/usr/local/share/hailo-clip/models/ViT-B-32__openai\n"
     );
     assert!(
         get("server").1.contains("port: 5123\n"),

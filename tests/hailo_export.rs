@@ -225,3 +225,110 @@ fn hailo_export_from_a_model_directorys_text_graph_equals_the_checkpoints() {
         "{err}"
     );
 }
+
+/// The bundled flat model, copied, with its token embedding moved out of `textual.onnx` into
+/// external data at `location` (offset 16 of whatever file that names). Returns the copy.
+fn model_with_external_embedding(root: &std::path::Path, location: &str) -> std::path::PathBuf {
+    use prost::Message;
+    use tract_onnx::pb::{tensor_proto::DataLocation, ModelProto, StringStringEntryProto};
+    let src = repo().join("assets/models/clip-tiny-random");
+    let dir = root.join("model");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let graph_path = dir.join("textual.onnx");
+    let mut model = ModelProto::decode(std::fs::read(&graph_path).unwrap().as_slice()).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let table = graph
+        .initializer
+        .iter_mut()
+        .find(|t| t.dims == [49408, 32])
+        .expect("the token embedding");
+    let bytes = std::mem::take(&mut table.raw_data);
+    assert_eq!(bytes.len(), 49408 * 32 * 4);
+    table.data_location = Some(DataLocation::External as i32);
+    for (key, value) in [
+        ("location", location.to_string()),
+        ("offset", "16".to_string()),
+        ("length", bytes.len().to_string()),
+    ] {
+        table.external_data.push(StringStringEntryProto {
+            key: key.into(),
+            value,
+        });
+    }
+    std::fs::write(&graph_path, model.encode_to_vec()).unwrap();
+    // The bytes, after 16 of padding, both inside and outside the model directory.
+    let mut data = vec![0xAB; 16];
+    data.extend_from_slice(&bytes);
+    std::fs::write(dir.join("embedding.bin"), &data).unwrap();
+    std::fs::write(root.join("outside.bin"), &data).unwrap();
+    dir
+}
+
+#[test]
+fn hailo_export_reads_external_data_only_inside_the_graphs_directory() {
+    let export = |dir: &std::path::Path, out: &std::path::Path| {
+        hailo_clip()
+            .arg("--model-dir")
+            .arg(dir)
+            .args(["export-text-assets", "--out"])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    // Inside: the range offset..offset+length is the table, read exactly.
+    let inside = scratch();
+    let dir = model_with_external_embedding(inside.path(), "embedding.bin");
+    let out_dir = inside.path().join("out");
+    let out = export(&dir, &out_dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(out_dir.join(LUT_FILE)).unwrap(),
+        std::fs::read(text_assets().join(LUT_FILE)).unwrap()
+    );
+
+    // Outside, by each way out: refused, naming the location, and nothing written.
+    for location in [
+        "../outside.bin",
+        "/dev/zero",
+        "link.bin",
+        "sub/../../outside.bin",
+    ] {
+        let tmp = scratch();
+        let dir = model_with_external_embedding(tmp.path(), location);
+        std::os::unix::fs::symlink(tmp.path().join("outside.bin"), dir.join("link.bin")).unwrap();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        let out_dir = tmp.path().join("out");
+        let out = export(&dir, &out_dir);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{location}: {stderr}");
+        assert!(
+            stderr.contains(&format!("location {location:?}"))
+                && stderr.contains("textual.onnx")
+                && stderr.contains("the graph's directory"),
+            "{location}: {stderr}"
+        );
+        assert!(!out_dir.join(LUT_FILE).exists(), "{location}");
+        // The same rule for every reader of the graph: the model directory is refused whole.
+        let err = hailo_clip::model::ModelDir::open(&dir)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("location {location:?}")), "{err}");
+    }
+
+    // A range past the file's end, or a length that is not the tensor's, is refused too.
+    let short = scratch();
+    let dir = model_with_external_embedding(short.path(), "embedding.bin");
+    std::fs::write(dir.join("embedding.bin"), [0u8; 64]).unwrap();
+    let err = hailo_clip::model::ModelDir::open(&dir)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("past the end of"), "{err}");
+}

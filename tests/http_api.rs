@@ -20,7 +20,7 @@ use tower::ServiceExt;
 
 use common::*;
 use hailo_clip::config::Config;
-use hailo_clip::encoder::{EncoderError, EncoderInfo, ImageEncoder, TextEncoder};
+use hailo_clip::encoder::{Encoder, EncoderError, EncoderInfo, ImageEncoder, TextEncoder};
 use hailo_clip::http::{router, AppState};
 use hailo_clip::preprocess::ResizeMode;
 use hailo_clip::service::Service;
@@ -70,6 +70,18 @@ impl<E: ?Sized> Probe<E> {
     }
 }
 
+impl Encoder for Probe<dyn ImageEncoder> {
+    fn embedding_dim(&self) -> usize {
+        self.inner.embedding_dim()
+    }
+    fn max_batch(&self) -> usize {
+        self.inner.max_batch()
+    }
+    fn info(&self) -> EncoderInfo {
+        self.inner.info()
+    }
+}
+
 impl ImageEncoder for Probe<dyn ImageEncoder> {
     fn input_size(&self) -> u32 {
         self.inner.input_size()
@@ -77,22 +89,13 @@ impl ImageEncoder for Probe<dyn ImageEncoder> {
     fn resize_mode(&self) -> ResizeMode {
         self.inner.resize_mode()
     }
-    fn embedding_dim(&self) -> usize {
-        self.inner.embedding_dim()
-    }
-    fn max_batch(&self) -> usize {
-        self.inner.max_batch()
-    }
-    fn info(&self) -> EncoderInfo {
-        self.inner.info()
-    }
     fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError> {
         self.pass(images.len())?;
         self.inner.encode_images(images)
     }
 }
 
-impl TextEncoder for Probe<dyn TextEncoder> {
+impl Encoder for Probe<dyn TextEncoder> {
     fn embedding_dim(&self) -> usize {
         self.inner.embedding_dim()
     }
@@ -102,6 +105,9 @@ impl TextEncoder for Probe<dyn TextEncoder> {
     fn info(&self) -> EncoderInfo {
         self.inner.info()
     }
+}
+
+impl TextEncoder for Probe<dyn TextEncoder> {
     fn encode_texts(&self, ids: &[Vec<u32>]) -> Result<Array2<f32>, EncoderError> {
         self.pass(ids.len())?;
         self.inner.encode_texts(ids)

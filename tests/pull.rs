@@ -314,8 +314,8 @@ fn offline_a_pull_of_an_installed_model_verifies_it() {
         stdout.starts_with("offline: HF_HUB_OFFLINE is set"),
         "{stdout}"
     );
-    // A damaged installed file is found.
-    std::fs::write(to.join("visual/preprocess_cfg.json"), "{}").unwrap();
+    // A damaged installed file is found: one byte changed, its size the same.
+    flip_a_byte(&to.join("visual/preprocess_cfg.json"));
     let out = pull(
         &unreachable,
         &[NAME, "--to", to.to_str().unwrap()],
@@ -324,9 +324,124 @@ fn offline_a_pull_of_an_installed_model_verifies_it() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr.contains("visual/preprocess_cfg.json: size mismatch"),
+        stderr.contains("visual/preprocess_cfg.json: sha256 mismatch"),
         "{stderr}"
     );
+    // Asking offline for HEFs the installed model does not have fails, saying so.
+    flip_a_byte(&to.join("visual/preprocess_cfg.json"));
+    let out = pull(
+        &unreachable,
+        &[
+            NAME,
+            "--to",
+            to.to_str().unwrap(),
+            "--hef",
+            "--arch",
+            "hailo10h",
+            "--zoo-version",
+            "v5.2.0",
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stderr.contains("has no hailo10h HEFs of Model Zoo v5.2.0"),
+        "{stderr}"
+    );
+    assert!(!to.join("hailo").exists());
+}
+
+/// Changes one byte of a file in place (its size stays).
+fn flip_a_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_re_pull_repairs_a_changed_byte_and_a_missing_file() {
+    let e = env();
+    let hub = StandIn::start(&e.hub, None, &[]);
+    let to = e.models.join(NAME);
+    let args = [NAME, "--to", to.to_str().unwrap()];
+    assert!(pull(&hub.endpoint(), &args, &[]).status.success());
+    let good = snapshot(&to);
+
+    flip_a_byte(&to.join("visual/model.onnx"));
+    let out = pull(&hub.endpoint(), &args, &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("installed "), "{stdout}");
+    assert_eq!(snapshot(&to), good);
+
+    std::fs::remove_file(to.join("textual/tokenizer.json")).unwrap();
+    let out = pull(&hub.endpoint(), &args, &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("installed "), "{stdout}");
+    assert_eq!(snapshot(&to), good);
+}
+
+#[test]
+fn a_second_pull_into_the_same_directory_is_refused_while_one_runs() {
+    use std::os::fd::AsRawFd;
+    let e = env();
+    let hub = StandIn::start(&e.hub, None, &[]);
+    let to = e.models.join(NAME);
+    std::fs::create_dir_all(&e.models).unwrap();
+    // The lock a running pull holds.
+    let lock = std::fs::File::create(e.models.join(format!(".{NAME}.pull.lock"))).unwrap();
+    assert_eq!(
+        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    let out = pull(&hub.endpoint(), &[NAME, "--to", to.to_str().unwrap()], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another `hailo-clip pull` is installing into"),
+        "{stderr}"
+    );
+    assert!(!to.exists());
+    drop(lock);
+    let out = pull(&hub.endpoint(), &[NAME, "--to", to.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out).1);
+}
+
+#[test]
+fn a_re_pull_without_hef_fetches_a_missing_hef_from_the_recorded_zoo() {
+    let e = env();
+    publish_hef(
+        &e.zoo,
+        "v5.2.0",
+        "hailo10h",
+        "clip_vit_b_32_image_encoder",
+        30_000,
+    );
+    publish_hef(
+        &e.zoo,
+        "v5.2.0",
+        "hailo10h",
+        "clip_vit_b_32_text_encoder",
+        20_000,
+    );
+    let hub = StandIn::start(&e.hub, Some(&e.zoo), &[]);
+    let (out, to) = pull_hef(&e, &hub, "hailo10h", "v5.2.0");
+    assert!(out.status.success(), "{}", text(&out).1);
+    let good = snapshot(&to);
+    let hef = to.join("hailo/hailo10h/clip_vit_b_32_image_encoder.hef");
+    std::fs::remove_file(&hef).unwrap();
+    flip_a_byte(&to.join("hailo/hailo10h/clip_vit_b_32_text_encoder.hef"));
+    let out = pull(
+        &hub.endpoint(),
+        &[NAME, "--to", to.to_str().unwrap()],
+        &[("HAILO_CLIP_ZOO_URL", "http://127.0.0.1:9/not-asked")],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(snapshot(&to), good);
 }
 
 #[test]

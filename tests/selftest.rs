@@ -23,7 +23,7 @@ use tower::ServiceExt;
 
 use common::*;
 use hailo_clip::config::Config;
-use hailo_clip::encoder::{EncoderError, EncoderInfo, ImageEncoder, TextEncoder};
+use hailo_clip::encoder::{Encoder, EncoderError, EncoderInfo, ImageEncoder, TextEncoder};
 use hailo_clip::http::router;
 use hailo_clip::preprocess::{decode_rgb, resize_square, ResizeMode};
 use hailo_clip::service::selftest::{SelfTestOutcome, SelfTestSet};
@@ -51,13 +51,7 @@ fn info() -> EncoderInfo {
 /// (the warm-up's grey square) to a vector of ones.
 struct PhotoEncoder(HashMap<Vec<u8>, Vec<f32>>);
 
-impl ImageEncoder for PhotoEncoder {
-    fn input_size(&self) -> u32 {
-        SIZE
-    }
-    fn resize_mode(&self) -> ResizeMode {
-        ResizeMode::ShortestEdgeCenterCrop
-    }
+impl Encoder for PhotoEncoder {
     fn embedding_dim(&self) -> usize {
         DIM
     }
@@ -66,6 +60,15 @@ impl ImageEncoder for PhotoEncoder {
     }
     fn info(&self) -> EncoderInfo {
         info()
+    }
+}
+
+impl ImageEncoder for PhotoEncoder {
+    fn input_size(&self) -> u32 {
+        SIZE
+    }
+    fn resize_mode(&self) -> ResizeMode {
+        ResizeMode::ShortestEdgeCenterCrop
     }
     fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError> {
         let mut out = Array2::ones((images.len(), DIM));
@@ -81,7 +84,7 @@ impl ImageEncoder for PhotoEncoder {
 /// Maps token-id sequences to chosen vectors; anything else to a vector of ones.
 struct LabelEncoder(HashMap<Vec<u32>, Vec<f32>>);
 
-impl TextEncoder for LabelEncoder {
+impl Encoder for LabelEncoder {
     fn embedding_dim(&self) -> usize {
         DIM
     }
@@ -91,6 +94,9 @@ impl TextEncoder for LabelEncoder {
     fn info(&self) -> EncoderInfo {
         info()
     }
+}
+
+impl TextEncoder for LabelEncoder {
     fn encode_texts(&self, token_ids: &[Vec<u32>]) -> Result<Array2<f32>, EncoderError> {
         let mut out = Array2::ones((token_ids.len(), DIM));
         for (i, ids) in token_ids.iter().enumerate() {

@@ -137,6 +137,7 @@ fn load_hailo(
         );
         reason.push_str(" [HailoRT test double build: no accelerator is used]");
     }
+    use crate::encoder::Encoder;
     let cfg = &config.hailo;
     let session = hailo::HailoSession::new(cfg, device);
     session.watch_health();

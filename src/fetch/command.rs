@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::hub::HubSettings;
 use super::pull::{pull, HefRequest, Outcome, PullRequest};
-use super::transfer::{Bar, Lines, Progress};
+use super::transfer::{Bar, Check, Expect, Http, Lines, Progress};
 use super::zoo::{self, Arch, DEFAULT_ZOO_URL};
 use super::FetchError;
 
@@ -50,7 +50,8 @@ pub fn pull_request(
             (Some(a), Some(v)) => (a, v.to_string()),
             (arch, given) => {
                 let hailort = match hailort_version {
-                    Some(v) => v.to_string(),
+                    // `v5.2.0` as the tags are written, or `5.2.0` as HailoRT says it.
+                    Some(v) => v.trim().trim_start_matches('v').to_string(),
                     None => installed_hailort().map_err(FetchError::Refused)?,
                 };
                 // HailoRT 5.x drives the Hailo-10H (and -15); Hailo-8 and -8L stay on 4.x
@@ -105,6 +106,57 @@ pub fn pull_request(
     })
 }
 
+/// Downloads `url` into `to` (see `hailo-clip download`) and says what it got.
+pub fn run_download(url: &str, to: &Path, sha256: Option<&str>) -> anyhow::Result<()> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(FetchError::Refused(format!("{url}: not an http:// or https:// URL")).into());
+    }
+    let check = match sha256 {
+        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Check::Sha256(hex.to_ascii_lowercase())
+        }
+        Some(other) => {
+            return Err(
+                FetchError::Refused(format!("--sha256 {other}: expected 64 hex digits")).into(),
+            )
+        }
+        None => Check::SizeOnly,
+    };
+    let name = url
+        .split(['?', '#'])
+        .next()
+        .and_then(|u| u.rsplit('/').next())
+        .filter(|n| !n.is_empty())
+        .unwrap_or(url)
+        .to_string();
+    let expect = Expect {
+        name,
+        size: None,
+        check,
+    };
+    let bar = Bar::new();
+    let progress: &dyn Progress = if std::io::stderr().is_terminal() {
+        &bar
+    } else {
+        &Lines
+    };
+    let unreachable = |message: String| FetchError::Unreachable {
+        what: "the server",
+        url: url.to_string(),
+        message,
+        hint: String::new(),
+    };
+    let got =
+        Http::new(None, None).download(url, to, &expect, progress, &|_| Ok(()), &unreachable)?;
+    println!(
+        "downloaded {url} to {} ({} bytes, sha256 {})",
+        got.path.display(),
+        got.size,
+        got.sha256
+    );
+    Ok(())
+}
+
 /// Runs the pull and says what happened.
 pub fn run_pull(request: &PullRequest) -> anyhow::Result<()> {
     let settings = HubSettings::from_env();
@@ -134,4 +186,35 @@ pub fn run_pull(request: &PullRequest) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hailort_version_with_a_v_is_read_as_without() {
+        for given in ["v5.2.0", "5.2.0"] {
+            let request = pull_request(
+                "ViT-B-32__openai",
+                "main",
+                None,
+                true,
+                None,
+                None,
+                Some(given),
+            )
+            .unwrap();
+            let hef = request.hef.unwrap();
+            assert_eq!(hef.arch, Arch::Hailo10h, "{given}");
+            assert_eq!(hef.zoo_version, "v5.2.0", "{given}");
+        }
+        let err = pull_request("m", "main", None, true, None, None, Some("v4.23.0"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("HailoRT 4.23.0 drives a Hailo-8 or Hailo-8L"),
+            "{err}"
+        );
+    }
 }

@@ -87,6 +87,9 @@ impl HubFile {
 pub struct Listing {
     pub commit: String,
     pub files: Vec<HubFile>,
+    /// Files the listing gives no size for: none can be verified, so a pull that needs one
+    /// refuses, naming it.
+    pub without_size: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -246,20 +249,24 @@ impl Hub {
                     message: format!("sha {commit:?} is not a commit id"),
                 });
             }
-            let files = info
-                .siblings
-                .into_iter()
-                .filter_map(|s| {
-                    let size = s.lfs.as_ref().map(|l| l.size).or(s.size)?;
-                    Some(HubFile {
+            let mut files = Vec::new();
+            let mut without_size = Vec::new();
+            for s in info.siblings {
+                match s.lfs.as_ref().map(|l| l.size).or(s.size) {
+                    Some(size) => files.push(HubFile {
                         path: s.rfilename,
                         size,
                         blob_id: s.blob_id,
                         lfs_sha256: s.lfs.map(|l| l.sha256),
-                    })
-                })
-                .collect();
-            return Ok(Listing { commit, files });
+                    }),
+                    None => without_size.push(s.rfilename),
+                }
+            }
+            return Ok(Listing {
+                commit,
+                files,
+                without_size,
+            });
         }
         Err(last.unwrap_or_else(|| self.unreachable(&url, "no answer".into())))
     }

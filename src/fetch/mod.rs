@@ -69,6 +69,8 @@ pub enum DiskProblem {
     Full,
     #[error("permission denied (run as root, e.g. with sudo, or choose a directory you can write with --to)")]
     Permission,
+    #[error("the file system is read-only (choose a directory on a writable one with --to)")]
+    ReadOnly,
     #[error("{0}")]
     Other(std::io::Error),
 }
@@ -78,7 +80,8 @@ impl FetchError {
     pub fn disk(op: &'static str, path: &Path, e: std::io::Error) -> FetchError {
         let problem = match e.raw_os_error() {
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => DiskProblem::Full,
-            Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => DiskProblem::Permission,
+            Some(libc::EACCES) | Some(libc::EPERM) => DiskProblem::Permission,
+            Some(libc::EROFS) => DiskProblem::ReadOnly,
             _ => DiskProblem::Other(e),
         };
         FetchError::Disk {
@@ -104,7 +107,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn disk_errors_say_full_and_permission_in_words() {
+    fn disk_errors_say_full_permission_and_read_only_in_words() {
         let path = Path::new("/srv/models/m");
         let full = FetchError::disk(
             "writing",
@@ -125,6 +128,9 @@ mod tests {
             path,
             std::io::Error::from_raw_os_error(libc::EROFS),
         );
-        assert!(readonly.to_string().contains("permission denied"));
+        assert_eq!(
+            readonly.to_string(),
+            "creating /srv/models/m: the file system is read-only (choose a directory on a writable one with --to)"
+        );
     }
 }

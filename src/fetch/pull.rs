@@ -6,9 +6,13 @@
 //!   into place only when every file is verified, by an atomic exchange with the old
 //!   directory (renameat2 RENAME_EXCHANGE), so a failure leaves an existing destination as
 //!   it was and no half model at a new one.
-//! * A record (`hailo-clip-pull.json`) makes a re-pull of the same commit a no-op, and with
-//!   the Hub unreachable (or `HF_HUB_OFFLINE=1`) a pull of an installed model verifies its
-//!   files and succeeds, saying so.
+//!   Where the file system refuses the exchange, the old directory is renamed aside first.
+//! * A record (`hailo-clip-pull.json`) makes a re-pull of the same commit a no-op when every
+//!   installed file still has its recorded sha256; a file missing or changed is fetched
+//!   again (HEFs too, from the recorded Model Zoo). With the Hub unreachable (or
+//!   `HF_HUB_OFFLINE=1`) a pull of an installed model verifies its files and succeeds,
+//!   saying so, unless it asks for HEFs the installed model does not have.
+//! * One pull at a time per destination: a lock file beside it (`.NAME.pull.lock`).
 
 use std::path::{Path, PathBuf};
 
@@ -106,18 +110,36 @@ pub fn wanted(files: &[HubFile]) -> Result<Vec<HubFile>, String> {
         }
     }
     for f in files {
-        let top_level = matches!(
-            f.path.split('/').collect::<Vec<_>>().as_slice(),
-            ["visual" | "textual", _]
-        );
-        if top_level
-            && (f.path.ends_with(".onnx_data") || f.path.ends_with(".onnx.data"))
-            && !out.iter().any(|o| o.path == f.path)
-        {
+        if is_external_data(&f.path) && !out.iter().any(|o| o.path == f.path) {
             out.push(f.clone());
         }
     }
     Ok(out)
+}
+
+/// `visual/NAME.onnx_data` or `textual/NAME.onnx.data`: a plain file name, no `..`, nothing
+/// hidden, directly beside a graph (where ModelDir's check lets a graph's external data be).
+fn is_external_data(path: &str) -> bool {
+    match path.split('/').collect::<Vec<_>>().as_slice() {
+        ["visual" | "textual", name] => {
+            !name.starts_with('.') && (name.ends_with(".onnx_data") || name.ends_with(".onnx.data"))
+        }
+        _ => false,
+    }
+}
+
+/// A file the model needs that the listing gives no size for cannot be verified.
+fn check_sizes(listing: &super::hub::Listing) -> Result<(), String> {
+    match listing
+        .without_size
+        .iter()
+        .find(|p| immich::FILES.contains(&p.as_str()) || is_external_data(p))
+    {
+        Some(p) => Err(format!(
+            "the listing gives no size for {p}, so it cannot be verified"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The destination must be new, empty, or a model directory: the exchange moves whatever is
@@ -188,7 +210,7 @@ pub fn verify_installed(dir: &Path, record: &PullRecord) -> Result<(), FetchErro
 }
 
 /// Whether the record already covers this request (same repo and commit, HEFs as asked),
-/// and the files are there at their sizes.
+/// and every file it lists is there with its sha256.
 fn satisfied(
     dir: &Path,
     record: &PullRecord,
@@ -196,21 +218,94 @@ fn satisfied(
     commit: &str,
     hef: &Option<HefRequest>,
 ) -> bool {
-    let hef_ok = match hef {
-        None => true,
-        Some(h) => record
-            .zoo
-            .as_ref()
-            .is_some_and(|z| z.version == h.zoo_version && z.arch == h.arch.as_str()),
-    };
+    let hef_ok = hef.as_ref().is_none_or(|h| has_hefs(record, h));
     record.repo == repo
         && record.commit == commit
         && hef_ok
+        && verify_installed(dir, record).is_ok()
+}
+
+/// Whether the record has the HEFs `hef` asks for.
+fn has_hefs(record: &PullRecord, hef: &HefRequest) -> bool {
+    !record.hefs.is_empty()
         && record
-            .files
-            .iter()
-            .chain(&record.hefs)
-            .all(|f| std::fs::metadata(dir.join(&f.path)).is_ok_and(|m| m.len() == f.size))
+            .zoo
+            .as_ref()
+            .is_some_and(|z| z.version == hef.zoo_version && z.arch == hef.arch.as_str())
+}
+
+/// The HEFs an earlier `--hef` pull installed, asked for again from the Model Zoo it
+/// recorded: a re-pull without `--hef` keeps them, fetching any that went missing.
+fn recorded_hefs(record: &PullRecord) -> Option<HefRequest> {
+    let zoo = record.zoo.as_ref().filter(|_| !record.hefs.is_empty())?;
+    Some(HefRequest {
+        arch: Arch::parse(&zoo.arch)?,
+        zoo_version: zoo.version.clone(),
+        zoo_url: zoo.base_url.clone(),
+    })
+}
+
+/// Held while a pull stages and installs into `to`: a second pull into the same
+/// destination would remove the first one's staging. The lock file (`.NAME.pull.lock`
+/// beside the destination) is removed when the pull ends.
+struct PullLock {
+    /// Holds the lock until dropped.
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl PullLock {
+    fn take(to: &Path) -> Result<PullLock, FetchError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let name = to.file_name().ok_or_else(|| {
+            FetchError::Refused(format!("{} has no directory name", to.display()))
+        })?;
+        let parent = to
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| FetchError::disk("creating", parent, e))?;
+        let path = parent.join(format!(".{}.pull.lock", name.to_string_lossy()));
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| FetchError::disk("opening", &path, e))?;
+            // SAFETY: flock on a descriptor this function owns; released when it is closed.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                    return Err(FetchError::Refused(format!(
+                        "another `hailo-clip pull` is installing into {} (it holds {}): wait for it to finish",
+                        to.display(),
+                        path.display()
+                    )));
+                }
+                return Err(FetchError::disk("locking", &path, e));
+            }
+            // The pull that held it may have removed the file between our open and our
+            // lock: then this lock is on a file nobody else sees, so take the new one.
+            let held = file
+                .metadata()
+                .map_err(|e| FetchError::disk("reading", &path, e))?;
+            match std::fs::metadata(&path) {
+                Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {
+                    return Ok(PullLock { _file: file, path })
+                }
+                _ => continue,
+            }
+        }
+    }
+}
+
+impl Drop for PullLock {
+    fn drop(&mut self) {
+        // Removed while still locked, so no other pull can have locked this file.
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Runs a pull.
@@ -226,6 +321,14 @@ pub fn pull(
         None
     };
     let offline = |why: String, record: &PullRecord| -> Result<Outcome, FetchError> {
+        if let Some(h) = request.hef.as_ref().filter(|h| !has_hefs(record, h)) {
+            return Err(FetchError::Refused(format!(
+                "{why}; the model installed in {} has no {} HEFs of Model Zoo {}, and they are fetched only with the Hub's model",
+                to.display(),
+                h.arch.as_str(),
+                h.zoo_version
+            )));
+        }
         verify_installed(to, record)?;
         Ok(Outcome::VerifiedOffline {
             commit: record.commit.clone(),
@@ -244,6 +347,7 @@ pub fn pull(
             ))),
         };
     }
+    let _lock = PullLock::take(to)?;
     check_destination(to)?;
     // A model with no twin fails before anything is fetched.
     if let Some(h) = &request.hef {
@@ -266,7 +370,8 @@ pub fn pull(
             return Ok(Outcome::AlreadyInstalled { commit });
         }
     }
-    let files = wanted(&listing.files)
+    let files = check_sizes(&listing)
+        .and_then(|()| wanted(&listing.files))
         .map_err(|why| FetchError::Refused(format!("{} at {commit}: {why}", request.repo)))?;
 
     let staging = staging_dir(to, &commit)?;
@@ -303,7 +408,11 @@ pub fn pull(
         });
     }
 
-    let (hefs, zoo_record) = match &request.hef {
+    let hef = request
+        .hef
+        .clone()
+        .or_else(|| installed.as_ref().and_then(recorded_hefs));
+    let (hefs, zoo_record) = match &hef {
         Some(h) => {
             let (hefs, bytes) = pull_hefs(request, h, &staging, to, installed.as_ref(), progress)?;
             fetched_bytes += bytes;
@@ -316,7 +425,7 @@ pub fn pull(
                 }),
             )
         }
-        None => carry_over_hefs(&staging, to, installed.as_ref())?,
+        None => (Vec::new(), None),
     };
 
     let record = PullRecord {
@@ -340,7 +449,7 @@ pub fn pull(
             "the pulled files are not a model hailo-clip can serve: {e}"
         ))
     })?;
-    install(&staging, to)?;
+    install(&staging, to, progress, exchange)?;
     Ok(Outcome::Installed {
         commit,
         fetched_bytes,
@@ -380,7 +489,11 @@ fn reuse(
     if !same {
         return Ok(None);
     }
-    link_or_copy(&to.join(&file.path), dest)?;
+    // An installed file that is gone or unreadable is fetched again.
+    if link_or_copy(&to.join(&file.path), dest).is_err() {
+        let _ = std::fs::remove_file(dest);
+        return Ok(None);
+    }
     match verify(dest, expect) {
         Ok(sha256) => Ok(Some(Fetched {
             path: dest.to_path_buf(),
@@ -404,24 +517,6 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<(), FetchError> {
     std::fs::copy(from, to)
         .map(|_| ())
         .map_err(|e| FetchError::disk("copying", to, e))
-}
-
-/// Without `--hef`, HEFs an earlier `--hef` pull installed stay.
-fn carry_over_hefs(
-    staging: &Path,
-    to: &Path,
-    installed: Option<&PullRecord>,
-) -> Result<(Vec<RecordFile>, Option<ZooRecord>), FetchError> {
-    let Some(record) = installed.filter(|r| !r.hefs.is_empty()) else {
-        return Ok((Vec::new(), None));
-    };
-    for f in &record.hefs {
-        let dest = staging.join(&f.path);
-        if !dest.is_file() {
-            link_or_copy(&to.join(&f.path), &dest)?;
-        }
-    }
-    Ok((record.hefs.clone(), record.zoo.clone()))
 }
 
 fn pull_hefs(
@@ -448,8 +543,7 @@ fn pull_hefs(
         if dest.is_file() {
             got = verify(&dest, &expect).ok();
         } else if let Some(old) = previous {
-            if Some(old.size) == expect.size && to.join(&rel).is_file() {
-                link_or_copy(&to.join(&rel), &dest)?;
+            if Some(old.size) == expect.size && link_or_copy(&to.join(&rel), &dest).is_ok() {
                 got = verify(&dest, &expect).ok();
             }
         }
@@ -509,20 +603,52 @@ fn pull_hefs(
 }
 
 /// Moves the verified staging directory into place: an atomic exchange with an existing
-/// destination (the old one is then removed), or a rename to a new one.
-fn install(staging: &Path, to: &Path) -> Result<(), FetchError> {
+/// destination (the old one is then removed), or a rename to a new one. Where the file
+/// system refuses the exchange (EINVAL: it has no RENAME_EXCHANGE), the old directory is
+/// renamed aside, the new one into place, and the old one back should that fail. The model
+/// is installed once the new directory is in place: an old one that cannot be removed is
+/// said, not failed.
+fn install(
+    staging: &Path,
+    to: &Path,
+    progress: &dyn Progress,
+    exchange: fn(&Path, &Path) -> std::io::Result<()>,
+) -> Result<(), FetchError> {
     if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| FetchError::disk("creating", parent, e))?;
     }
-    if to.exists() {
-        exchange(staging, to).map_err(|e| FetchError::disk("replacing", to, e))?;
-        // `staging` now holds the old model.
-        std::fs::remove_dir_all(staging).map_err(|e| FetchError::disk("removing", staging, e))
-    } else {
-        std::fs::rename(staging, to).map_err(|e| FetchError::disk("moving into place", to, e))
+    if !to.exists() {
+        return std::fs::rename(staging, to)
+            .map_err(|e| FetchError::disk("moving into place", to, e));
     }
+    let old = match exchange(staging, to) {
+        // `staging` now holds the old model.
+        Ok(()) => staging.to_path_buf(),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {
+            let mut aside = staging.as_os_str().to_owned();
+            aside.push(".old");
+            let aside = PathBuf::from(aside);
+            let _ = std::fs::remove_dir_all(&aside);
+            std::fs::rename(to, &aside).map_err(|e| FetchError::disk("moving aside", to, e))?;
+            if let Err(e) = std::fs::rename(staging, to) {
+                let _ = std::fs::rename(&aside, to);
+                return Err(FetchError::disk("moving into place", to, e));
+            }
+            aside
+        }
+        Err(e) => return Err(FetchError::disk("replacing", to, e)),
+    };
+    if let Err(e) = std::fs::remove_dir_all(&old) {
+        progress.note(&format!(
+            "installed; the replaced model is left in {} ({}): remove it by hand",
+            old.display(),
+            FetchError::disk("removing", &old, e)
+        ));
+    }
+    Ok(())
 }
 
+/// Exchanges two paths atomically (renameat2 RENAME_EXCHANGE).
 fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
@@ -582,6 +708,108 @@ mod tests {
             .any(|p| p.contains("rknpu") || p.contains("armnn") || p == "README.md"));
         let err = wanted(&listing[1..]).unwrap_err();
         assert!(err.contains("config.json"), "{err}");
+    }
+
+    fn model(dir: &Path, content: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("config.json"), content).unwrap();
+    }
+
+    #[test]
+    fn without_rename_exchange_the_old_model_is_moved_aside_then_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (staging, to) = (tmp.path().join(".m.pull-abc"), tmp.path().join("m"));
+        model(&staging, "new");
+        model(&to, "old");
+        let refuse = |_: &Path, _: &Path| Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        install(&staging, &to, &super::super::transfer::Lines, refuse).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(to.join("config.json")).unwrap(),
+            "new"
+        );
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).unwrap().count(),
+            1,
+            "neither the staging nor the old model is left"
+        );
+        // Any other refusal leaves the old model where it was.
+        model(&staging, "newer");
+        let other = |_: &Path, _: &Path| Err(std::io::Error::from_raw_os_error(libc::EIO));
+        let err = install(&staging, &to, &super::super::transfer::Lines, other).unwrap_err();
+        assert!(err.to_string().starts_with("replacing "), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(to.join("config.json")).unwrap(),
+            "new"
+        );
+    }
+
+    #[test]
+    fn an_old_model_that_cannot_be_removed_is_said_not_failed() {
+        struct Notes(std::sync::Mutex<Vec<String>>);
+        impl Progress for Notes {
+            fn start(&self, _: &str, _: Option<u64>, _: u64) {}
+            fn advance(&self, _: u64) {}
+            fn finish(&self, _: &str, _: u64, _: std::time::Duration, _: u64) {}
+            fn note(&self, message: &str) {
+                self.0.lock().unwrap().push(message.into());
+            }
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (staging, to) = (tmp.path().join(".m.pull-abc"), tmp.path().join("m"));
+        model(&staging, "new");
+        model(&to, "old");
+        // An exchange that swaps, then leaves in `staging` what cannot be removed (a file
+        // where remove_dir_all expects a directory).
+        let swap_to_a_file = |a: &Path, b: &Path| {
+            exchange(a, b)?;
+            std::fs::remove_dir_all(a)?;
+            std::fs::write(a, "not a directory")
+        };
+        let notes = Notes(Default::default());
+        install(&staging, &to, &notes, swap_to_a_file).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(to.join("config.json")).unwrap(),
+            "new"
+        );
+        let notes = notes.0.lock().unwrap();
+        assert!(
+            notes.len() == 1 && notes[0].starts_with("installed; the replaced model is left in "),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn a_needed_file_without_a_size_is_named() {
+        let listing = |without_size: &[&str]| super::super::hub::Listing {
+            commit: "0".repeat(40),
+            files: Vec::new(),
+            without_size: without_size.iter().map(|s| s.to_string()).collect(),
+        };
+        assert_eq!(
+            check_sizes(&listing(&["README.md", "rknpu/x.rknn"])),
+            Ok(())
+        );
+        assert_eq!(
+            check_sizes(&listing(&["README.md", "textual/model.onnx"])),
+            Err(
+                "the listing gives no size for textual/model.onnx, so it cannot be verified".into()
+            )
+        );
+        assert!(check_sizes(&listing(&["visual/model.onnx_data"])).is_err());
+    }
+
+    #[test]
+    fn external_data_names() {
+        assert!(is_external_data("visual/model.onnx_data"));
+        assert!(is_external_data("textual/model.onnx.data"));
+        for bad in [
+            "visual/.onnx_data",
+            "visual/sub/x.onnx_data",
+            "../x.onnx_data",
+            "x.onnx_data",
+        ] {
+            assert!(!is_external_data(bad), "{bad}");
+        }
     }
 
     #[test]

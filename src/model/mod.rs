@@ -142,13 +142,23 @@ impl ModelDir {
         if !root.is_dir() {
             return Err(ModelDirError::MissingDir(root.to_path_buf()));
         }
-        if root.join(MANIFEST_FILE).is_file() {
+        let dir = if root.join(MANIFEST_FILE).is_file() {
             open_flat(root)
         } else if immich::looks_like(root) {
             immich::open(root)
         } else {
             Err(ModelDirError::NotAModel(root.to_path_buf()))
+        }?;
+        // Every reader of the graphs (tract, ONNX Runtime, the Hailo export) opens the files
+        // their external data names: a location outside the graph's directory is refused
+        // here, before any of them runs.
+        for graph in [&dir.image.path, &dir.text.path] {
+            onnx::external_data(graph).map_err(|message| ModelDirError::Invalid {
+                path: graph.clone(),
+                message,
+            })?;
         }
+        Ok(dir)
     }
 
     pub fn visual(&self) -> PathBuf {

@@ -439,6 +439,7 @@ impl Service {
         Ok(SelfTestReport {
             results,
             min_margin,
+            text_on_hailo: self.text_info.backend == crate::encoder::Backend::Hailo,
         })
     }
 
@@ -856,12 +857,11 @@ fn record_device(device: &DeviceStatus) {
         )
         .set(1.0);
     }
-    if let Some([ts0, ts1]) = h.temperature_c {
-        metrics::gauge!("hailo_clip_device_temperature_celsius", "sensor" => "ts0")
-            .set(f64::from(ts0));
-        metrics::gauge!("hailo_clip_device_temperature_celsius", "sensor" => "ts1")
-            .set(f64::from(ts1));
-    }
+    // NaN while there is no reading (a failed read, a recovery): never the last value as
+    // if it were current.
+    let [ts0, ts1] = h.temperature_c.map_or([f64::NAN; 2], |t| t.map(f64::from));
+    metrics::gauge!("hailo_clip_device_temperature_celsius", "sensor" => "ts0").set(ts0);
+    metrics::gauge!("hailo_clip_device_temperature_celsius", "sensor" => "ts1").set(ts1);
     // -1 until the device sent a throttling notification.
     metrics::gauge!("hailo_clip_device_throttling_state")
         .set(h.throttling_state.map_or(-1.0, f64::from));
@@ -869,9 +869,8 @@ fn record_device(device: &DeviceStatus) {
         .absolute(h.temperature_alarms);
     metrics::counter!("hailo_clip_device_alarms_total", "kind" => "overcurrent")
         .absolute(h.overcurrent_alarms);
-    if let Some(percent) = h.nnc_utilization {
-        metrics::gauge!("hailo_clip_device_nnc_utilization_percent").set(f64::from(percent));
-    }
+    metrics::gauge!("hailo_clip_device_nnc_utilization_percent")
+        .set(h.nnc_utilization.map_or(f64::NAN, f64::from));
     metrics::gauge!("hailo_clip_device_recovering").set(if device.recovering { 1.0 } else { 0.0 });
     metrics::counter!("hailo_clip_device_recoveries_total").absolute(device.recoveries);
     // 1 for the last fault's status, 0 for the others, once there was a fault.
@@ -886,4 +885,42 @@ fn record_device(device: &DeviceStatus) {
 /// Maps an embedding that cannot be normalized to the error naming which one it was.
 fn unusable(what: &'static str) -> impl Fn(UnusableEmbedding) -> ServiceError {
     move |source| ServiceError::UnusableEmbedding { what, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoder::DeviceHealth;
+
+    /// A reading that is gone (unreadable, or the device being recovered) is NaN, not the
+    /// last value as if it were current.
+    #[test]
+    fn device_gauges_without_a_reading_are_nan() {
+        let metrics = Metrics::new();
+        let reading = DeviceStatus {
+            health: DeviceHealth {
+                temperature_c: Some([51.5, 52.0]),
+                nnc_utilization: Some(40.0),
+                ..DeviceHealth::default()
+            },
+            ..DeviceStatus::default()
+        };
+        metrics.record(|| record_device(&reading));
+        let text = metrics.render();
+        for line in [
+            r#"hailo_clip_device_temperature_celsius{sensor="ts1"} 52"#,
+            "hailo_clip_device_nnc_utilization_percent 40",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        metrics.record(|| record_device(&DeviceStatus::default()));
+        let text = metrics.render();
+        for line in [
+            r#"hailo_clip_device_temperature_celsius{sensor="ts0"} NaN"#,
+            r#"hailo_clip_device_temperature_celsius{sensor="ts1"} NaN"#,
+            "hailo_clip_device_nnc_utilization_percent NaN",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+    }
 }

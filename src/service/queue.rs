@@ -14,7 +14,6 @@
 //! once. With `hailo.jobs_in_flight: auto` there are two workers: one job running, one
 //! forming or queued behind it.
 
-use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -98,6 +97,8 @@ pub struct QueueStats {
 
 pub struct WorkQueue {
     sender: Mutex<Option<Sender<Job>>>,
+    /// The workers' held jobs (see [`Worker`]), for the depth.
+    held: Receiver<Job>,
     capacity: usize,
     stats: Arc<QueueStats>,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -152,6 +153,10 @@ const DEVICE_POLL: Duration = Duration::from_millis(50);
 #[derive(Clone)]
 struct Worker {
     receiver: Receiver<Job>,
+    /// Jobs of the other kind a worker met while gathering a batch, oldest first: shared,
+    /// so that whichever worker is free next takes them (an idle one at once), ahead of
+    /// the queue.
+    held: (Sender<Job>, Receiver<Job>),
     device: Arc<DeviceTurns>,
     image: Arc<dyn ImageEncoder>,
     text: Arc<dyn TextEncoder>,
@@ -206,8 +211,10 @@ impl WorkQueue {
         let (sender, receiver) = crossbeam_channel::bounded(capacity);
         let stats = Arc::new(QueueStats::default());
         let incoming_images = Arc::new(AtomicUsize::new(0));
+        let held = crossbeam_channel::unbounded();
         let worker = Worker {
             receiver,
+            held: held.clone(),
             device: Arc::new(DeviceTurns::new()),
             image,
             text,
@@ -229,6 +236,7 @@ impl WorkQueue {
             .collect();
         WorkQueue {
             sender: Mutex::new(Some(sender)),
+            held: held.1,
             capacity,
             stats,
             workers: Mutex::new(handles),
@@ -249,13 +257,15 @@ impl WorkQueue {
         self.worker_count
     }
 
-    /// Jobs waiting (not counting the ones being run).
+    /// Jobs waiting (not counting the ones being run), held ones included.
     pub fn depth(&self) -> usize {
-        self.sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map_or(0, |s| s.len())
+        self.held.len()
+            + self
+                .sender
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map_or(0, |s| s.len())
     }
 
     fn submit(&self, job: Job) -> Result<(), JobError> {
@@ -338,19 +348,24 @@ impl Worker {
         let _alive = AliveGuard(self.stats.clone());
         let image_limit = self.max_batch.min(self.image.max_batch()).max(1);
         let text_limit = self.max_batch.min(self.text.max_batch()).max(1);
-        // Jobs of the other kind met while gathering a batch, oldest first: they run next,
-        // and gathering goes on past them (on a busy device, images keep filling the next
-        // image job while a prompt waits its turn, and the other way round).
-        let mut held: VecDeque<Job> = VecDeque::new();
+        // Jobs of the other kind met while gathering a batch go to `held`: they run next,
+        // on whichever worker is free first, and gathering goes on past them (on a busy
+        // device, images keep filling the next image job while a prompt waits its turn,
+        // and the other way round).
+        let (hold, held) = self.held.clone();
         // Images in the last image batch: how many clients are sending at once. When those
         // answers go out, the clients' next images arrive a few milliseconds later.
         let mut last_image_batch = 1;
         loop {
-            let first = match held.pop_front() {
-                Some(job) => job,
-                None => match self.receiver.recv() {
-                    Ok(job) => job,
-                    Err(_) => break,
+            let first = match held.try_recv() {
+                Ok(job) => job,
+                Err(_) => crossbeam_channel::select! {
+                    recv(held) -> job => job.expect("every worker holds a sender of `held`"),
+                    recv(self.receiver) -> job => match job.or_else(|_| held.try_recv()) {
+                        Ok(job) => job,
+                        // Shut down, and nothing held.
+                        Err(_) => break,
+                    },
                 },
             };
             // One job, then every job of the same kind already waiting, up to the batch
@@ -368,16 +383,20 @@ impl Worker {
             let mut size = units(&first);
             let mut batch = vec![first];
             // Held jobs of this kind first: they are older than anything still queued.
-            let mut kept = VecDeque::with_capacity(held.len());
-            for job in held.drain(..) {
-                if size < limit && matches!(job, Job::Image(_)) == images {
-                    size += units(&job);
-                    batch.push(job);
-                } else {
-                    kept.push_back(job);
+            let mut others = Vec::new();
+            while size < limit {
+                match held.try_recv() {
+                    Ok(job) if matches!(job, Job::Image(_)) == images => {
+                        size += units(&job);
+                        batch.push(job);
+                    }
+                    Ok(job) => others.push(job),
+                    Err(_) => break,
                 }
             }
-            held = kept;
+            for job in others {
+                let _ = hold.send(job);
+            }
             let serial = if images {
                 self.image.serial_device()
             } else {
@@ -417,7 +436,7 @@ impl Worker {
                     size += units(&job);
                     batch.push(job);
                 } else {
-                    held.push_back(job);
+                    let _ = hold.send(job);
                 }
             }
             if images {

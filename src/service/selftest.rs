@@ -103,6 +103,9 @@ pub struct PhotoResult {
 pub struct SelfTestReport {
     pub results: Vec<PhotoResult>,
     pub min_margin: f32,
+    /// The text encoder ran on the Hailo device, fed by the Hailo text files: the failure
+    /// points at those. Otherwise at the model directory.
+    pub text_on_hailo: bool,
 }
 
 impl SelfTestReport {
@@ -138,10 +141,15 @@ impl SelfTestReport {
                 }
             })
             .collect();
+        let check = if self.text_on_hailo {
+            "check that the Hailo text files (text_projection.npy, token_embedding_lut.npy, \
+             clip_tokenizer.json) come from the same CLIP model as the HEFs"
+        } else {
+            "check that the model directory's image and text graphs and tokenizer are one \
+             model's, unchanged (a re-pull repairs a pulled one: hailo-clip pull NAME)"
+        };
         format!(
-            "self-test failed: the model's answers are wrong ({}); check that the text files \
-             (text_projection.npy, token_embedding_lut.npy, tokenizer) come from the same CLIP \
-             checkpoint as the encoders",
+            "self-test failed: the model's answers are wrong ({}); {check}",
             failures.join("; ")
         )
     }
@@ -213,6 +221,7 @@ mod tests {
         let pass = SelfTestReport {
             results: vec![result("cat.jpg", "cat", "cat", 0.5, true)],
             min_margin: 0.2,
+            text_on_hailo: false,
         };
         let fail = SelfTestReport {
             results: vec![
@@ -220,6 +229,7 @@ mod tests {
                 result("rocket.jpg", "rocket", "rocket", 0.1, false),
             ],
             min_margin: 0.2,
+            text_on_hailo: false,
         };
         assert_eq!(SelfTestOutcome::Ran(pass.clone()).summary(true), "passed");
         assert!(SelfTestOutcome::Ran(pass).allows_serving(true));
@@ -235,7 +245,14 @@ mod tests {
             fail.failure_detail(),
             "self-test failed: the model's answers are wrong (cat.jpg was classified as \"dog\" (score 0.600), expected \"cat\"; \
              rocket.jpg was classified as \"rocket\" as expected, but only 0.100 ahead of the runner-up (selftest.min_margin 0.2)); \
-             check that the text files (text_projection.npy, token_embedding_lut.npy, tokenizer) come from the same CLIP checkpoint as the encoders"
+             check that the model directory's image and text graphs and tokenizer are one model's, unchanged (a re-pull repairs a pulled one: hailo-clip pull NAME)"
         );
+        let on_hailo = SelfTestReport {
+            text_on_hailo: true,
+            ..fail
+        };
+        assert!(on_hailo
+            .failure_detail()
+            .ends_with("check that the Hailo text files (text_projection.npy, token_embedding_lut.npy, clip_tokenizer.json) come from the same CLIP model as the HEFs"));
     }
 }

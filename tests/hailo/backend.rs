@@ -634,3 +634,33 @@ fn hailo_without_a_pulled_text_hef_runs_text_on_the_cpu_from_the_same_pull() {
         encoders.text_reason
     );
 }
+
+#[test]
+fn hailo_every_driver_error_is_a_device_fault() {
+    for status in [
+        "HAILO_DRIVER_OPERATION_FAILED",
+        "HAILO_DRIVER_INVALID_RESPONSE",
+        "HAILO_DRIVER_INVALID_IOCTL",
+        "HAILO_DRIVER_TIMEOUT",
+        "HAILO_DRIVER_INTERRUPTED",
+        "HAILO_DRIVER_WAIT_CANCELED",
+    ] {
+        let (_dir, _control, config) = faulty_image_hef(&format!("status {status}"));
+        let encoders = load(&config);
+        let err = encode_one(&encoders, &test_image(4)).unwrap_err();
+        assert_eq!(
+            err.kind,
+            EncoderErrorKind::Recovering,
+            "{status}: {}",
+            err.message
+        );
+        let device = encoders.image.device().unwrap().status();
+        assert!(device.recovering, "{status}");
+        assert_eq!(device.last_fault_status, Some(status));
+        assert!(
+            device.last_fault.as_deref().unwrap_or("").contains(status),
+            "{status}: {:?}",
+            device.last_fault
+        );
+    }
+}

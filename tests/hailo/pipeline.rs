@@ -10,7 +10,7 @@ use crate::common::scratch;
 use hailo_clip::backends::hailo::ffi::{Device, HailoErrorKind};
 use hailo_clip::backends::hailo::{open_device, HailoImageEncoder, HailoSession};
 use hailo_clip::config::JobsInFlight;
-use hailo_clip::encoder::ImageEncoder;
+use hailo_clip::encoder::{Encoder, ImageEncoder};
 use image::RgbImage;
 
 /// The double's log lines: (frames, jobs in flight, mapped buffers) per submission, and

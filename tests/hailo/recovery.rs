@@ -172,3 +172,60 @@ async fn hailo_recovers_from_a_hang_after_three_timeouts() {
 async fn hailo_recovers_when_the_device_is_still_in_use_on_reopen() {
     survives("device_in_use", 1).await;
 }
+
+/// The chip does not announce a throttling state it is already in: a device re-created
+/// after a fault knows none until the state changes, and the chip is as throttled as it
+/// was. /health keeps the last state it was told ("heavy", degraded), not "unknown".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hailo_throttling_is_kept_across_a_recovery() {
+    let dir = scratch();
+    image_hef(dir.path(), IMAGE_OUT_FLOAT, "");
+    text_hef(dir.path(), "");
+    let device = DeviceFile::new("ok fault communication_closed 1000");
+    let mut config = config(dir.path());
+    config.hailo.device_id = Some(device.id());
+    config.hailo.timeout_ms = 500;
+    let (app, service) = hailo_app(&config).await;
+    device.set("ok fault communication_closed 1000\nthrottling 3");
+    let started = Instant::now();
+    loop {
+        let health = call(&app, "GET", "/health", None).await;
+        if health.body["device"]["throttling"] == "heavy" {
+            assert_eq!(health.body["status"], "degraded", "{}", health.body);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            health.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A fault: the next job closes the link.
+    device.set("ok fault communication_closed 1\nthrottling 3");
+    loop {
+        let answer = call(&app, "POST", "/v1/embed/image", Some(png_request(7))).await;
+        if answer.status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no fault came");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    device.set("ok fault communication_closed 1000\nthrottling 3");
+    let health = loop {
+        assert!(started.elapsed() < Duration::from_secs(60), "not recovered");
+        service.check_recovered_device().await;
+        let health = call(&app, "GET", "/health", None).await;
+        if health.body["device"]["recoveries"] == 1 && health.body["device"]["recovering"] == false
+        {
+            break health;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        health.body["device"]["throttling"], "heavy",
+        "{}",
+        health.body
+    );
+    assert_eq!(health.body["status"], "degraded", "{}", health.body);
+}

@@ -77,7 +77,8 @@
 //     temperature TS0 TS1      get_chip_temperature (default 45.5 46.0)
 //     nnc_utilization PCT      query_performance_stats' nnc_utilization (default 0)
 //     throttling STATE         a THROTTLING_STATE_CHANGE_EVENT notification with STATE
-//                              (hailo_hw_throttling_state_t) whenever it changes
+//                              (hailo_hw_throttling_state_t) whenever it changes while
+//                              a handle is open (none for the state it opened in)
 //     temperature_alarms N     a HEALTH_MONITOR_TEMPERATURE_ALARM notification per increase
 //     overcurrent_alarms N     a HEALTH_MONITOR_OVERCURRENT_ALARM notification per increase
 //   Without a device id, the defaults and no notifications.
@@ -133,7 +134,11 @@ const StatusName STATUS_NAMES[] = {
     {HAILO_HEF_NOT_COMPATIBLE_WITH_DEVICE, "HAILO_HEF_NOT_COMPATIBLE_WITH_DEVICE"},
     {HAILO_DRIVER_OPERATION_FAILED, "HAILO_DRIVER_OPERATION_FAILED"},
     {HAILO_COMMUNICATION_CLOSED, "HAILO_COMMUNICATION_CLOSED"},
+    {HAILO_DRIVER_INVALID_RESPONSE, "HAILO_DRIVER_INVALID_RESPONSE"},
+    {HAILO_DRIVER_INVALID_IOCTL, "HAILO_DRIVER_INVALID_IOCTL"},
     {HAILO_DRIVER_TIMEOUT, "HAILO_DRIVER_TIMEOUT"},
+    {HAILO_DRIVER_INTERRUPTED, "HAILO_DRIVER_INTERRUPTED"},
+    {HAILO_DRIVER_WAIT_CANCELED, "HAILO_DRIVER_WAIT_CANCELED"},
     {HAILO_CONNECTION_REFUSED, "HAILO_CONNECTION_REFUSED"},
     {HAILO_DEVICE_NOT_CONNECTED, "HAILO_DEVICE_NOT_CONNECTED"},
     {HAILO_DEVICE_TEMPORARILY_UNAVAILABLE, "HAILO_DEVICE_TEMPORARILY_UNAVAILABLE"},
@@ -518,7 +523,10 @@ void Device::run()
         if (!network->log.empty()) {
             append_log(network->log, "batch frames=" + std::to_string(frames));
         }
-        // Back to back while the device has work: a late wake-up does not slow the device.
+        // A batch starts where the last one ended, or now when the device was idle. This thread
+        // waking late (the host's scheduler) starts the next batch late by as much, as if the
+        // device had idled, and lets frames that came meanwhile join it: the double errs slow
+        // by the host's wake-up latency, never fast.
         busy_until = std::max(busy_until, Clock::now()) +
             std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(cost_ms));
         const auto until = busy_until;
@@ -1325,7 +1333,9 @@ struct DeviceHealth {
     // Sends notifications for what changed in the device file, every 50 ms.
     void watch(hailort::Device *device)
     {
-        double throttling = -1.0;
+        // The chip notifies a change of state, not the state it is in: a handle opened
+        // while it is throttled hears nothing until the state changes.
+        double throttling = scripted(id, "throttling", {-1.0})[0];
         double temperature_alarms = scripted(id, "temperature_alarms", {0.0})[0];
         double overcurrent_alarms = scripted(id, "overcurrent_alarms", {0.0})[0];
         uint32_t sequence = 0;

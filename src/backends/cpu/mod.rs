@@ -22,7 +22,7 @@ use image::RgbImage;
 use ndarray::{Array2, ArrayD, Axis};
 
 use crate::config::{Config, CpuEngineChoice};
-use crate::encoder::{Backend, EncoderError, EncoderInfo, ImageEncoder, TextEncoder};
+use crate::encoder::{Backend, Encoder, EncoderError, EncoderInfo, ImageEncoder, TextEncoder};
 use crate::model::{IdType, ImageGraph, Manifest, ModelDir, PixelInput, TextGraph, TextInputs};
 use crate::preprocess::{normalize_nchw, Interpolation, ResizeMode};
 use crate::tokenize::pad;
@@ -335,6 +335,27 @@ impl CpuTextEncoder {
     }
 }
 
+/// Both CPU encoders say the same of themselves: the model's embedding width, the CPU's
+/// batch, the loaded graph's engine.
+macro_rules! cpu_encoder {
+    ($encoder:ty) => {
+        impl Encoder for $encoder {
+            fn embedding_dim(&self) -> usize {
+                self.manifest.embedding_dim
+            }
+            fn max_batch(&self) -> usize {
+                CPU_MAX_BATCH
+            }
+            fn info(&self) -> EncoderInfo {
+                self.loaded.info()
+            }
+        }
+    };
+}
+
+cpu_encoder!(CpuImageEncoder);
+cpu_encoder!(CpuTextEncoder);
+
 impl ImageEncoder for CpuImageEncoder {
     fn input_size(&self) -> u32 {
         self.manifest.image_size
@@ -344,15 +365,6 @@ impl ImageEncoder for CpuImageEncoder {
     }
     fn interpolation(&self) -> Interpolation {
         self.graph.interpolation
-    }
-    fn embedding_dim(&self) -> usize {
-        self.manifest.embedding_dim
-    }
-    fn max_batch(&self) -> usize {
-        CPU_MAX_BATCH
-    }
-    fn info(&self) -> EncoderInfo {
-        self.loaded.info()
     }
     fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError> {
         let m = &self.manifest;
@@ -376,15 +388,6 @@ impl ImageEncoder for CpuImageEncoder {
 }
 
 impl TextEncoder for CpuTextEncoder {
-    fn embedding_dim(&self) -> usize {
-        self.manifest.embedding_dim
-    }
-    fn max_batch(&self) -> usize {
-        CPU_MAX_BATCH
-    }
-    fn info(&self) -> EncoderInfo {
-        self.loaded.info()
-    }
     fn encode_texts(&self, token_ids: &[Vec<u32>]) -> Result<Array2<f32>, EncoderError> {
         let context = self.manifest.context_length;
         // Padded with the tokenizer's pad id, as the model's origin pads (Hugging Face's CLIP

@@ -110,6 +110,15 @@ fn runtime(configured: Option<&Path>) -> Result<&'static Runtime, String> {
                         let version = build_version(ort::info())
                             .or_else(|| file_version(&path))
                             .unwrap_or_else(|| "unknown".into());
+                        // A library that loads may still refuse the options every session
+                        // is built with (a runtime older than a setting): found out here,
+                        // where `auto` can still choose tract, not when the model loads.
+                        probe(&environment).map_err(|e| {
+                            format!(
+                                "ONNX Runtime {version} at {} loaded but cannot run a session: {e}",
+                                path.display()
+                            )
+                        })?;
                         return Ok(Runtime {
                             library: Library { path, version },
                             environment,
@@ -122,6 +131,87 @@ fn runtime(configured: Option<&Path>) -> Result<&'static Runtime, String> {
         })
         .as_ref()
         .map_err(Clone::clone)
+}
+
+/// The options every session is built with.
+fn session_builder(
+    environment: &ort::environment::Environment,
+    threads: usize,
+) -> ort::Result<ort::session::builder::SessionBuilder> {
+    Session::builder(environment)
+        // `All` (ORT_ENABLE_ALL) is the level every runtime since 1.0 takes; `Level3` is
+        // ORT_ENABLE_LAYOUT, which runtimes before 1.23 refuse ("graph_optimization_level
+        // is not valid").
+        .and_then(|b| {
+            b.with_optimization_level(GraphOptimizationLevel::All)
+                .map_err(Into::into)
+        })
+        .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
+        .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
+        // Idle ONNX Runtime threads would otherwise spin, taking the cores that decode
+        // and resize the next images (a Pi has four; this box two).
+        .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
+}
+
+/// Builds a session with [`session_builder`]'s options on a one-node graph (Identity of a
+/// float) and runs it once.
+fn probe(environment: &ort::environment::Environment) -> Result<(), String> {
+    use prost::Message;
+    use tract_onnx::pb::{
+        tensor_shape_proto::{dimension::Value, Dimension},
+        type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
+        TypeProto, ValueInfoProto,
+    };
+    let value = |name: &str| ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(TensorShapeProto {
+                    dim: vec![Dimension {
+                        value: Some(Value::DimValue(1)),
+                        ..Default::default()
+                    }],
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let model = ModelProto {
+        ir_version: 7,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(GraphProto {
+            name: "probe".into(),
+            node: vec![NodeProto {
+                op_type: "Identity".into(),
+                input: vec!["x".into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            }],
+            input: vec![value("x")],
+            output: vec![value("y")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut session = session_builder(environment, 1)
+        .and_then(|mut b| b.commit_from_memory(&model.encode_to_vec()))
+        .map_err(|e| e.to_string())?;
+    let x = Tensor::from_array((vec![1usize], vec![0.5f32])).map_err(|e| e.to_string())?;
+    let outputs = session
+        .run(ort::inputs!["x" => x])
+        .map_err(|e| e.to_string())?;
+    let (_, y) = outputs["y"]
+        .try_extract_tensor::<f32>()
+        .map_err(|e| e.to_string())?;
+    if y != [0.5] {
+        return Err(format!("Identity of 0.5 gave {y:?}"));
+    }
+    Ok(())
 }
 
 /// "1.32.0" from ONNX Runtime's build string (`git-branch=rel-1.32.0, ...`).
@@ -162,16 +252,7 @@ impl OrtRunner {
             problem,
         };
         let runtime = runtime(None).map_err(|e| err(CpuLoadProblem::RuntimeNotLoaded(e)))?;
-        let session = Session::builder(&runtime.environment)
-            .and_then(|b| {
-                b.with_optimization_level(GraphOptimizationLevel::Level3)
-                    .map_err(Into::into)
-            })
-            .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
-            .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
-            // Idle ONNX Runtime threads would otherwise spin, taking the cores that decode
-            // and resize the next images (a Pi has four; this box two).
-            .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
+        let session = session_builder(&runtime.environment, threads)
             .and_then(|mut b| b.commit_from_file(path))
             .map_err(|e| err(CpuLoadProblem::OnnxRuntime(e)))?;
         let mut found: Vec<String> = session.inputs().iter().map(|o| o.name().into()).collect();

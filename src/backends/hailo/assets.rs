@@ -357,7 +357,8 @@ mod onnx_weights {
             .graph
             .as_ref()
             .ok_or_else(|| invalid(path, "the model has no graph"))?;
-        let dir = path.parent().unwrap_or(Path::new("."));
+        let external = crate::model::onnx::external_data(path).map_err(|e| invalid(path, e))?;
+        let dir = External(&external);
         let tensors = constants(graph);
         let producers: HashMap<&str, &NodeProto> = graph
             .node
@@ -422,7 +423,7 @@ mod onnx_weights {
                 }
                 if node.op_type == "MatMul" && node.input.len() == 2 {
                     if let Some(w) = two_d(&node.input[1]).filter(|w| w.dims[0] == width) {
-                        projection = Some(matrix(w, dir, path)?);
+                        projection = Some(matrix(w, &dir, path)?);
                         break 'search;
                     }
                 }
@@ -432,7 +433,7 @@ mod onnx_weights {
                         .iter()
                         .any(|a| a.name == "transB" && a.i == 1);
                     if let Some(w) = two_d(&node.input[1]) {
-                        let m = matrix(w, dir, path)?;
+                        let m = matrix(w, &dir, path)?;
                         let m = if trans_b {
                             m.t().as_standard_layout().into_owned()
                         } else {
@@ -463,7 +464,7 @@ mod onnx_weights {
             )
         })?;
         Ok(Found {
-            token_embedding: matrix(embedding, dir, path)?,
+            token_embedding: matrix(embedding, &dir, path)?,
             projection,
         })
     }
@@ -489,39 +490,34 @@ mod onnx_weights {
         out
     }
 
+    /// The graph's external data, each tensor's range checked (see
+    /// [`crate::model::onnx::external_data`]).
+    struct External<'a>(&'a [crate::model::onnx::ExternalData]);
+
     /// A 2-D float tensor's values (f32 or f16; inline or in external data beside the graph).
-    fn matrix(t: &TensorProto, dir: &Path, path: &Path) -> Result<Array2<f32>, AssetError> {
+    fn matrix(
+        t: &TensorProto,
+        external: &External,
+        path: &Path,
+    ) -> Result<Array2<f32>, AssetError> {
         let (rows, cols) = (t.dims[0] as usize, t.dims[1] as usize);
         let n = rows * cols;
-        let external;
+        let bytes;
         let raw: &[u8] = if !t.external_data.is_empty() {
-            let get = |k: &str| {
-                t.external_data
-                    .iter()
-                    .find(|e| e.key == k)
-                    .map(|e| e.value.clone())
-            };
-            let location = get("location").ok_or_else(|| {
-                invalid(
-                    path,
-                    format!("{}: external data without a location", t.name),
-                )
-            })?;
-            let offset: u64 = get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
-            let file = dir.join(&location);
-            let bytes =
-                std::fs::read(&file).map_err(|e| invalid(&file, format!("cannot read: {e}")))?;
-            let width = if t.data_type == DataType::Float16 as i32 {
-                2
-            } else {
-                4
-            };
-            let start = offset as usize;
-            external = bytes
-                .get(start..start + n * width)
-                .ok_or_else(|| invalid(&file, format!("too short for {}", t.name)))?
-                .to_vec();
-            &external
+            let data = external
+                .0
+                .iter()
+                .find(|e| e.tensor == t.name)
+                .ok_or_else(|| {
+                    invalid(
+                        path,
+                        format!("{}: external data that was not checked", t.name),
+                    )
+                })?;
+            bytes = data
+                .read()
+                .map_err(|e| invalid(&data.file, format!("cannot read {}: {e}", t.name)))?;
+            &bytes
         } else {
             &t.raw_data
         };

@@ -1,5 +1,5 @@
-//! Opening the Hailo device, loading and checking the two HEFs, and the encoders that run
-//! them. Both HEFs are configured once at start-up and kept (HailoRT's scheduler interleaves
+//! Loading and checking the two HEFs on the device ([`super::device`]), and the encoders
+//! that run them. Both HEFs are configured once at start-up and kept (HailoRT's scheduler interleaves
 //! the two models, and other processes in the same group, on the device). Each encoder
 //! keeps up to `hailo.jobs_in_flight` jobs submitted: a call with more frames than one job
 //! takes submits the next job before collecting the first, and concurrent calls (the
@@ -22,16 +22,14 @@ use std::time::Duration;
 use image::RgbImage;
 use ndarray::{Array2, ArrayView1};
 
-use super::assets::{AssetError, TextAssets, CONTEXT_LENGTH};
-use super::ffi::{
-    self, Direction, ElementType, HailoError, HailoErrorKind, Job, Model, StreamInfo,
-};
+use super::assets::{TextAssets, CONTEXT_LENGTH};
+use super::device::{HailoDevice, HailoLoadError};
+use super::ffi::{Direction, ElementType, HailoError, HailoErrorKind, Job, Model, StreamInfo};
 use super::layout;
 use super::session::{HailoSession, Network};
 use crate::config::HailoConfig;
 use crate::encoder::{
-    Backend, DeviceRecovery, EncoderError, EncoderErrorKind, EncoderInfo, HailoInfo, ImageEncoder,
-    TextEncoder,
+    DeviceRecovery, Encoder, EncoderError, EncoderErrorKind, EncoderInfo, ImageEncoder, TextEncoder,
 };
 use crate::preprocess::ResizeMode;
 use crate::tokenize::{eot_position, pad, TextTokenizer};
@@ -39,132 +37,6 @@ use crate::tokenize::{eot_position, pad, TextTokenizer};
 /// Token id the text path pads with, as hailo-apps does (CLIP's causal mask keeps padding
 /// from reaching the EOT row).
 const PAD_ID: u32 = 0;
-
-#[derive(Debug, thiserror::Error)]
-pub enum HailoLoadError {
-    #[error("no Hailo device: {} does not exist (is the Hailo PCIe driver loaded? see `ls /dev/hailo* /dev/h1x-*`)", .0.display())]
-    NoDevice(PathBuf),
-    #[error("no Hailo device: hailo.device_path is auto and there is no {} (is the Hailo PCIe driver loaded? see `ls /dev/hailo* /dev/h1x-*`)", layout::AUTO_NODES)]
-    NoDeviceNode,
-    #[error("{}", describe_device_error(.0))]
-    Device(HailoError),
-    #[error("{}", describe_driver_mismatch(library.as_deref(), driver.as_ref()))]
-    DriverVersion {
-        /// libhailort's version, when HailoRT could tell it.
-        library: Option<String>,
-        /// The loaded driver module and its version, from /sys/module.
-        driver: Option<(&'static str, String)>,
-    },
-    #[error("HEF {}: {message}", path.display())]
-    Hef {
-        path: PathBuf,
-        kind: HailoErrorKind,
-        message: String,
-    },
-    #[error(transparent)]
-    Assets(#[from] AssetError),
-}
-
-fn describe_device_error(e: &HailoError) -> String {
-    match e.kind {
-        HailoErrorKind::DeviceBusy => format!(
-            "the Hailo device is busy: another process holds it ({}); stop it, or have both use the same hailo.group_id",
-            e.message
-        ),
-        HailoErrorKind::DeviceNotFound => format!("no usable Hailo device ({})", e.message),
-        _ => format!("cannot open the Hailo device ({})", e.message),
-    }
-}
-
-fn describe_driver_mismatch(
-    library: Option<&str>,
-    driver: Option<&(&'static str, String)>,
-) -> String {
-    let library = library.map_or_else(|| "libhailort".to_string(), |v| format!("libhailort {v}"));
-    let driver = match driver {
-        Some((module, version)) => {
-            format!("the Hailo driver {module} {version} (/sys/module/{module}/version)")
-        }
-        None => format!(
-            "the Hailo driver (its version is unreadable: no /sys/module/{{{}}}/version)",
-            layout::DRIVER_MODULES.join(",")
-        ),
-    };
-    format!(
-        "HailoRT refuses the device (HAILO_INVALID_DRIVER_VERSION): {library} and {driver} differ, \
-         and HailoRT runs only when both are the same version, to the patch; install matching \
-         versions (Raspberry Pi OS: sudo apt install --reinstall hailo-h10-all pulls a matching \
-         driver and library) and reboot; `hailo-clip doctor` compares them"
-    )
-}
-
-/// An open Hailo device and the HailoRT version driving it.
-pub struct HailoDevice {
-    device: ffi::Device,
-    hailort_version: String,
-    /// The device node checked before HailoRT was asked (`/dev/hailo0`, `/dev/h1x-0`).
-    node: PathBuf,
-}
-
-impl HailoDevice {
-    pub fn id(&self) -> &str {
-        self.device.id()
-    }
-
-    pub fn hailort_version(&self) -> &str {
-        &self.hailort_version
-    }
-
-    pub fn node(&self) -> &Path {
-        &self.node
-    }
-
-    pub(crate) fn info(&self, hef: &Path) -> EncoderInfo {
-        EncoderInfo {
-            backend: Backend::Hailo,
-            source: hef.display().to_string(),
-            reason: String::new(),
-            engine: None,
-            engine_library: None,
-            hailo: Some(HailoInfo {
-                device_id: self.id().to_string(),
-                hailort_version: self.hailort_version.clone(),
-                hef: hef
-                    .file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-                test_double: cfg!(feature = "hailo-fake"),
-            }),
-        }
-    }
-}
-
-/// Checks for the device node, then opens a VDevice in the configured scheduler group.
-/// `device_path: auto` looks for `/dev/hailoN` and `/dev/h1x-N` (see [`layout`]).
-pub fn open_device(config: &HailoConfig) -> Result<HailoDevice, HailoLoadError> {
-    let root = Path::new("/");
-    let node =
-        layout::device_node(&config.device_path, root).ok_or(HailoLoadError::NoDeviceNode)?;
-    if !node.exists() {
-        return Err(HailoLoadError::NoDevice(node));
-    }
-    let device = ffi::Device::open(&config.group_id, config.device_id.as_deref()).map_err(|e| {
-        if e.kind == HailoErrorKind::DriverVersion {
-            HailoLoadError::DriverVersion {
-                library: ffi::library_version().ok(),
-                driver: layout::driver_version(root),
-            }
-        } else {
-            HailoLoadError::Device(e)
-        }
-    })?;
-    tracing::info!("Hailo device node {}", node.display());
-    let hailort_version = ffi::library_version().map_err(HailoLoadError::Device)?;
-    Ok(HailoDevice {
-        device,
-        hailort_version,
-        node,
-    })
-}
 
 fn hef_error(path: &Path, kind: HailoErrorKind, message: impl Into<String>) -> HailoLoadError {
     HailoLoadError::Hef {
@@ -413,6 +285,42 @@ fn configure_image(
 }
 
 /// The check a re-created device's model must pass: the same facts as at start.
+/// Configures the HEF at `path` on the session's device with `configure`, says what it is,
+/// and keeps it on the session with a recipe that configures it again after a fault (and
+/// checks it is what it was). The HEF's facts, its jobs in flight and the encoder's info.
+fn add_to_session<F: Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static>(
+    session: &HailoSession,
+    network: Network,
+    path: &Path,
+    configure: impl Fn(&HailoDevice) -> Result<(Model, F), HailoLoadError> + Send + Sync + 'static,
+    max_frames: impl Fn(&F) -> usize,
+) -> Result<(F, usize, EncoderInfo), HailoLoadError> {
+    let (model, facts) = session.with_device(&configure)?;
+    let what = match network {
+        Network::Image => "image",
+        Network::Text => "text",
+    };
+    tracing::info!(
+        hef = %path.display(),
+        input = %describe(&model.inputs()[0]),
+        output = %describe(&model.outputs()[0]),
+        max_frames = max_frames(&facts),
+        jobs_in_flight = model.jobs(),
+        dma_mapped_buffers = model.mapped_buffers(),
+        "{what} encoder HEF configured"
+    );
+    let jobs = model.jobs();
+    let info = session.with_device(|device| device.info(path));
+    let (first, path) = (facts.clone(), path.to_path_buf());
+    let recipe = Box::new(move |device: &HailoDevice| {
+        let (model, facts) = configure(device)?;
+        same_facts(&path, &first, &facts)?;
+        Ok(model)
+    });
+    session.add(network, model, recipe);
+    Ok((facts, jobs, info))
+}
+
 fn same_facts<F: PartialEq + std::fmt::Debug>(
     path: &Path,
     first: &F,
@@ -444,28 +352,12 @@ impl HailoImageEncoder {
         config: &HailoConfig,
     ) -> Result<HailoImageEncoder, HailoLoadError> {
         let path = locate_hef(config, &config.image_hef)?;
-        let (model, facts) =
-            session.with_device(|device| configure_image(device, config, &path))?;
-        tracing::info!(
-            hef = %path.display(),
-            input = %describe(&model.inputs()[0]),
-            output = %describe(&model.outputs()[0]),
-            max_frames = facts.max_frames,
-            jobs_in_flight = model.jobs(),
-            dma_mapped_buffers = model.mapped_buffers(),
-            "image encoder HEF configured"
-        );
-        let jobs = model.jobs();
-        let info = session.with_device(|device| device.info(&path));
-        let recipe = {
-            let (config, path, first) = (config.clone(), path.clone(), facts.clone());
-            Box::new(move |device: &HailoDevice| {
-                let (model, facts) = configure_image(device, &config, &path)?;
-                same_facts(&path, &first, &facts)?;
-                Ok(model)
-            })
+        let configure = {
+            let (config, path) = (config.clone(), path.clone());
+            move |device: &HailoDevice| configure_image(device, &config, &path)
         };
-        session.add(Network::Image, model, recipe);
+        let (facts, jobs, info) =
+            add_to_session(session, Network::Image, &path, configure, |f| f.max_frames)?;
         Ok(HailoImageEncoder {
             session: session.clone(),
             path,
@@ -478,13 +370,7 @@ impl HailoImageEncoder {
     }
 }
 
-impl ImageEncoder for HailoImageEncoder {
-    fn input_size(&self) -> u32 {
-        self.facts.size
-    }
-    fn resize_mode(&self) -> ResizeMode {
-        self.resize
-    }
+impl Encoder for HailoImageEncoder {
     fn embedding_dim(&self) -> usize {
         self.facts.dim
     }
@@ -502,6 +388,15 @@ impl ImageEncoder for HailoImageEncoder {
     }
     fn device(&self) -> Option<Arc<dyn DeviceRecovery>> {
         Some(self.session.clone())
+    }
+}
+
+impl ImageEncoder for HailoImageEncoder {
+    fn input_size(&self) -> u32 {
+        self.facts.size
+    }
+    fn resize_mode(&self) -> ResizeMode {
+        self.resize
     }
     fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError> {
         let (size, max_frames) = (self.facts.size, self.facts.max_frames);
@@ -616,29 +511,14 @@ impl HailoTextEncoder {
         } = TextAssets::load(&config.resources_dir)?;
         let (hidden, projection_rows) = (lut.ncols(), projection.nrows());
         let path = locate_hef(config, &config.text_hef)?;
-        let (model, facts) = session
-            .with_device(|device| configure_text(device, config, &path, hidden, projection_rows))?;
-        tracing::info!(
-            hef = %path.display(),
-            input = %describe(&model.inputs()[0]),
-            output = %describe(&model.outputs()[0]),
-            max_frames = facts.max_frames,
-            jobs_in_flight = model.jobs(),
-            dma_mapped_buffers = model.mapped_buffers(),
-            "text encoder HEF configured"
-        );
-        let jobs = model.jobs();
-        let info = session.with_device(|device| device.info(&path));
-        let recipe = {
-            let (config, path, first) = (config.clone(), path.clone(), facts.clone());
-            Box::new(move |device: &HailoDevice| {
-                let (model, facts) =
-                    configure_text(device, &config, &path, hidden, projection_rows)?;
-                same_facts(&path, &first, &facts)?;
-                Ok(model)
-            })
+        let configure = {
+            let (config, path) = (config.clone(), path.clone());
+            move |device: &HailoDevice| {
+                configure_text(device, &config, &path, hidden, projection_rows)
+            }
         };
-        session.add(Network::Text, model, recipe);
+        let (facts, jobs, info) =
+            add_to_session(session, Network::Text, &path, configure, |f| f.max_frames)?;
         let encoder = HailoTextEncoder {
             session: session.clone(),
             path,
@@ -676,7 +556,7 @@ impl HailoTextEncoder {
     }
 }
 
-impl TextEncoder for HailoTextEncoder {
+impl Encoder for HailoTextEncoder {
     fn embedding_dim(&self) -> usize {
         self.projection.ncols()
     }
@@ -692,6 +572,9 @@ impl TextEncoder for HailoTextEncoder {
     fn serial_device(&self) -> bool {
         true
     }
+}
+
+impl TextEncoder for HailoTextEncoder {
     fn encode_texts(&self, token_ids: &[Vec<u32>]) -> Result<Array2<f32>, EncoderError> {
         let hidden = self.projection.nrows();
         let max_frames = self.facts.max_frames;

@@ -9,8 +9,9 @@
 //!   `hailo.*` defaults. In every build.
 //! * `ffi`: the HailoRT shim (shim.cpp) and safe owners of its handles. With feature
 //!   `hailo` (the installed HailoRT) or `hailo-fake` (the test double in tests/hailo_fake/).
-//! * `engine`: device opening, HEF loading and validation, and the two encoders; with
-//!   either feature.
+//! * `device`: opening the device, and the load error; with either feature.
+//! * `engine`: HEF loading and validation, and the two encoders; with either feature.
+//!   The layers point one way: engine → session → device → ffi.
 //! * `session`: the device and its models kept across device faults (recovery); with
 //!   either feature.
 
@@ -19,6 +20,8 @@ pub mod layout;
 pub mod pulled;
 
 #[cfg(any(feature = "hailo", feature = "hailo-fake"))]
+mod device;
+#[cfg(any(feature = "hailo", feature = "hailo-fake"))]
 mod engine;
 #[cfg(any(feature = "hailo", feature = "hailo-fake"))]
 pub mod ffi;
@@ -26,6 +29,8 @@ pub mod ffi;
 mod session;
 
 #[cfg(any(feature = "hailo", feature = "hailo-fake"))]
-pub use engine::{open_device, HailoDevice, HailoImageEncoder, HailoLoadError, HailoTextEncoder};
+pub use device::{open_device, HailoDevice, HailoLoadError};
+#[cfg(any(feature = "hailo", feature = "hailo-fake"))]
+pub use engine::{HailoImageEncoder, HailoTextEncoder};
 #[cfg(any(feature = "hailo", feature = "hailo-fake"))]
 pub use session::HailoSession;

@@ -11,7 +11,10 @@
 //!   request (hrpc/client.cpp; hrpc/raw_connection_internal/pcie/hailo_session_internal.cpp);
 //! * the host lost the device (PCIe reset, removal): `HAILO_DEVICE_NOT_CONNECTED` on 5.x,
 //!   `HAILO_DRIVER_OPERATION_FAILED` on 4.23, and waits in flight time out
-//!   (vdma/driver/os/posix/linux/driver_os_specific.cpp); any driver error is one too;
+//!   (vdma/driver/os/posix/linux/driver_os_specific.cpp); every driver error is one too:
+//!   `HAILO_DRIVER_TIMEOUT`, `HAILO_DRIVER_INVALID_RESPONSE`, `HAILO_DRIVER_INVALID_IOCTL`,
+//!   `HAILO_DRIVER_INTERRUPTED`, `HAILO_DRIVER_WAIT_CANCELED` (a driver that answers
+//!   nonsense or not at all is recovered by re-opening, or, failing that, by a restart);
 //! * a hang: `HAILO_TIMEOUT` (hrpc requests time out after 10 s,
 //!   `HAILO_REQUEST_TIMEOUT_SECONDS`), a fault after 3 in a row; `HAILO_STREAM_ABORT`
 //!   likewise after 3 in a row.
@@ -19,13 +22,19 @@
 //! On Hailo-10H a failed `run_async`, even a queue timeout, shuts that configured model down
 //! for good (configured_infer_model_hrpc_client.cpp): the shim waits with
 //! `wait_for_async_ready` before each `run_async` and configures a model anew after a failure.
+//! The other jobs on that model then end `HAILO_STREAM_ABORT`, often before the call whose
+//! failure shut it down has returned and declared its fault. Such a job is told apart by
+//! what happened, not by a wait of a guessed length: it waits for every call that was
+//! running when it failed to end (each ends within its own `hailo.timeout_ms`), and is part
+//! of a recovery when a fault was declared since it started.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use super::engine::{open_device, HailoDevice, HailoLoadError};
+use super::device::{open_device, HailoDevice, HailoLoadError};
 use super::ffi::{HailoError, Identity, Model, Monitor};
 use super::layout;
 use crate::config::HailoConfig;
@@ -36,11 +45,28 @@ const HAILO_TIMEOUT: i32 = 4;
 const HAILO_DRIVER_OPERATION_FAILED: i32 = 36;
 const HAILO_COMMUNICATION_CLOSED: i32 = 62;
 const HAILO_STREAM_ABORT: i32 = 63;
+const HAILO_DRIVER_INVALID_RESPONSE: i32 = 85;
+const HAILO_DRIVER_INVALID_IOCTL: i32 = 86;
 const HAILO_DRIVER_TIMEOUT: i32 = 87;
+const HAILO_DRIVER_INTERRUPTED: i32 = 88;
+const HAILO_DRIVER_WAIT_CANCELED: i32 = 90;
 const HAILO_DEVICE_NOT_CONNECTED: i32 = 96;
 
-/// How long an aborted job waits for the call whose failure aborted it to declare the fault.
-const ABORT_SETTLE: Duration = Duration::from_millis(250);
+/// Every driver error (hailort.h): each is a fault of the device.
+const DRIVER_ERRORS: [(i32, &str); 6] = [
+    (
+        HAILO_DRIVER_OPERATION_FAILED,
+        "HAILO_DRIVER_OPERATION_FAILED",
+    ),
+    (
+        HAILO_DRIVER_INVALID_RESPONSE,
+        "HAILO_DRIVER_INVALID_RESPONSE",
+    ),
+    (HAILO_DRIVER_INVALID_IOCTL, "HAILO_DRIVER_INVALID_IOCTL"),
+    (HAILO_DRIVER_TIMEOUT, "HAILO_DRIVER_TIMEOUT"),
+    (HAILO_DRIVER_INTERRUPTED, "HAILO_DRIVER_INTERRUPTED"),
+    (HAILO_DRIVER_WAIT_CANCELED, "HAILO_DRIVER_WAIT_CANCELED"),
+];
 /// Timeouts (or stream aborts) in a row that make a fault of the device.
 const IN_A_ROW: u32 = 3;
 /// Back-off between attempts to open the device again.
@@ -95,6 +121,9 @@ struct Health {
     utilization_supported: bool,
     /// Alarms counted by monitors closed before (a recovery opens a new one).
     alarms_before: (u64, u64),
+    /// The last throttling state a closed monitor was told: a new monitor knows none until
+    /// the chip changes state, and the chip is as throttled as it was.
+    throttling_before: Option<u16>,
     /// The alarm total last seen, and when it last grew.
     alarms_seen: u64,
     last_alarm_at: Option<Instant>,
@@ -128,6 +157,31 @@ pub struct HailoSession {
     configure_text: Mutex<Option<Configure>>,
     last_fault_status: Mutex<Option<&'static str>>,
     health: Mutex<Health>,
+    /// Faults declared so far: a job that sees it change while it ran was part of one.
+    faults: AtomicU64,
+    /// The calls running on the models, by ticket, and a signal when one ends.
+    calls: Mutex<Calls>,
+    call_ended: Condvar,
+}
+
+#[derive(Default)]
+struct Calls {
+    next: u64,
+    running: BTreeSet<u64>,
+}
+
+/// A running call's ticket; ending it (dropping) signals the calls waiting on it.
+struct Ticket<'a> {
+    session: &'a HailoSession,
+    id: u64,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let mut calls = self.session.calls.lock().unwrap_or_else(|p| p.into_inner());
+        calls.running.remove(&self.id);
+        self.session.call_ended.notify_all();
+    }
 }
 
 impl HailoSession {
@@ -153,6 +207,9 @@ impl HailoSession {
                 utilization_supported: true,
                 ..Health::default()
             }),
+            faults: AtomicU64::new(0),
+            calls: Mutex::new(Calls::default()),
+            call_ended: Condvar::new(),
         })
     }
 
@@ -287,7 +344,7 @@ impl HailoSession {
             pci_address: health.pci_address.clone(),
             temperature_c: health.temperature_c,
             nnc_utilization: health.nnc_utilization,
-            throttling_state: events.throttling_state,
+            throttling_state: events.throttling_state.or(health.throttling_before),
             temperature_alarms,
             overcurrent_alarms,
             last_alarm_ago: health.last_alarm_at.map(|t| t.elapsed()),
@@ -301,6 +358,7 @@ impl HailoSession {
             let events = monitor.events();
             health.alarms_before.0 += events.temperature_alarms;
             health.alarms_before.1 += events.overcurrent_alarms;
+            health.throttling_before = events.throttling_state.or(health.throttling_before);
         }
         health.temperature_c = None;
         health.nnc_utilization = None;
@@ -327,12 +385,33 @@ impl HailoSession {
         *recipes.lock().unwrap_or_else(|p| p.into_inner()) = Some(recipe);
     }
 
-    /// Waits up to `limit` for another call to declare a fault (the session goes down).
-    fn wait_for_a_fault(&self, limit: Duration) {
-        let until = Instant::now() + limit;
-        while !self.is_down() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+    fn enter(&self) -> Ticket<'_> {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let id = calls.next;
+        calls.next += 1;
+        calls.running.insert(id);
+        Ticket { session: self, id }
+    }
+
+    /// Ends `ticket`, then waits for every call that was running beside it to end (and so
+    /// to have declared its fault, if it had one). Each ends within its own
+    /// `hailo.timeout_ms`; the wait gives up after twice that.
+    fn wait_for_the_others(&self, ticket: Ticket<'_>) {
+        let others: Vec<u64> = {
+            let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+            calls
+                .running
+                .iter()
+                .copied()
+                .filter(|&id| id != ticket.id)
+                .collect()
+        };
+        drop(ticket);
+        let limit = Duration::from_millis(self.config.timeout_ms.max(1)) * 2;
+        let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self.call_ended.wait_timeout_while(calls, limit, |calls| {
+            others.iter().any(|id| calls.running.contains(id))
+        });
     }
 
     fn is_down(&self) -> bool {
@@ -369,6 +448,8 @@ impl HailoSession {
         if self.is_down() {
             return Err(self.refused());
         }
+        let faults_before = self.faults.load(Ordering::SeqCst);
+        let ticket = self.enter();
         let result = {
             let live = self.live.read().unwrap_or_else(|p| p.into_inner());
             let Some(model) = live.as_ref().and_then(|l| l.model(network)) else {
@@ -387,11 +468,11 @@ impl HailoSession {
                 let mut error = describe(e);
                 if status == HAILO_STREAM_ABORT {
                     // HailoRT aborts the jobs in flight when a failed run_async shuts the model
-                    // down, before that call returns and can report its fault: give it the
-                    // moment it takes, so this job is answered as part of the recovery.
-                    self.wait_for_a_fault(ABORT_SETTLE);
+                    // down, before that call returns and can report its fault: this job is
+                    // part of the recovery if one of the calls beside it declares one.
+                    self.wait_for_the_others(ticket);
                 }
-                if self.is_down() {
+                if self.is_down() || self.faults.load(Ordering::SeqCst) != faults_before {
                     // A job HailoRT aborted with the one that faulted (a failed run_async
                     // shuts the whole configured model down), or one that ran into the
                     // teardown: the device is being recovered, not this job's failure. Not
@@ -418,18 +499,15 @@ impl HailoSession {
     /// Whether a failed call's HailoRT status is a fault of the device, in words.
     fn fault_of(&self, status: i32) -> Option<String> {
         let in_a_row = |counter: &AtomicU32| counter.fetch_add(1, Ordering::SeqCst) + 1 >= IN_A_ROW;
+        if let Some((_, name)) = DRIVER_ERRORS.iter().find(|(s, _)| *s == status) {
+            return Some(format!("a driver operation failed ({name})"));
+        }
         match status {
             HAILO_COMMUNICATION_CLOSED => {
                 Some("the device closed the link (HAILO_COMMUNICATION_CLOSED)".into())
             }
             HAILO_DEVICE_NOT_CONNECTED => {
                 Some("the device is not connected (HAILO_DEVICE_NOT_CONNECTED)".into())
-            }
-            HAILO_DRIVER_OPERATION_FAILED => {
-                Some("a driver operation failed (HAILO_DRIVER_OPERATION_FAILED)".into())
-            }
-            HAILO_DRIVER_TIMEOUT => {
-                Some("a driver operation timed out (HAILO_DRIVER_TIMEOUT)".into())
             }
             HAILO_TIMEOUT if in_a_row(&self.timeouts_in_a_row) => Some(format!(
                 "{IN_A_ROW} jobs in a row timed out (HAILO_TIMEOUT)"
@@ -452,6 +530,7 @@ impl HailoSession {
                 Phase::Down { .. } | Phase::GaveUp => return,
             };
             *phase = Phase::Down { since };
+            self.faults.fetch_add(1, Ordering::SeqCst);
         }
         *self.last_fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(fault);
         self.timeouts_in_a_row.store(0, Ordering::SeqCst);
@@ -535,12 +614,13 @@ impl HailoSession {
 
 /// HailoRT's name of a fault's status.
 fn status_name(status: i32) -> &'static str {
+    if let Some((_, name)) = DRIVER_ERRORS.iter().find(|(s, _)| *s == status) {
+        return name;
+    }
     match status {
         HAILO_TIMEOUT => "HAILO_TIMEOUT",
-        HAILO_DRIVER_OPERATION_FAILED => "HAILO_DRIVER_OPERATION_FAILED",
         HAILO_COMMUNICATION_CLOSED => "HAILO_COMMUNICATION_CLOSED",
         HAILO_STREAM_ABORT => "HAILO_STREAM_ABORT",
-        HAILO_DRIVER_TIMEOUT => "HAILO_DRIVER_TIMEOUT",
         HAILO_DEVICE_NOT_CONNECTED => "HAILO_DEVICE_NOT_CONNECTED",
         _ => "other",
     }
