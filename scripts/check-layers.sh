@@ -49,9 +49,9 @@ hailo_rank() { case "$1" in ffi) echo 0 ;; device) echo 1 ;; session) echo 2 ;; 
 for mod in device session engine; do
   file=backends/hailo/$mod.rs
   bad=""
-  for used in $(grep -oE 'super::(ffi|device|session|engine)\b' "$file" | sed 's/super:://' | sort -u); do
-    [ "$(hailo_rank "$used")" -lt "$(hailo_rank "$mod")" ] || bad="$bad $used"
-  done
+  while IFS= read -r used; do
+    [ -z "$used" ] || [ "$(hailo_rank "$used")" -lt "$(hailo_rank "$mod")" ] || bad="$bad $used"
+  done < <(grep -oE 'super::(ffi|device|session|engine)\b' "$file" | sed 's/super:://' | sort -u)
   if [ -n "$bad" ]; then
     echo "FAIL src/$file (hailo $mod) uses a module at or above it:$bad"
     failed=$((failed + 1))

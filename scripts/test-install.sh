@@ -310,18 +310,19 @@ ZOO=http://127.0.0.1:$PORT
 DEAD_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 R5=$WORK/root5
 # install.sh downloads nothing itself: the binary does (hailo-clip download, hailo-clip pull).
-check "install.sh runs no downloader of its own" sh -c "! grep -nE '(curl|wget) [^|]*(-o |-O|--output|-C -)' '$REPO/install.sh'"
+# curl only asks the installed daemon ($url, in --warmup); nothing runs wget.
+check "install.sh runs no downloader of its own" sh -c "! grep -nE '\b(curl|wget) -' '$REPO/install.sh' | grep -v '\\\$url/'"
 
 echo "== CPU model"
 inst --destdir "$R5" --binary "$BINARY" --models cpu --model-url "$ZOO/models/clip-tiny-random.tar.gz"
 check "random-weights model refused: exit 2" rc_is 2
+check "install.sh says the download it asked for" log_has "hailo-clip download $ZOO/models/clip-tiny-random.tar.gz --to $R5/var/cache/hailo-clip/clip-tiny-random.tar.gz"
 check "random-weights model refused: says why" log_has "has RANDOM weights"
 check "random-weights model refused: not installed" absent "$R5/$MR/clip-tiny-random"
 inst --destdir "$R5" --binary "$BINARY" --models cpu --model-url "$ZOO/models/clip-tiny-random.tar.gz" --allow-random-weights
 check "--allow-random-weights: exit 0" rc_is 0
 check "the tarball came through the binary, resumed where its transfer broke off (Range)" \
   grep -qE '^/models/clip-tiny-random.tar.gz range=bytes=[1-9][0-9]*- 206$' "$WORK/server.log"
-check "install.sh says the download it asked for" log_has "hailo-clip download $ZOO/models/clip-tiny-random.tar.gz --to $R5/var/cache/hailo-clip/clip-tiny-random.tar.gz"
 for f in visual.onnx textual.onnx tokenizer.json manifest.json; do
   check "model file $f installed whole, mode 0644" \
     same_file_mode "$REPO/assets/models/clip-tiny-random/$f" "$R5/$MR/clip-tiny-random/$f" 644

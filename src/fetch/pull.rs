@@ -347,7 +347,6 @@ pub fn pull(
             ))),
         };
     }
-    let _lock = PullLock::take(to)?;
     check_destination(to)?;
     // A model with no twin fails before anything is fetched.
     if let Some(h) = &request.hef {
@@ -370,6 +369,8 @@ pub fn pull(
             return Ok(Outcome::AlreadyInstalled { commit });
         }
     }
+    // Taken only to change something: a no-op re-pull leaves the parent untouched.
+    let _lock = PullLock::take(to)?;
     let files = check_sizes(&listing)
         .and_then(|()| wanted(&listing.files))
         .map_err(|why| FetchError::Refused(format!("{} at {commit}: {why}", request.repo)))?;
