@@ -532,6 +532,10 @@ pub struct HailoConfig {
     pub text_encoder: TextEncoderChoice,
     /// How images become the HEF's square input.
     pub resize: ResizeMode,
+    /// The resize's filter: the pulled model directory's (its preprocessing), else bicubic.
+    /// Not a config key: it follows `model.dir`, as the CPU engine's does.
+    #[serde(skip)]
+    pub interpolation: crate::preprocess::Interpolation,
     /// Most frames per inference (HailoRT's batch size for both HEFs).
     pub batch_size: u16,
     /// Jobs each encoder keeps submitted to the device at once, so that the device works
@@ -566,6 +570,7 @@ impl Default for HailoConfig {
             text_hef: PathBuf::from("clip_vit_b_32_text_encoder.hef"),
             text_encoder: TextEncoderChoice::Auto,
             resize: ResizeMode::ShortestEdgeCenterCrop,
+            interpolation: crate::preprocess::Interpolation::default(),
             batch_size: 8,
             jobs_in_flight: JobsInFlight::Auto,
             timeout_ms: 10_000,

@@ -11,6 +11,7 @@ mod batching;
 mod device_health;
 mod ffi;
 mod http;
+mod parity;
 mod pipeline;
 mod recovery;
 mod selftest;

@@ -6,7 +6,7 @@
 //
 // Fake HEF (one directive per line, `#` comments):
 //   hailo-clip-fake-hef 1                      first line, always
-//   transform image_channel_means | text_rows | text_causal_mean
+//   transform image_channel_means | text_rows | text_causal_mean | onnx FILE
 //   input  NAME H W F TYPE ORDER [ZP SCALE]...  TYPE uint8|uint16|float32, ORDER nhwc|nc|nhw|nchw
 //   output NAME H W F TYPE ORDER [ZP SCALE]...  (no ZP SCALE pair means zp 0, scale 1)
 //   queue_size N                                optional: async queue size in frames (default:
@@ -43,6 +43,14 @@
 //       (the last term reads the padding row, so tests can see what padding was used)
 //   text_causal_mean: like a causal attention layer, each row depends on every token so far:
 //       out[t][k] = (in[0][k] + ... + in[t][k]) / (t + 1)
+//   onnx FILE: runs the float32 ONNX graph FILE (relative to the HEF's directory) on each
+//       frame, through the runner the process registered with hailo_fake_set_onnx_runner
+//       (the binary built with `hailo-fake` registers its own CPU engine). What the graph
+//       gets is what the device would compute on: a uint8/uint16 input is dequantized with
+//       its quant info (a float32 buffer the host hands over for such an input is quantized
+//       first, as HailoRT does on the host); what it returns goes back through the output's
+//       quantization the same way. scripts/make_double_hefs.py writes such HEFs from a
+//       model directory, each graph the part of the model the Model Zoo's HEF computes.
 //
 // Faults:
 //   device: when the VDevice is created with a device id, the id is a path to a file
@@ -93,6 +101,8 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -201,6 +211,29 @@ size_t element_bytes(hailo_format_type_t type)
 
 } // namespace
 
+// The double's hook for `transform onnx`: a function that runs the ONNX graph at `path` on
+// `input` (float32, the graph's one input, its element count) into `output`; 0 on success,
+// else non-zero with a message in `error`. Registered by the process (the binary built with
+// the `hailo-fake` feature registers its CPU engine), never by the shim.
+extern "C" {
+typedef int (*hailo_fake_onnx_runner)(const char *path, const float *input, size_t input_len, float *output,
+    size_t output_len, char *error, size_t error_len);
+void hailo_fake_set_onnx_runner(hailo_fake_onnx_runner runner);
+}
+
+namespace {
+std::atomic<hailo_fake_onnx_runner> &onnx_runner()
+{
+    static std::atomic<hailo_fake_onnx_runner> runner{nullptr};
+    return runner;
+}
+} // namespace
+
+extern "C" void hailo_fake_set_onnx_runner(hailo_fake_onnx_runner runner)
+{
+    onnx_runner().store(runner);
+}
+
 namespace hailort
 {
 namespace fake
@@ -221,6 +254,8 @@ struct StreamSpec {
 struct ModelSpec {
     std::string path;
     std::string transform;
+    // transform onnx: the graph's path, resolved against the HEF's directory.
+    std::string onnx;
     std::vector<std::shared_ptr<StreamSpec>> inputs;
     std::vector<std::shared_ptr<StreamSpec>> outputs;
     std::vector<std::string> input_names;
@@ -647,6 +682,50 @@ struct Pipeline {
         return values;
     }
 
+    // What the device holds of a host value of `stream`: itself for a float32 stream; for a
+    // uint8/uint16 one the level HailoRT quantizes it to (a host buffer already in that
+    // type holds the level), dequantized, as the network computes on it.
+    static double on_device(const StreamSpec &stream, double host_value, bool host_is_level)
+    {
+        if (stream.native.type == HAILO_FORMAT_TYPE_FLOAT32 || stream.quant.empty()) {
+            return host_value;
+        }
+        const hailo_quant_info_t q = stream.quant.front();
+        const double max = stream.native.type == HAILO_FORMAT_TYPE_UINT16 ? 65535.0 : 255.0;
+        const double level = host_is_level ? host_value
+            : std::min(max, std::max(0.0, double(std::llround(host_value / q.qp_scale + q.qp_zp))));
+        return (level - q.qp_zp) * q.qp_scale;
+    }
+
+    std::vector<double> run_onnx(const std::vector<double> &in) const
+    {
+        std::vector<float> graph_in(in.size());
+        const bool levels = input.user_type() != HAILO_FORMAT_TYPE_FLOAT32;
+        for (size_t i = 0; i < in.size(); i++) {
+            graph_in[i] = static_cast<float>(on_device(input, in[i], levels));
+        }
+        std::vector<float> graph_out(output.elements());
+        char error[512] = {0};
+        const auto runner = ::onnx_runner().load();
+        const int rc = runner == nullptr ? -1
+            : runner(spec->onnx.c_str(), graph_in.data(), graph_in.size(), graph_out.data(), graph_out.size(),
+                  error, sizeof(error));
+        if (rc != 0) {
+            // A broken test set-up, not a device state: say what and stop.
+            std::fprintf(stderr, "fake HailoRT: transform onnx %s: %s\n", spec->onnx.c_str(),
+                runner == nullptr ? "no ONNX runner registered (hailo_fake_set_onnx_runner)" : error);
+            std::abort();
+        }
+        std::vector<double> out(graph_out.size());
+        const bool output_quantized = output.native.type != HAILO_FORMAT_TYPE_FLOAT32 && !output.quant.empty();
+        for (size_t i = 0; i < out.size(); i++) {
+            // Quantized by the device; a float32 host buffer then gets it dequantized.
+            out[i] = output_quantized && output.user_type() == HAILO_FORMAT_TYPE_FLOAT32
+                ? on_device(output, graph_out[i], false) : graph_out[i];
+        }
+        return out;
+    }
+
     void write_output(const std::vector<double> &values, uint8_t *data) const
     {
         const auto type = output.user_type();
@@ -671,6 +750,9 @@ struct Pipeline {
     std::vector<double> transform(const std::vector<double> &in) const
     {
         std::vector<double> out(output.elements());
+        if (spec->transform == "onnx") {
+            return run_onnx(in);
+        }
         if (spec->transform == "image_channel_means") {
             const size_t channels = input.shape.features;
             const size_t pixels = size_t(input.shape.height) * input.shape.width;
@@ -850,6 +932,14 @@ Expected<std::shared_ptr<fake::ModelSpec>> parse_hef(const std::string &path)
             (key == "input" ? spec->input_names : spec->output_names).push_back(stream->name);
         } else if (key == "transform") {
             words >> spec->transform;
+            if (spec->transform == "onnx") {
+                std::string file;
+                if (!(words >> file)) {
+                    return make_unexpected(HAILO_HEF_FILE_CORRUPTED);
+                }
+                const auto slash = path.rfind('/');
+                spec->onnx = (file.front() == '/' || slash == std::string::npos) ? file : path.substr(0, slash + 1) + file;
+            }
         } else if (key == "queue_size") {
             words >> spec->queue_size;
         } else if (key == "control") {
@@ -880,7 +970,7 @@ Expected<std::shared_ptr<fake::ModelSpec>> parse_hef(const std::string &path)
             in.shape.features != out.shape.features) {
             return make_unexpected(HAILO_HEF_FILE_CORRUPTED);
         }
-    } else if (spec->transform != "image_channel_means") {
+    } else if (spec->transform != "image_channel_means" && spec->transform != "onnx") {
         return make_unexpected(HAILO_HEF_FILE_CORRUPTED);
     }
     return spec;

@@ -31,7 +31,7 @@ use crate::config::HailoConfig;
 use crate::encoder::{
     DeviceRecovery, Encoder, EncoderError, EncoderErrorKind, EncoderInfo, ImageEncoder, TextEncoder,
 };
-use crate::preprocess::ResizeMode;
+use crate::preprocess::{Interpolation, ResizeMode};
 use crate::tokenize::{eot_position, pad, TextTokenizer};
 
 /// Token id the text path pads with, as hailo-apps does (CLIP's causal mask keeps padding
@@ -342,6 +342,7 @@ pub struct HailoImageEncoder {
     facts: ImageFacts,
     jobs: usize,
     resize: ResizeMode,
+    interpolation: Interpolation,
     timeout: Duration,
     info: EncoderInfo,
 }
@@ -364,6 +365,7 @@ impl HailoImageEncoder {
             facts,
             jobs,
             resize: config.resize,
+            interpolation: config.interpolation,
             timeout: Duration::from_millis(config.timeout_ms),
             info,
         })
@@ -397,6 +399,9 @@ impl ImageEncoder for HailoImageEncoder {
     }
     fn resize_mode(&self) -> ResizeMode {
         self.resize
+    }
+    fn interpolation(&self) -> Interpolation {
+        self.interpolation
     }
     fn encode_images(&self, images: &[RgbImage]) -> Result<Array2<f32>, EncoderError> {
         let (size, max_frames) = (self.facts.size, self.facts.max_frames);

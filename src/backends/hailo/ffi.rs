@@ -300,6 +300,8 @@ impl Device {
     /// Opens a VDevice in scheduler group `group_id`, on the device with `device_id` or,
     /// without one, the first free device.
     pub fn open(group_id: &str, device_id: Option<&str>) -> Result<Device, HailoError> {
+        #[cfg(feature = "hailo-fake")]
+        test_double::register();
         let group = c_string("group id", group_id)?;
         let id = device_id.map(|id| c_string("device id", id)).transpose()?;
         let mut raw = ptr::null_mut();
@@ -911,5 +913,132 @@ impl Drop for Model {
     fn drop(&mut self) {
         // SAFETY: the handle came from hc_model_load and is released only here.
         unsafe { hc_model_release(self.raw.as_ptr()) }
+    }
+}
+
+/// The HailoRT test double's `transform onnx` (tests/hailo_fake/fake_hailort.cpp): the double
+/// runs a fake HEF's float32 ONNX graph on each frame by calling back into this process, and
+/// this build answers with tract. Registered when a device is first opened; absent from a
+/// build against the real HailoRT.
+#[cfg(feature = "hailo-fake")]
+mod test_double {
+    use std::collections::HashMap;
+    use std::ffi::{c_char, c_int, CStr};
+    use std::sync::{Arc, Mutex, Once, OnceLock};
+
+    use tract_onnx::prelude::*;
+
+    type Runner = unsafe extern "C" fn(
+        *const c_char,
+        *const f32,
+        usize,
+        *mut f32,
+        usize,
+        *mut c_char,
+        usize,
+    ) -> c_int;
+
+    extern "C" {
+        fn hailo_fake_set_onnx_runner(runner: Runner);
+    }
+
+    pub fn register() {
+        static ONCE: Once = Once::new();
+        // SAFETY: `run` has the runner's signature and lives as long as the process.
+        ONCE.call_once(|| unsafe { hailo_fake_set_onnx_runner(run) });
+    }
+
+    type Plan = Arc<TypedSimplePlan>;
+
+    /// Each graph loaded once, with its input shape (fixed in the file).
+    fn plan(path: &str) -> Result<(Plan, Vec<usize>), String> {
+        static PLANS: OnceLock<Mutex<HashMap<String, (Plan, Vec<usize>)>>> = OnceLock::new();
+        let plans = PLANS.get_or_init(Default::default);
+        if let Some(found) = plans.lock().unwrap_or_else(|p| p.into_inner()).get(path) {
+            return Ok(found.clone());
+        }
+        let plan = tract_onnx::onnx()
+            .model_for_path(path)
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| format!("{e:#}"))?;
+        let shape = plan
+            .model()
+            .input_fact(0)
+            .map_err(|e| format!("{e:#}"))?
+            .shape
+            .as_concrete()
+            .ok_or("the graph's input shape is not fixed")?
+            .to_vec();
+        let loaded = (plan, shape);
+        plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(path.to_string(), loaded.clone());
+        Ok(loaded)
+    }
+
+    fn run_graph(path: &str, input: &[f32], output: &mut [f32]) -> Result<(), String> {
+        let (plan, shape) = plan(path)?;
+        if shape.iter().product::<usize>() != input.len() {
+            return Err(format!(
+                "the graph takes {shape:?}, the frame has {} values",
+                input.len()
+            ));
+        }
+        let tensor = Tensor::from_shape(&shape, input).map_err(|e| format!("{e:#}"))?;
+        let outputs = plan
+            .run(tvec!(tensor.into()))
+            .map_err(|e| format!("{e:#}"))?;
+        let values = outputs[0]
+            .to_plain_array_view::<f32>()
+            .map_err(|e| format!("the graph's output: {e:#}"))?;
+        if values.len() != output.len() {
+            return Err(format!(
+                "the graph gives {} values, the frame holds {}",
+                values.len(),
+                output.len()
+            ));
+        }
+        for (out, value) in output.iter_mut().zip(values.iter()) {
+            *out = *value;
+        }
+        Ok(())
+    }
+
+    /// The runner the double calls: 0, or 1 with the reason in `error`.
+    unsafe extern "C" fn run(
+        path: *const c_char,
+        input: *const f32,
+        input_len: usize,
+        output: *mut f32,
+        output_len: usize,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> c_int {
+        // SAFETY: the double passes a NUL-terminated path and buffers of the lengths given,
+        // alive for the call.
+        let result = std::panic::catch_unwind(|| unsafe {
+            let path = CStr::from_ptr(path).to_string_lossy().into_owned();
+            run_graph(
+                &path,
+                std::slice::from_raw_parts(input, input_len),
+                std::slice::from_raw_parts_mut(output, output_len),
+            )
+        })
+        .unwrap_or_else(|_| Err("the runner panicked".into()));
+        match result {
+            Ok(()) => 0,
+            Err(message) => {
+                let bytes = message.as_bytes();
+                let n = bytes.len().min(error_len.saturating_sub(1));
+                // SAFETY: `error` has `error_len` bytes; n + 1 of them are written.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr().cast(), error, n);
+                    *error.add(n) = 0;
+                }
+                1
+            }
+        }
     }
 }

@@ -87,6 +87,15 @@ pub fn settings(config: &Config) -> (HailoConfig, Option<String>) {
         shown,
     );
     if let Ok(model) = ModelDir::open(model_dir) {
+        // The HEF is this model's: its images are brought to it as the model's own
+        // preprocessing does, as on the CPU engine.
+        let resize = model.manifest.resize;
+        take(
+            "resize",
+            &mut || hailo.resize = resize,
+            format!("{resize:?}"),
+        );
+        hailo.interpolation = model.image.interpolation;
         let name = model.manifest.name.clone();
         take(
             "model_name",
