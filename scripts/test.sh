@@ -9,7 +9,8 @@
 #    (tests/browser/run.sh, which installs Debian's chromium when missing); their Python
 #    tools are pinned and installed into venvs under target/;
 # 4. the Hailo-path tests against the HailoRT test double (tests/hailo_fake/), parity with
-#    the CPU path on fake HEFs that run the model's own subgraphs included;
+#    the CPU path on fake HEFs that run the model's own subgraphs included, in-process and
+#    through scripts/serve-hailo-double.sh --model-dir (tests/serve_double/run.sh);
 # 5. the aarch64 part, under qemu (scripts/test-aarch64.sh): unit, CPU parity, HTTP API,
 #    self-test and Hailo suite tests built for aarch64, and README's curl examples against the
 #    aarch64 daemon, compared with this machine's build.
@@ -31,6 +32,8 @@ tests/browser/run.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
 double_python=$(scripts/double-venv.sh)
 HAILO_CLIP_DOUBLE_PYTHON=$double_python HAILO_CLIP_REQUIRE_DOUBLE_PYTHON=1 \
   cargo test --locked --features hailo-fake --test hailo 2>&1 | tee -a "$log"
+# scripts/serve-hailo-double.sh --model-dir on the bundled Immich fixture against the CPU daemon.
+tests/serve_double/run.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
 scripts/test-aarch64.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
 
 # cargo: "test result: ok. 25 passed; 0 failed; ..."; test-install.sh: "12 passed, 0 failed".

@@ -6,13 +6,15 @@
 //! one job and then every job of the same kind already waiting, up to the batch limit, into
 //! one inference. A job whose deadline has passed is dropped unrun.
 //!
-//! On a device that runs one job at a time (a Hailo: [`ImageEncoder::serial_device`]) a
-//! worker whose batch is not full keeps taking what arrives while another worker's job is
-//! on the device, and submits when that job ends: the device gets the largest batch there
-//! is, when it can start it. A full batch is submitted at once, behind the running job, so
-//! the device never waits for the host. A lone request finds the device free and goes at
-//! once. With `hailo.jobs_in_flight: auto` there are two workers: one job running, one
-//! forming or queued behind it.
+//! On a device that runs one job at a time (a Hailo: [`ImageEncoder::serial_device`]) one
+//! worker at a time gathers the next job: it keeps taking what arrives while another
+//! worker's job is on the device, and, once the device is free, while the clients that job
+//! answered are sending their next image (a few milliseconds for a closed-loop client; 10
+//! ms at most), so that 8 clients in a loop make jobs of 8, not 6 + 2. A full batch is
+//! submitted at once, behind the running job, so the device never waits for the host. A
+//! lone request finds the device free, and its own answer was the last: it goes at once.
+//! With `hailo.jobs_in_flight: auto` there are two workers: one job running, one forming or
+//! queued behind it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -97,6 +99,8 @@ pub struct QueueStats {
 
 pub struct WorkQueue {
     sender: Mutex<Option<Sender<Job>>>,
+    /// The workers' serial device, for its count of images queued.
+    device: Arc<DeviceTurns>,
     /// The workers' held jobs (see [`Worker`]), for the depth.
     held: Receiver<Job>,
     capacity: usize,
@@ -108,11 +112,21 @@ pub struct WorkQueue {
 }
 
 /// The workers' view of a device that runs one job at a time: how many of them have a job
-/// on it, and a signal each time one ends.
+/// on it, a signal each time one ends, which worker gathers the next job, and how many of
+/// the clients the last job answered have sent their next image.
 struct DeviceTurns {
     busy: AtomicUsize,
     freed: Sender<()>,
     on_freed: Receiver<()>,
+    /// Held by the worker gathering the next job: one at a time, so that the images of the
+    /// clients coming back go into one job, not into two halves.
+    gather: Mutex<()>,
+    /// Images queued so far.
+    arrivals: AtomicUsize,
+    /// Images the last job that left the device answered, `arrivals` then, and when.
+    answered: AtomicUsize,
+    arrivals_then: AtomicUsize,
+    answered_at: Mutex<Option<Instant>>,
 }
 
 impl DeviceTurns {
@@ -123,11 +137,45 @@ impl DeviceTurns {
             busy: AtomicUsize::new(0),
             freed,
             on_freed,
+            gather: Mutex::new(()),
+            arrivals: AtomicUsize::new(0),
+            answered: AtomicUsize::new(0),
+            arrivals_then: AtomicUsize::new(0),
+            answered_at: Mutex::new(None),
         }
     }
 
     fn busy(&self) -> bool {
         self.busy.load(Ordering::SeqCst) > 0
+    }
+
+    /// Counts an image queued.
+    fn arrived(&self) {
+        self.arrivals.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The last job answered `images` images (before it leaves the device).
+    fn answered(&self, images: usize) {
+        self.arrivals_then
+            .store(self.arrivals.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.answered.store(images, Ordering::SeqCst);
+        *self.answered_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// Whether clients the last job answered may still send their next image: a
+    /// closed-loop client (Immich's smart search, most services) sends it a few
+    /// milliseconds after its answer. Not once as many images came as were answered (a
+    /// lone client's next image is already here), nor once `window` has passed since the
+    /// answers went out (those clients are not coming back soon).
+    fn returning(&self, window: Duration) -> bool {
+        let recent = self
+            .answered_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| at.elapsed() < window);
+        let since =
+            self.arrivals.load(Ordering::SeqCst) - self.arrivals_then.load(Ordering::SeqCst);
+        recent && self.answered.load(Ordering::SeqCst) > since
     }
 
     /// Counts a job on the device until the guard drops.
@@ -167,6 +215,11 @@ struct Worker {
     stats: Arc<QueueStats>,
     metrics: Arc<Metrics>,
 }
+
+/// How long after its answers a job's clients count as coming back with their next image
+/// (at most `performance.batch_wait_ms`): on loopback or a LAN a closed-loop client's next
+/// request comes within a few milliseconds; a part batch waits no longer than this for them.
+const RETURN_WINDOW: Duration = Duration::from_millis(10);
 
 /// How often a worker waiting for images on their way checks whether any still are.
 const BATCH_POLL: Duration = Duration::from_millis(1);
@@ -212,10 +265,11 @@ impl WorkQueue {
         let stats = Arc::new(QueueStats::default());
         let incoming_images = Arc::new(AtomicUsize::new(0));
         let held = crossbeam_channel::unbounded();
+        let device = Arc::new(DeviceTurns::new());
         let worker = Worker {
             receiver,
             held: held.clone(),
-            device: Arc::new(DeviceTurns::new()),
+            device: device.clone(),
             image,
             text,
             max_batch,
@@ -236,6 +290,7 @@ impl WorkQueue {
             .collect();
         WorkQueue {
             sender: Mutex::new(Some(sender)),
+            device,
             held: held.1,
             capacity,
             stats,
@@ -290,6 +345,8 @@ impl WorkQueue {
         deadline: Instant,
         incoming: IncomingImage,
     ) -> Result<Vec<f32>, JobError> {
+        // Counted before it is queued, so that a worker that takes it sees it arrived.
+        self.device.arrived();
         let answer = self.queue(image, deadline, Job::Image)?;
         // Queued: a worker gathering a batch now finds it, so it is no longer on its way.
         drop(incoming);
@@ -356,7 +413,12 @@ impl Worker {
         // Images in the last image batch: how many clients are sending at once. When those
         // answers go out, the clients' next images arrive a few milliseconds later.
         let mut last_image_batch = 1;
+        let serial_device = self.image.serial_device() || self.text.serial_device();
         loop {
+            // On a serial device one worker gathers at a time, from its first job to its
+            // submission (see [`DeviceTurns::gather`]).
+            let gathering =
+                serial_device.then(|| self.device.gather.lock().unwrap_or_else(|p| p.into_inner()));
             let first = match held.try_recv() {
                 Ok(job) => job,
                 Err(_) => crossbeam_channel::select! {
@@ -407,7 +469,10 @@ impl Worker {
             // side by side (the CPU), until it is as large as the last one: one inference of
             // 8 images costs far less than 8 of one. A lone client has nothing on its way
             // and a last batch of 1, so it never waits. On a serial device the batch also
-            // grows for as long as another job is on the device (see the module's doc).
+            // grows for as long as another job is on the device (see the module's doc), and,
+            // once the device is free, while the clients the last job answered are sending
+            // their next image (RETURN_WINDOW from their answers at most): with 8 clients in
+            // a closed loop, the 6 the last job answered join the 2 already here.
             let wait_until = Instant::now() + self.batch_wait;
             let expected = if serial {
                 1
@@ -423,10 +488,19 @@ impl Worker {
                             && Instant::now() < wait_until
                             && (size < expected || self.images_on_their_way());
                         let device_busy = serial && self.device.busy();
-                        if !soon && !device_busy {
+                        let returning = serial
+                            && images
+                            && !device_busy
+                            && self.device.returning(self.batch_wait.min(RETURN_WINDOW));
+                        if !soon && !device_busy && !returning {
                             break;
                         }
-                        match self.wait_for_job(if soon { BATCH_POLL } else { DEVICE_POLL }) {
+                        let poll = if soon || returning {
+                            BATCH_POLL
+                        } else {
+                            DEVICE_POLL
+                        };
+                        match self.wait_for_job(poll) {
                             Some(job) => job,
                             None => continue,
                         }
@@ -439,11 +513,14 @@ impl Worker {
                     let _ = hold.send(job);
                 }
             }
+            // On the device before the next worker may gather: it then sees the device busy.
+            let on_device = serial.then(|| self.device.enter());
+            drop(gathering);
             if images {
                 last_image_batch = batch.len();
-                self.run_images(batch);
+                self.run_images(batch, on_device);
             } else {
-                self.run_texts(batch);
+                self.run_texts(batch, on_device);
             }
         }
     }
@@ -489,7 +566,9 @@ impl Worker {
         });
     }
 
-    fn run_images(&self, jobs: Vec<Job>) {
+    /// One inference of `jobs`' images; `on_device` (a serial device's turn) is given up
+    /// once every image is answered.
+    fn run_images(&self, jobs: Vec<Job>, on_device: Option<OnDevice>) {
         let now = Instant::now();
         let mut images = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
@@ -503,12 +582,11 @@ impl Worker {
             return;
         }
         let started = Instant::now();
-        let on_device = self.image.serial_device().then(|| self.device.enter());
         // Under this queue's recorder, so that an encoder's own metrics (the Hailo jobs) land here.
         let result = self
             .metrics
             .record(|| guarded(|| self.image.encode_images(&images)));
-        drop(on_device);
+        let answered = replies.len();
         self.observe(
             "image",
             images.len(),
@@ -542,11 +620,15 @@ impl Worker {
                 });
             }
         }
+        if on_device.is_some() {
+            self.device.answered(answered);
+        }
+        drop(on_device);
     }
 
     /// The texts of several jobs as one inference (in chunks of the batch limit), each job
-    /// answered with its own rows.
-    fn run_texts(&self, jobs: Vec<Job>) {
+    /// answered with its own rows; `_on_device` (a serial device's turn) is held to the end.
+    fn run_texts(&self, jobs: Vec<Job>, _on_device: Option<OnDevice>) {
         let now = Instant::now();
         let mut token_ids: Vec<Vec<u32>> = Vec::new();
         let mut replies = Vec::with_capacity(jobs.len());
@@ -564,11 +646,9 @@ impl Worker {
         let mut out = Array2::<f32>::zeros((token_ids.len(), dim));
         for (i, ids) in token_ids.chunks(chunk).enumerate() {
             let started = Instant::now();
-            let on_device = self.text.serial_device().then(|| self.device.enter());
             let result = self
                 .metrics
                 .record(|| guarded(|| self.text.encode_texts(ids)));
-            drop(on_device);
             self.observe(
                 "text",
                 ids.len(),

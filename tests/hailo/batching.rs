@@ -259,3 +259,35 @@ async fn hailo_uncached_prompts_of_concurrent_requests_share_text_jobs() {
         .zip(&embeddings[1])
         .any(|(a, b)| (a - b).abs() > 1e-4));
 }
+
+/// 8 clients in a closed loop (each sends its next image when its answer comes): while one
+/// job runs, the clients of the last one come back, and the job that forms waits for them
+/// once the device is free, so jobs carry 8 frames rather than settling into 6 + 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hailo_closed_loop_clients_fill_their_jobs() {
+    let dir = scratch();
+    let config = costed(dir.path(), "12.5 1.42", 8);
+    let service = service(&config).await;
+    let before = jobs(&service, "image");
+    let clients: Vec<_> = (0..8u8)
+        .map(|client| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                for round in 0..12u8 {
+                    service.embed_image(png(client * 12 + round)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let submitted = since(&before, &jobs(&service, "image"));
+    println!("image jobs by frames: {submitted:?}");
+    assert_eq!(frames(&submitted), 96, "{submitted:?}");
+    let in_full_jobs = 8 * submitted.get(&8).copied().unwrap_or(0);
+    assert!(
+        in_full_jobs * 2 >= 96,
+        "fewer than half the frames went in jobs of 8: {submitted:?}"
+    );
+}

@@ -277,3 +277,20 @@ async fn hailo_path_on_the_models_own_subgraphs_answers_as_the_cpu_path_flat_lay
         assert!(worst >= 0.9999, "the smallest cosine is {worst}");
     }
 }
+
+/// The same with the HEFs' streams in the Model Zoo's formats (image uint8 in and out, text
+/// uint16 in and out, ranges from calibration inputs): what the host's quantization at the
+/// boundaries costs. Printed for docs/HAILO.md; the bound is loose, the figure is the point.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hailo_path_with_quantized_boundaries_stays_close_to_the_cpu_path() {
+    if let Some(worst) = parity(
+        "tests/fixtures/immich-tiny-random",
+        Some("ViT-B-32__openai"),
+        &["--quantize"],
+    )
+    .await
+    {
+        println!("quantized boundaries: smallest cosine {worst:.6}");
+        assert!(worst >= 0.99, "the smallest cosine is {worst}");
+    }
+}
