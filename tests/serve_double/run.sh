@@ -4,7 +4,10 @@
 # on the device, and /v1/embed/text and /v1/embed/image agree with the CPU daemon's within
 # cosine 0.9999 (prompts with case, punctuation and runs of spaces, one longer than the
 # context; a JPEG preview, a PNG, a WebP). Ends with "N passed, M failed".
-#   tests/serve_double/run.sh [BINARY]   (BINARY serves the CPU side; default target/debug/hailo-clip)
+#   tests/serve_double/run.sh [BINARY [MODEL_DIR]]
+# BINARY serves the CPU side (default target/debug/hailo-clip); MODEL_DIR is the model
+# directory both serve (default the bundled Immich fixture; e.g. a full-size random ViT-B/32
+# from scripts/make_immich_fixture.py --full-size ViT-B-32 OUT).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${1:-target/debug/hailo-clip}
@@ -16,8 +19,9 @@ cleanup() {
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-model=$work/ViT-B-32__openai
-cp -r tests/fixtures/immich-tiny-random "$model"
+source_dir=${2:-tests/fixtures/immich-tiny-random}
+model=$work/$(basename "${2:-ViT-B-32__openai}")
+cp -r "$source_dir" "$model"
 hailo_port=$(free_port)
 cpu_port=$(free_port)
 scripts/serve-hailo-double.sh --debug --port "$hailo_port" --model-dir "$model" --log-level warn \
