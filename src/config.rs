@@ -166,6 +166,11 @@ pub struct ModelConfig {
     /// (`manifest.json`'s `logit_scale`; 100 for Immich's layout, which does not record it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logit_scale: Option<f32>,
+    /// SigLIP's trained bias: with `logit_scale` (the model's trained scale), each prompt is
+    /// scored on its own, sigmoid(scale x similarity + bias), instead of the softmax over
+    /// the prompts. Neither is in Immich's files; set them from the model's checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logit_bias: Option<f32>,
 }
 
 impl ModelConfig {
@@ -192,6 +197,7 @@ impl Default for ModelConfig {
         Self {
             dir: PathBuf::from(DEFAULT_MODEL_DIR),
             logit_scale: None,
+            logit_bias: None,
         }
     }
 }
@@ -664,6 +670,22 @@ impl Config {
                 });
             }
         }
+        if let Some(bias) = self.model.logit_bias {
+            if !bias.is_finite() {
+                return Err(ConfigError::Invalid {
+                    key: "model.logit_bias",
+                    message: format!("must be a finite number, got {bias}"),
+                });
+            }
+            // The sigmoid needs the model's trained scale too; the softmax's default (the
+            // manifest's, or 100) is not SigLIP's, and a guessed one gives wrong scores.
+            if self.model.logit_scale.is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "model.logit_bias",
+                    message: "needs model.logit_scale too: the sigmoid scores take the model's trained scale and bias together".into(),
+                });
+            }
+        }
         let p = &self.performance;
         at_least("performance.worker_threads", p.worker_threads as u64, 1)?;
         at_least(
@@ -870,6 +892,7 @@ mod tests {
         let mut model = ModelConfig {
             dir: default.clone(),
             logit_scale: None,
+            logit_bias: None,
         };
         assert!(!model.find_default_among(&default, &flat), "neither exists");
         std::fs::create_dir(&flat).unwrap();
@@ -885,6 +908,7 @@ mod tests {
         let mut other = ModelConfig {
             dir: tmp.path().join("mine"),
             logit_scale: None,
+            logit_bias: None,
         };
         assert!(
             !other.find_default_among(&default, &flat),
@@ -941,6 +965,19 @@ mod tests {
         );
         let err = parse("logging:\n  level: loud\n").unwrap_err().to_string();
         assert!(err.contains("logging.level"), "{err}");
+        // A bias alone would pair with a guessed scale: refused, naming both keys.
+        let err = parse("model:\n  logit_bias: -16.5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.logit_bias") && err.contains("needs model.logit_scale"),
+            "{err}"
+        );
+        let both = parse("model:\n  logit_scale: 117.3\n  logit_bias: -12.9\n").unwrap();
+        assert_eq!(
+            (both.model.logit_scale, both.model.logit_bias),
+            (Some(117.3), Some(-12.9))
+        );
         let err = parse("classify:\n  default_template: a photo\n")
             .unwrap_err()
             .to_string();

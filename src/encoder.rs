@@ -166,10 +166,32 @@ pub struct ModelInfo {
     pub name: String,
     pub embedding_dim: usize,
     pub logit_scale: f32,
+    /// `model.logit_bias`: set, prompts are scored with the sigmoid (see [`Scoring`]).
+    pub logit_bias: Option<f32>,
     /// A generated test model: scores are meaningless and every response says so.
     pub random_weights: bool,
     /// The Immich CLIP model these embeddings are interchangeable with, if any.
     pub immich_model: Option<String>,
+}
+
+impl ModelInfo {
+    /// How `/v1/classify` turns similarities into scores.
+    pub fn scoring(&self) -> Scoring {
+        match self.logit_bias {
+            Some(_) => Scoring::Sigmoid,
+            None => Scoring::Softmax,
+        }
+    }
+}
+
+/// How similarities become scores: CLIP's softmax over the prompts of scale x similarity
+/// (scores sum to 1: a share among the prompts), or SigLIP's sigmoid of
+/// scale x similarity + bias, each prompt on its own (a probability that it holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scoring {
+    Softmax,
+    Sigmoid,
 }
 
 /// Where an encoder runs.

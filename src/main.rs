@@ -353,9 +353,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         c.rank, c.text, c.score, c.similarity
                     )?;
                 }
+                let scoring = match result.scoring {
+                    hailo_clip::encoder::Scoring::Softmax => {
+                        "scores share 1 among the prompts (softmax)"
+                    }
+                    hailo_clip::encoder::Scoring::Sigmoid => {
+                        "each score is that prompt's own probability (sigmoid)"
+                    }
+                };
                 writeln!(
                     out,
-                    "model {} · {:.1} ms",
+                    "model {} · {scoring} · {:.1} ms",
                     result.model, result.inference_time_ms
                 )?;
             }

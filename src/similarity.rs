@@ -45,6 +45,13 @@ pub fn softmax_scaled(x: &[f32], scale: f32) -> Vec<f32> {
     exps.into_iter().map(|e| e / sum).collect()
 }
 
+/// SigLIP's score of each similarity on its own: sigmoid(scale × x + bias).
+pub fn sigmoid_scaled(x: &[f32], scale: f32, bias: f32) -> Vec<f32> {
+    x.iter()
+        .map(|&v| 1.0 / (1.0 + (-(v * scale + bias)).exp()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

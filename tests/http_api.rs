@@ -262,6 +262,59 @@ async fn classify_scores_are_softmax_of_scaled_cosines() {
     }
     let sum: f64 = results.iter().map(|r| r["score"].as_f64().unwrap()).sum();
     assert!((sum - 1.0).abs() < 1e-5);
+    assert_eq!(body["scoring"], "softmax");
+    let (_, _, health) = send(&h.app, Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(health["scoring"], "softmax");
+}
+
+/// With model.logit_scale and model.logit_bias (SigLIP's trained pair), each prompt is
+/// scored on its own: sigmoid(scale × similarity + bias), not a share of 1; `threshold` then
+/// keeps the prompts that hold; the response and /health say "sigmoid".
+#[tokio::test]
+async fn with_a_logit_bias_each_prompt_is_scored_by_the_sigmoid() {
+    let mut config = tiny_config();
+    let (scale, bias) = (10.0f32, -2.5f32);
+    config.model.logit_scale = Some(scale);
+    config.model.logit_bias = Some(bias);
+    let h = harness_with(config).await;
+    let prompts = ["cat", "dog", "car", "teapot"];
+    let classify = |threshold: Option<f32>| {
+        let mut body = json!({"image": image_b64("chelsea.png"), "prompts": prompts});
+        if let Some(t) = threshold {
+            body["threshold"] = json!(t);
+        }
+        post_json("/v1/classify", &body)
+    };
+    let (status, _, body) = send(&h.app, classify(None)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["scoring"], "sigmoid");
+    let results = body["classifications"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    let mut scores = Vec::new();
+    for r in results {
+        let similarity = r["similarity"].as_f64().unwrap() as f32;
+        let expected = 1.0 / (1.0 + (-(scale * similarity + bias)).exp());
+        let score = r["score"].as_f64().unwrap() as f32;
+        assert!((score - expected).abs() < 1e-4, "{r}: expected {expected}");
+        scores.push(score);
+    }
+    let sum: f32 = scores.iter().sum();
+    assert!(
+        (sum - 1.0).abs() > 1e-3,
+        "sigmoid scores happen to sum to 1: {scores:?}"
+    );
+    // A threshold between two scores keeps exactly the prompts above it.
+    let mut sorted = scores.clone();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let cut = (sorted[1] + sorted[2]) / 2.0;
+    let (_, _, kept) = send(&h.app, classify(Some(cut))).await;
+    assert_eq!(
+        kept["classifications"].as_array().unwrap().len(),
+        2,
+        "{kept}"
+    );
+    let (_, _, health) = send(&h.app, Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(health["scoring"], "sigmoid");
 }
 
 #[tokio::test]

@@ -139,6 +139,7 @@ async fn service(
         name: "chosen-vectors".into(),
         embedding_dim: DIM,
         logit_scale,
+        logit_bias: None,
         random_weights: false,
         immich_model: None,
     };

@@ -155,6 +155,7 @@ fn load_hailo(
             name: cfg.model_name.clone(),
             embedding_dim: image.embedding_dim(),
             logit_scale: cfg.logit_scale,
+            logit_bias: config.model.logit_bias,
             random_weights: false,
             immich_model: Some(cfg.immich_model.clone()),
         };
@@ -221,6 +222,7 @@ pub fn model_info(dir: &ModelDir, config: &Config) -> ModelInfo {
         name: manifest.name.clone(),
         embedding_dim: manifest.embedding_dim,
         logit_scale: config.model.logit_scale.unwrap_or(manifest.logit_scale),
+        logit_bias: config.model.logit_bias,
         random_weights: manifest.random_weights,
         immich_model: manifest.immich_model.clone(),
     }

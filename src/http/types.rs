@@ -10,7 +10,7 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema,
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::encoder::{Backend, EncoderInfo};
+use crate::encoder::{Backend, EncoderInfo, Scoring};
 use crate::service::{Classification, ClassifyResult};
 
 /// A string schema with the given rules (utoipa's derive takes no lengths on newtypes).
@@ -270,7 +270,9 @@ pub struct EmbedTextJson {
 #[derive(Serialize, ToSchema)]
 pub struct ClassificationBody {
     pub text: String,
-    /// Softmax over the prompts of logit_scale × similarity.
+    /// With `scoring` softmax: the softmax over the prompts of logit_scale × similarity
+    /// (the scores sum to 1). With sigmoid: sigmoid(logit_scale × similarity + logit_bias),
+    /// this prompt on its own.
     pub score: f32,
     /// Cosine similarity of image and prompt.
     pub similarity: f32,
@@ -282,6 +284,8 @@ pub struct ClassificationBody {
 #[derive(Serialize, ToSchema)]
 pub struct ClassifyResponse {
     pub classifications: Vec<ClassificationBody>,
+    /// softmax | sigmoid: how the scores were computed (see `score`).
+    pub scoring: Scoring,
     pub model: String,
     pub inference_time_ms: f64,
 }
@@ -289,6 +293,7 @@ pub struct ClassifyResponse {
 impl From<ClassifyResult> for ClassifyResponse {
     fn from(r: ClassifyResult) -> Self {
         ClassifyResponse {
+            scoring: r.scoring,
             classifications: r
                 .classifications
                 .into_iter()
@@ -401,6 +406,9 @@ pub struct Health {
     pub service: &'static str,
     pub model_loaded: bool,
     pub model: Option<String>,
+    /// How /v1/classify scores prompts: softmax (scores share 1 among the prompts) or
+    /// sigmoid (each prompt on its own: model.logit_scale and model.logit_bias set).
+    pub scoring: Option<Scoring>,
     pub backend: Option<BackendName>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]

@@ -30,7 +30,9 @@ use crate::encoder::{
 };
 use crate::metrics::{thread_cpu_time, Metrics};
 use crate::preprocess::{decode_cost, PreprocessError, SquareInput};
-use crate::similarity::{cosine, ensemble, l2_normalize, softmax_scaled, UnusableEmbedding};
+use crate::similarity::{
+    cosine, ensemble, l2_normalize, sigmoid_scaled, softmax_scaled, UnusableEmbedding,
+};
 use crate::tokenize::TextTokenizer;
 use cache::{Embedding, TextCache};
 use queue::{JobError, WorkQueue};
@@ -132,6 +134,7 @@ pub struct Classification {
 #[derive(Debug, Clone, Serialize)]
 pub struct ClassifyResult {
     pub classifications: Vec<Classification>,
+    pub scoring: crate::encoder::Scoring,
     pub model: String,
     pub inference_time_ms: f64,
 }
@@ -723,7 +726,11 @@ impl Service {
             matrix.row_mut(i).assign(&Array1::from(v));
         }
         let sims = cosine(matrix.view(), Array1::from(image).view());
-        let scores = softmax_scaled(sims.as_slice().expect("contiguous"), self.model.logit_scale);
+        let sims_slice = sims.as_slice().expect("contiguous");
+        let scores = match self.model.logit_bias {
+            Some(bias) => sigmoid_scaled(sims_slice, self.model.logit_scale, bias),
+            None => softmax_scaled(sims_slice, self.model.logit_scale),
+        };
         let mut ranked: Vec<Classification> = prompts
             .into_iter()
             .zip(scores.iter().zip(sims.iter()))
@@ -746,6 +753,7 @@ impl Service {
             .collect();
         Ok(ClassifyResult {
             classifications,
+            scoring: self.model.scoring(),
             model: self.model.name.clone(),
             inference_time_ms: started.elapsed().as_secs_f64() * 1000.0,
         })

@@ -86,7 +86,8 @@ pub fn model_info(config: &Config) -> ModelInfo {
     ModelInfo {
         name: manifest.name,
         embedding_dim: manifest.embedding_dim,
-        logit_scale: manifest.logit_scale,
+        logit_scale: config.model.logit_scale.unwrap_or(manifest.logit_scale),
+        logit_bias: config.model.logit_bias,
         random_weights: manifest.random_weights,
         immich_model: manifest.immich_model,
     }
