@@ -538,15 +538,33 @@ fn pull_hefs(
     for hef in &hefs {
         let rel = format!("{rel_dir}/{hef}.hef");
         let dest = staging.join(&rel);
+        let previous = installed
+            .filter(|r| {
+                r.zoo
+                    .as_ref()
+                    .is_some_and(|z| z.version == h.zoo_version && z.arch == h.arch.as_str())
+            })
+            .and_then(|r| r.hefs.iter().find(|f| f.path == rel));
+        // An installed HEF of this Zoo version that still has its recorded sha256 is kept
+        // without asking the Zoo (which may be unreachable while the Hub is not).
+        if let Some(old) = previous {
+            let recorded = Expect {
+                name: format!("{hef}.hef"),
+                size: Some(old.size),
+                check: Check::Sha256(old.sha256.clone()),
+            };
+            if !dest.is_file()
+                && link_or_copy(&to.join(&rel), &dest).is_ok()
+                && verify(&dest, &recorded).is_ok()
+            {
+                out.push(old.clone());
+                continue;
+            }
+        }
         let expect = zoo.expect(&h.zoo_version, h.arch, hef)?;
-        let previous = installed.and_then(|r| r.hefs.iter().find(|f| f.path == rel));
         let mut got = None;
         if dest.is_file() {
             got = verify(&dest, &expect).ok();
-        } else if let Some(old) = previous {
-            if Some(old.size) == expect.size && link_or_copy(&to.join(&rel), &dest).is_ok() {
-                got = verify(&dest, &expect).ok();
-            }
         }
         let sha256 = match got {
             Some(sha) => sha,
