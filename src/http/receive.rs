@@ -37,7 +37,7 @@ use super::error::ApiError;
 use super::AppState;
 
 /// The budget's unit: the semaphore counts KiB, and a body's buffer grows in whole KiB.
-pub const UNIT: usize = 1024;
+const UNIT: usize = 1024;
 
 /// Largest declared body read (and discarded) before an admission refusal.
 pub const DRAIN_LIMIT: u64 = 64 * 1024;
