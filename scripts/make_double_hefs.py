@@ -3,7 +3,7 @@
 the model directory's own ONNX graph that the Model Zoo's HEF computes on the device.
 
     scripts/make_double_hefs.py MODEL_DIR OUT_DIR [--hailo-clip BIN] [--quantize]
-                                [--device-cost]
+                                [--device-cost] [--text-end states|embedding]
 
 MODEL_DIR is a model directory in Immich's layout (config.json, visual/, textual/) or the
 flat one (manifest.json, visual.onnx, textual.onnx). Written, as `hailo-clip pull --hef` lays
@@ -21,8 +21,16 @@ a pull out: OUT_DIR/hailo/hailo10h/ with
   ends at the last hidden states (after ln_final), all 77 rows. The graph here: from the
   output of the Gather that looks the token ids up (the host looks them up instead), to the
   [1, 77, width] tensor the pooling reads (found by walking back from the projection MatMul).
-* the text path's files (clip_tokenizer.json, token_embedding_lut.npy, text_projection.npy),
-  written by `hailo-clip export-text-assets` from the model directory's text graph.
+  SigLIP's text encoders (cfg/networks/siglip2_b_32_256_text_encoder.yaml: parser nodes
+  /model/embeddings/Add -> 1224, input 1x64x768) start at the same Add; the Zoo's evaluation
+  of them (core/postprocessing/text_encoding_postprocess.py, text_encoder_siglip: only an L2
+  norm; core/eval/text_retrieval_evaluation.py compares one vector per text) shows that they
+  end with the head, the one pooled embedding. `--text-end embedding` cuts there (before the
+  L2 norm), for a model pooled at a fixed position; `states` (the default) at the hidden
+  states, so that the host's pooling and head are what is tested.
+* the text path's files (clip_tokenizer.json, token_embedding_lut.npy, text_projection.npy,
+  text_projection_bias.npy for a head with a bias), written by `hailo-clip
+  export-text-assets` from the model directory's text graph.
 
 Every boundary is found by its role in the graph, not by node name (exporters rename nodes).
 
@@ -154,7 +162,7 @@ def fix_shape(value_info, dims):
         shape.dim.add().dim_value = d
 
 
-def text_part(path):
+def text_part(path, end="states"):
     model = load(path)
     g = model.graph
     producers, consts, shapes = index(g)
@@ -173,6 +181,8 @@ def text_part(path):
         t for t in back(producers, consts, proj.input[0])
         if len(shapes.get(t, [])) == 3 and shapes[t][2] == width and shapes[t][1] in (context, None)
     )
+    if end == "embedding":
+        hidden = normalized(g, producers, consts)
     part = extract(model, [gather.output[0]], [hidden])
     # Hugging Face's graphs build the causal mask from the ids' shape: the part keeps that
     # dependence, which a constant of the same shape satisfies (the values are never read
@@ -187,8 +197,12 @@ def text_part(path):
             pg.node.insert(0, helper.make_node("Constant", [], [original.name],
                                                value=numpy_helper.from_array(zeros)))
     fix_shape(part.graph.input[0], [1, context, width])
+    if end == "embedding":
+        embed = [d for d in shapes.get(hidden, []) if d][-1]
+        fix_shape(part.graph.output[0], [1, embed])
+        return part, context, width, embed
     fix_shape(part.graph.output[0], [1, context, width])
-    return part, context, width
+    return part, context, width, None
 
 
 def image_part(path, mean, std, size):
@@ -242,6 +256,8 @@ def calibration_ranges(out, image_onnx, text_onnx, size, repo):
     text = ort.InferenceSession(text_onnx, providers=["CPUExecutionProvider"])
     tok = json.load(open(os.path.join(out, "clip_tokenizer.json")))
     vocab = tok["model"]["vocab"]
+    if not isinstance(vocab, dict):
+        raise SystemExit("--quantize calibrates with CLIP's BPE vocabulary; this model has another")
     prompts = ["a photo of a cat", "a cup of coffee on a table", "an astronaut riding a horse",
                "a rocket launch", "the garage door is open", "two dogs playing in the snow"]
     text_lo, text_hi = float(lut.min()), float(lut.max())
@@ -274,12 +290,13 @@ def main():
                     help="the binary that writes the text files (export-text-assets)")
     ap.add_argument("--quantize", action="store_true")
     ap.add_argument("--device-cost", action="store_true")
+    ap.add_argument("--text-end", choices=["states", "embedding"], default="states")
     args = ap.parse_args()
 
     found = layout(args.model_dir)
     out = os.path.join(args.out_dir, "hailo", ARCH)
     os.makedirs(out, exist_ok=True)
-    text, context, width = text_part(found["textual"])
+    text, context, width, text_embed = text_part(found["textual"], args.text_end)
     image, embed = image_part(found["visual"], found["mean"], found["std"], found["size"])
     text_onnx = os.path.join(out, "clip_text_encoder.onnx")
     image_onnx = os.path.join(out, "clip_image_encoder.onnx")
@@ -295,6 +312,10 @@ def main():
     image_out = f"embedding 1 1 {embed} float32 nc"
     text_in = f"tokens 1 {context} {width} float32 nhwc"
     text_out = f"states 1 {context} {width} float32 nhwc"
+    if text_embed is not None:
+        text_out = f"embedding 1 1 {text_embed} float32 nc"
+    if args.quantize and text_embed is not None:
+        raise SystemExit("--quantize is for --text-end states")
     if args.quantize:
         (tl, th), (ol, oh), (il, ih) = calibration_ranges(out, image_onnx, text_onnx, size, repo)
         zp, s = quant(tl, th, 16)

@@ -440,7 +440,9 @@ fn hailo_files(config: &Config) -> HailoFiles {
         Ok(found)
     };
     let text = hef(&h.text_hef).and_then(|found| {
-        TextAssets::load(&h.resources_dir)
+        let model =
+            crate::backends::hailo::pulled::text_model(config, h).map_err(|e| e.to_string())?;
+        TextAssets::load(&h.resources_dir, model.as_ref())
             .map(|_| found)
             .map_err(|e| e.to_string())
     });

@@ -7,7 +7,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -86,7 +86,8 @@ enum Command {
         get: Option<String>,
     },
     /// Check the Hailo text encoder's files (clip_tokenizer.json, token_embedding_lut.npy,
-    /// text_projection.npy) in DIR, flat or in hailo-apps' layout (exit 1 with the reason)
+    /// text_projection.npy) in DIR, flat or in hailo-apps' layout; a pull's MODEL/hailo/ARCH
+    /// with MODEL's tokenizer and set-up (exit 1 with the reason)
     CheckTextAssets { dir: PathBuf },
     /// Run the known-answer self-test (photos in assets/selftest/ against fixed labels)
     /// through the configured backend; print a table; exit 1 when an answer is wrong
@@ -271,12 +272,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return print_export(summary);
     }
     if let Command::CheckTextAssets { dir } = &cli.command {
-        let assets = hailo_clip::backends::hailo::assets::TextAssets::load(dir)?;
+        // A pull's `MODEL/hailo/ARCH/`: the files are that model's, read with its set-up.
+        let model = dir
+            .parent()
+            .filter(|p| p.file_name().is_some_and(|n| n == "hailo"))
+            .and_then(Path::parent)
+            .map(hailo_clip::model::ModelDir::open)
+            .transpose()?;
+        let assets = hailo_clip::backends::hailo::assets::TextAssets::load(dir, model.as_ref())?;
         println!(
-            "text assets in {}: ok (token-embedding table {:?}, projection {:?})",
+            "text assets in {}: ok (token-embedding table [{}, {}], projection {:?}{}, context {}, pooling {:?})",
             dir.display(),
-            assets.lut.shape(),
-            assets.projection.shape()
+            assets.lut.rows(),
+            assets.lut.cols(),
+            assets.projection.shape(),
+            if assets.bias.is_some() { " with a bias" } else { "" },
+            assets.setup.frame.context,
+            assets.setup.frame.pooling
         );
         return Ok(());
     }

@@ -52,13 +52,13 @@ fn hailo_export_text_assets_matches_transformers() {
         .all(|(a, b)| (a - b).abs() < 1e-5));
 
     // The tokenizer encodes as transformers does.
-    let loaded = TextAssets::load(&out).unwrap();
+    let loaded = TextAssets::load(&out, None).unwrap();
     let golden_ids: ndarray::Array2<i64> = read_npy(golden("text_input_ids.npy")).unwrap();
     let prompts: Vec<String> =
         serde_json::from_str(&std::fs::read_to_string(golden("text_prompts.json")).unwrap())
             .unwrap();
     for (prompt, row) in prompts.iter().zip(golden_ids.rows()).take(6) {
-        let ids = loaded.tokenizer.encode(prompt).unwrap();
+        let ids = loaded.setup.tokenizer.encode(prompt).unwrap();
         let expected: Vec<u32> = row.iter().take(ids.len()).map(|&i| i as u32).collect();
         assert_eq!(ids, expected, "{prompt:?}");
     }
@@ -137,7 +137,10 @@ fn hailo_text_assets_errors_name_the_file() {
 
     let dir = copy();
     std::fs::remove_file(dir.path().join(TOKENIZER_FILE)).unwrap();
-    let err = TextAssets::load(dir.path()).err().unwrap().to_string();
+    let err = TextAssets::load(dir.path(), None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         err.contains(TOKENIZER_FILE) && err.contains("export-text-assets"),
         "{err}"
@@ -146,7 +149,10 @@ fn hailo_text_assets_errors_name_the_file() {
     let dir = copy();
     let lut: Array2<f32> = read_npy(dir.path().join(LUT_FILE)).unwrap();
     write_npy(dir.path().join(LUT_FILE), &lut.mapv(f64::from)).unwrap();
-    let err = TextAssets::load(dir.path()).err().unwrap().to_string();
+    let err = TextAssets::load(dir.path(), None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         err.contains(LUT_FILE) && err.contains("'<f8'") && err.contains("float32"),
         "{err}"
@@ -154,12 +160,18 @@ fn hailo_text_assets_errors_name_the_file() {
 
     let dir = copy();
     write_npy(dir.path().join(LUT_FILE), &Array3::<f32>::zeros((2, 2, 2))).unwrap();
-    let err = TextAssets::load(dir.path()).err().unwrap().to_string();
+    let err = TextAssets::load(dir.path(), None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains(LUT_FILE) && err.contains("2-D"), "{err}");
 
     let dir = copy();
     write_npy(dir.path().join(LUT_FILE), &Array2::<f32>::zeros((1000, 32))).unwrap();
-    let err = TextAssets::load(dir.path()).err().unwrap().to_string();
+    let err = TextAssets::load(dir.path(), None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         err.contains(LUT_FILE) && err.contains("[1000, 32]"),
         "{err}"
@@ -171,7 +183,10 @@ fn hailo_text_assets_errors_name_the_file() {
         &Array2::<f32>::zeros((16, 32)),
     )
     .unwrap();
-    let err = TextAssets::load(dir.path()).err().unwrap().to_string();
+    let err = TextAssets::load(dir.path(), None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         err.contains(PROJECTION_FILE) && err.contains("[16, 32]"),
         "{err}"
@@ -179,7 +194,10 @@ fn hailo_text_assets_errors_name_the_file() {
 
     let dir = copy();
     std::fs::write(dir.path().join(PROJECTION_FILE), b"garbage").unwrap();
-    let err = TextAssets::load(dir.path()).err().unwrap().to_string();
+    let err = TextAssets::load(dir.path(), None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         err.contains(PROJECTION_FILE) && err.contains("not a .npy file"),
         "{err}"

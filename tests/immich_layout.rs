@@ -17,29 +17,6 @@ use hailo_clip::encoder::{ImageEncoder, TextEncoder};
 use hailo_clip::model::{Layout, ModelDir, PixelInput, TextInputs};
 use hailo_clip::preprocess::{ResizeMode, SquareInput};
 
-/// The square input exactly as the service builds it from an encoder.
-fn square_input(encoder: &impl ImageEncoder) -> SquareInput {
-    SquareInput {
-        size: encoder.input_size(),
-        mode: encoder.resize_mode(),
-        interpolation: encoder.interpolation(),
-        jpeg_scaled_decode: true,
-    }
-}
-
-/// The fixture images `files` brought to `input` as the service does.
-fn squares(input: &SquareInput, files: &[impl AsRef<str>]) -> Vec<image::RgbImage> {
-    files
-        .iter()
-        .map(|f| {
-            let bytes = std::fs::read(fixture(f.as_ref())).unwrap();
-            input
-                .resize(&input.decode(&bytes, 100_000_000).unwrap())
-                .unwrap()
-        })
-        .collect()
-}
-
 fn immich_dir() -> std::path::PathBuf {
     fixture("immich-tiny-random")
 }

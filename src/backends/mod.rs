@@ -143,14 +143,11 @@ fn load_hailo(
     session.watch_health();
     let image = hailo::HailoImageEncoder::load(&session, cfg)?;
     let on_device = |image: &hailo::HailoImageEncoder| -> Result<TextParts, LoadError> {
-        let (text, tokenizer) = hailo::HailoTextEncoder::load(&session, cfg)?;
         // Text files pulled into the model directory are its own: its tokenizer is set up
-        // as the model's origin sets it up (Immich's pad token and cleaning), as on the CPU.
-        let tokenizer = if cfg.resources_dir.starts_with(&config.model.dir) {
-            crate::model::ModelDir::open(&config.model.dir)?.load_tokenizer()?
-        } else {
-            tokenizer
-        };
+        // as the model's origin sets it up (Immich's pad token and cleaning), as on the CPU,
+        // and the host pads and pools as the model does.
+        let model = hailo::pulled::text_model(config, cfg)?;
+        let (text, tokenizer) = hailo::HailoTextEncoder::load(&session, cfg, model.as_ref())?;
         let model = ModelInfo {
             name: cfg.model_name.clone(),
             embedding_dim: image.embedding_dim(),

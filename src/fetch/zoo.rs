@@ -18,6 +18,14 @@
 //! ViT-L-14__laion2b-s32b-b82k (laion/CLIP-ViT-L-14-laion2B-s32B-b82K), and
 //! ViT-L-14-336__openai, image only: the Zoo's clip_vit_l_14_text_encoder comes from the 224-px
 //! openai/clip-vit-large-patch14, a different checkpoint, so its text runs on the CPU.
+//!
+//! SigLIP: ViT-B-32-SigLIP2-256__webli (google/siglip2-base-patch32-256: hailo10h image from
+//! v5.1.0, text from v5.2.0; hailo8/hailo8l both in v2.18.0), ViT-B-16-SigLIP__webli
+//! (google/siglip-base-patch16-224: hailo10h v5.2.0, hailo8/hailo8l v2.18.0) and
+//! ViT-L-16-SigLIP-256__webli (google/siglip-large-patch16-256: hailo10h v5.2.0). The Zoo's
+//! siglip2_b_16 and siglip2_l_16_256 publish text encoders only: they are not twins, since
+//! the image encoder is what runs per photo (and the text path caches prompts), so a model
+//! whose images stay on the CPU gains nothing from its text on the device.
 
 use std::time::Duration;
 
@@ -136,9 +144,27 @@ const TWINS: &[Twin] = &[
         v2_16: (None, None),
         text_twin: false,
     },
+    Twin {
+        immich: "ViT-B-32-SigLIP2-256__webli",
+        base: "siglip2_b_32_256",
+        v2_16: (None, None),
+        text_twin: true,
+    },
+    Twin {
+        immich: "ViT-B-16-SigLIP__webli",
+        base: "siglip_b_16",
+        v2_16: (None, None),
+        text_twin: true,
+    },
+    Twin {
+        immich: "ViT-L-16-SigLIP-256__webli",
+        base: "siglip_l_16_256",
+        v2_16: (None, None),
+        text_twin: true,
+    },
 ];
 
-/// hailo10h's image encoders, in v5.1.0 and v5.2.0 alike.
+/// hailo10h's image encoders, in v5.1.0 and v5.2.0 alike (v5.2.0 adds SigLIP's below).
 const HAILO10H_IMAGE: &[&str] = &[
     "clip_resnet_50_image_encoder",
     "clip_resnet_50x4_image_encoder",
@@ -146,6 +172,16 @@ const HAILO10H_IMAGE: &[&str] = &[
     "clip_vit_b_32_image_encoder",
     "clip_vit_l_14_336_image_encoder",
     "clip_vit_l_14_laion2B_image_encoder",
+    "siglip2_b_32_256_image_encoder",
+];
+const HAILO10H_SIGLIP_V5_2: &[&str] = &[
+    "siglip_b_16_image_encoder",
+    "siglip_l_16_256_image_encoder",
+    "siglip2_b_16_text_encoder",
+    "siglip2_b_32_256_text_encoder",
+    "siglip2_l_16_256_text_encoder",
+    "siglip_b_16_text_encoder",
+    "siglip_l_16_256_text_encoder",
 ];
 const HAILO10H_TEXT_V5_2: &[&str] = &[
     "clip_resnet_50_text_encoder",
@@ -169,7 +205,7 @@ fn published(arch: Arch, version: &str) -> Option<Vec<&'static str>> {
     let parts: &[&[&str]] = match (arch, version) {
         (Hailo10h, "v5.0.0") => &[],
         (Hailo10h, "v5.1.0") => &[HAILO10H_IMAGE],
-        (Hailo10h, "v5.2.0") => &[HAILO10H_IMAGE, HAILO10H_TEXT_V5_2],
+        (Hailo10h, "v5.2.0") => &[HAILO10H_IMAGE, HAILO10H_TEXT_V5_2, HAILO10H_SIGLIP_V5_2],
         (Hailo8, "v2.16.0") => &[&[
             "clip_resnet_50",
             "clip_vit_b_16",
@@ -197,6 +233,10 @@ fn published(arch: Arch, version: &str) -> Option<Vec<&'static str>> {
                 "clip_resnet_50x4_text_encoder",
                 "clip_vit_b_16_text_encoder",
                 "clip_vit_b_32_text_encoder",
+                "siglip2_b_32_256_image_encoder",
+                "siglip2_b_32_256_text_encoder",
+                "siglip_b_16_image_encoder",
+                "siglip_b_16_text_encoder",
             ],
         ],
         _ => return None,
@@ -396,5 +436,52 @@ mod tests {
         assert!(err.contains("none of these models"), "{err}");
         assert_eq!(zoo_version_for_hailort("4.23.0"), Some("v2.18.0"));
         assert_eq!(zoo_version_for_hailort("5.1.1"), Some("v5.1.0"));
+    }
+
+    #[test]
+    fn siglip_twins_where_each_tag_publishes_them() {
+        let both = |name: &str, arch: Arch, version: &str, base: &str| {
+            let t = twin(name, arch, version).unwrap();
+            assert_eq!(t.image, format!("{base}_image_encoder"), "{name} {version}");
+            assert_eq!(
+                t.text,
+                Some(format!("{base}_text_encoder")),
+                "{name} {version}"
+            );
+        };
+        let siglip2 = "ViT-B-32-SigLIP2-256__webli";
+        both(siglip2, Arch::Hailo10h, "v5.2.0", "siglip2_b_32_256");
+        both(siglip2, Arch::Hailo8, "v2.18.0", "siglip2_b_32_256");
+        both(siglip2, Arch::Hailo8l, "v2.18.0", "siglip2_b_32_256");
+        both(
+            "ViT-B-16-SigLIP__webli",
+            Arch::Hailo10h,
+            "v5.2.0",
+            "siglip_b_16",
+        );
+        both(
+            "ViT-B-16-SigLIP__webli",
+            Arch::Hailo8l,
+            "v2.18.0",
+            "siglip_b_16",
+        );
+        both(
+            "ViT-L-16-SigLIP-256__webli",
+            Arch::Hailo10h,
+            "v5.2.0",
+            "siglip_l_16_256",
+        );
+        // v5.1.0 links hailo10h's SigLIP2 image encoder, its text encoder only for hailo15h.
+        let t = twin(siglip2, Arch::Hailo10h, "v5.1.0").unwrap();
+        assert_eq!(t.text, None);
+        // Not in v5.1.0 at all, nor for Hailo-8 before v2.18.0, nor the large one on Hailo-8.
+        assert!(twin("ViT-B-16-SigLIP__webli", Arch::Hailo10h, "v5.1.0").is_err());
+        assert!(twin(siglip2, Arch::Hailo8, "v2.17.0").is_err());
+        assert!(twin("ViT-L-16-SigLIP-256__webli", Arch::Hailo8, "v2.18.0").is_err());
+        // The Zoo's text-only SigLIP2 networks are no twins.
+        let err = twin("ViT-B-16-SigLIP2__webli", Arch::Hailo10h, "v5.2.0")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no twin"), "{err}");
     }
 }

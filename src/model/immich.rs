@@ -24,7 +24,7 @@ use super::onnx::{signature, Elem, GraphSig, TensorSig};
 use super::record::PullRecord;
 use super::{
     require, IdType, ImageGraph, Layout, Manifest, ModelDir, ModelDirError, PixelInput, TextGraph,
-    TextInputs, TokenizerSetup,
+    TextInputs, TextPooling, TokenizerSetup,
 };
 use crate::preprocess::{Interpolation, ResizeMode};
 use crate::tokenize::TextCleaning;
@@ -67,6 +67,8 @@ struct OpenClipConfig {
 #[derive(Deserialize, Default)]
 struct TextCfg {
     context_length: Option<usize>,
+    /// open_clip's text pooling; `argmax` when absent (its default).
+    pool_type: Option<String>,
     #[serde(default)]
     tokenizer_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -232,7 +234,12 @@ pub fn open(root: &Path) -> Result<ModelDir, ModelDirError> {
     let visual_path = root.join(VISUAL_MODEL);
     let image = image_graph(&visual_path, size, interpolation, &unsupported)?;
     let textual_path = root.join(TEXTUAL_MODEL);
-    let text = text_graph(&textual_path, context_length, &unsupported)?;
+    let pooling = match config.text_cfg.pool_type.as_deref() {
+        None | Some("argmax") => TextPooling::Argmax,
+        Some("last") => TextPooling::Last,
+        Some(other) => TextPooling::Other(other.to_string()),
+    };
+    let text = text_graph(&textual_path, context_length, pooling, &unsupported)?;
 
     let manifest = Manifest {
         format_version: 1,
@@ -352,6 +359,7 @@ fn image_graph(
 fn text_graph(
     path: &Path,
     context_length: usize,
+    pooling: TextPooling,
     unsupported: &dyn Fn(&Path, String) -> ModelDirError,
 ) -> Result<TextGraph, ModelDirError> {
     let sig = read_signature(path)?;
@@ -426,5 +434,6 @@ fn text_graph(
         inputs,
         output: "embedding".into(),
         batch_of_one,
+        pooling,
     })
 }

@@ -102,6 +102,21 @@ pub enum TextInputs {
     },
 }
 
+/// Which position of the text transformer's last hidden states the text embedding is read
+/// from (open_clip's `text_cfg.pool_type`). The graph does it on the CPU; the Hailo text path
+/// does it on the host, after the HEF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextPooling {
+    /// The first end-of-text token, the highest id (`argmax`, CLIP's).
+    Argmax,
+    /// The last position of the padded context (`last`, SigLIP's: no causal mask, so
+    /// every pad token is read).
+    Last,
+    /// Another `pool_type` (`first`, `eos`, `none`...): served by the graph, not by the Hailo
+    /// text path.
+    Other(String),
+}
+
 /// The text encoder's graph.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextGraph {
@@ -109,6 +124,7 @@ pub struct TextGraph {
     pub inputs: TextInputs,
     pub output: String,
     pub batch_of_one: bool,
+    pub pooling: TextPooling,
 }
 
 /// How the tokenizer is set up.
@@ -226,6 +242,7 @@ fn open_flat(root: &Path) -> Result<ModelDir, ModelDirError> {
             },
             output: "text_embeds".into(),
             batch_of_one: false,
+            pooling: TextPooling::Argmax,
         },
         tokenizer_path,
         tokenizer_setup: TokenizerSetup::Clip,

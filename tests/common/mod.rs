@@ -263,3 +263,31 @@ pub fn stderr_log(child: &mut Child) -> String {
         .unwrap();
     log
 }
+
+/// The square input exactly as the service builds it from an encoder.
+pub fn square_input(
+    encoder: &impl hailo_clip::encoder::ImageEncoder,
+) -> hailo_clip::preprocess::SquareInput {
+    hailo_clip::preprocess::SquareInput {
+        size: encoder.input_size(),
+        mode: encoder.resize_mode(),
+        interpolation: encoder.interpolation(),
+        jpeg_scaled_decode: true,
+    }
+}
+
+/// The fixture images `files` brought to `input` as the service does.
+pub fn squares(
+    input: &hailo_clip::preprocess::SquareInput,
+    files: &[impl AsRef<str>],
+) -> Vec<image::RgbImage> {
+    files
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(fixture(f.as_ref())).unwrap();
+            input
+                .resize(&input.decode(&bytes, 100_000_000).unwrap())
+                .unwrap()
+        })
+        .collect()
+}

@@ -294,3 +294,34 @@ async fn hailo_path_with_quantized_boundaries_stays_close_to_the_cpu_path() {
         assert!(worst >= 0.99, "the smallest cosine is {worst}");
     }
 }
+
+/// A SigLIP-style directory (tests/fixtures/immich-tiny-siglip: context 64 padded with
+/// `<pad>`, last-position pooling, a head with a bias, 256-px squash): the text HEF gives the
+/// last hidden states and the host pools the last row and applies the head with its bias.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hailo_path_on_a_siglip_directory_answers_as_the_cpu_path() {
+    if let Some(worst) = parity(
+        "tests/fixtures/immich-tiny-siglip",
+        Some("ViT-B-32-SigLIP2-256__webli"),
+        &[],
+    )
+    .await
+    {
+        assert!(worst >= 0.9999, "the smallest cosine is {worst}");
+    }
+}
+
+/// The same with the text HEF ending where the Model Zoo's SigLIP text encoders end: the one
+/// pooled embedding, the head inside (their postprocessing only L2-normalizes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hailo_path_on_a_siglip_text_hef_that_ends_with_the_head_answers_as_the_cpu_path() {
+    if let Some(worst) = parity(
+        "tests/fixtures/immich-tiny-siglip",
+        Some("ViT-B-32-SigLIP2-256__webli"),
+        &["--text-end", "embedding"],
+    )
+    .await
+    {
+        assert!(worst >= 0.9999, "the smallest cosine is {worst}");
+    }
+}

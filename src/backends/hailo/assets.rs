@@ -1,16 +1,23 @@
 //! The Hailo text path's files besides the HEF, in the hailo-apps layout: the CLIP
 //! tokenizer (`clip_tokenizer.json`), the token-embedding lookup table
-//! (`token_embedding_lut.npy`, vocabulary × hidden f32) and the text projection
-//! (`text_projection.npy`, hidden × embedding f32, applied as `hidden @ projection`).
+//! (`token_embedding_lut.npy`, vocabulary × hidden f32, memory-mapped: rows are read as
+//! prompts need them), the text projection (`text_projection.npy`, hidden × embedding f32,
+//! applied as `hidden @ projection`) and, for a head with a bias (SigLIP's),
+//! `text_projection_bias.npy`.
+//!
+//! How the host builds the HEF's input ([`TextSetup`]): CLIP's as hailo-apps does it
+//! (context 77, padded with 0, pooled at the end-of-text token), or, for a model directory's
+//! own files, as that model does it (its tokenizer, context length, pad token and pooling:
+//! SigLIP's 64 tokens padded with `<pad>` and pooled at the last position).
 //!
 //! Loading checks every shape and dtype and names the file in each error. `export` writes
-//! the three files from a Hugging Face CLIP checkpoint (`hailo-clip export-text-assets`);
+//! the files from a Hugging Face CLIP checkpoint (`hailo-clip export-text-assets`);
 //! it needs no Hailo library, so every build has it.
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use ndarray::Array2;
+use ndarray::{Array1, Array2};
 use ndarray_npy::npy::header::Header;
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use safetensors::{Dtype, SafeTensors};
@@ -20,9 +27,14 @@ use crate::tokenize::{TextTokenizer, TokenizerError, EOT_ID};
 pub const TOKENIZER_FILE: &str = "clip_tokenizer.json";
 pub const LUT_FILE: &str = "token_embedding_lut.npy";
 pub const PROJECTION_FILE: &str = "text_projection.npy";
+pub const PROJECTION_BIAS_FILE: &str = "text_projection_bias.npy";
 
 /// CLIP's context length: the text HEF takes this many token embeddings.
 pub const CONTEXT_LENGTH: usize = 77;
+
+/// Token id CLIP's text path pads with, as hailo-apps does (CLIP's causal mask keeps padding
+/// from reaching the pooled row).
+const CLIP_PAD_ID: u32 = 0;
 
 /// Where the token embeddings and the text projection live in a Hugging Face CLIPModel
 /// (or CLIPTextModelWithProjection) checkpoint.
@@ -49,19 +61,188 @@ fn invalid(path: &Path, message: impl Into<String>) -> AssetError {
     }
 }
 
+/// Which row of the text HEF's per-position output the embedding is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// The first highest id: CLIP's end-of-text token.
+    Argmax,
+    /// The last position of the padded context (SigLIP).
+    Last,
+}
+
+/// How the host turns a prompt's ids into the text HEF's input, and reads its output.
+pub struct TextSetup {
+    pub tokenizer: TextTokenizer,
+    pub frame: TextFrame,
+}
+
+/// The text HEF's frame: how many ids, padded with what, pooled where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextFrame {
+    /// Token embeddings the HEF takes: ids are padded (or were truncated) to this many.
+    pub context: usize,
+    pub pad_id: u32,
+    pub pooling: Pooling,
+}
+
+impl TextFrame {
+    /// The row the embedding is read from in `padded` (`context` ids).
+    pub fn pooled_row(&self, padded: &[u32]) -> usize {
+        match self.pooling {
+            // The first of the highest ids, as ONNX ArgMax and torch's argmax pick it.
+            Pooling::Argmax => {
+                padded
+                    .iter()
+                    .enumerate()
+                    .fold(0, |best, (i, &id)| if id > padded[best] { i } else { best })
+            }
+            Pooling::Last => padded.len() - 1,
+        }
+    }
+}
+
+impl TextSetup {
+    /// A model directory's own set-up: its tokenizer, context length, pad token and pooling.
+    /// CLIP's (argmax) pads with 0 as hailo-apps does; the causal mask keeps padding from the
+    /// pooled row, so the pad id changes nothing there.
+    pub fn of_model(model: &crate::model::ModelDir) -> Result<TextSetup, AssetError> {
+        use crate::model::TextPooling;
+        let tokenizer = model.load_tokenizer()?;
+        let (pooling, pad_id) = match &model.text.pooling {
+            TextPooling::Argmax => (Pooling::Argmax, CLIP_PAD_ID),
+            TextPooling::Last => (Pooling::Last, tokenizer.pad_id()),
+            TextPooling::Other(kind) => {
+                return Err(invalid(
+                    &model.root.join("config.json"),
+                    format!(
+                        "text_cfg.pool_type {kind:?}: the Hailo text path pools as CLIP (argmax) or SigLIP (last) do; set hailo.text_encoder: cpu"
+                    ),
+                ))
+            }
+        };
+        Ok(TextSetup {
+            frame: TextFrame {
+                context: model.manifest.context_length,
+                pad_id,
+                pooling,
+            },
+            tokenizer,
+        })
+    }
+}
+
+/// The token-embedding table (vocabulary × hidden, little-endian f32 `.npy`), mapped into
+/// memory: the kernel reads a row's page when a prompt needs it and may drop it again, so
+/// a 256k-row vocabulary does not stay resident.
+pub struct TokenTable {
+    map: memmap2::Mmap,
+    /// Where the rows start, after the `.npy` header.
+    offset: usize,
+    rows: usize,
+    cols: usize,
+}
+
+impl TokenTable {
+    pub fn open(path: &Path) -> Result<TokenTable, AssetError> {
+        let file =
+            std::fs::File::open(path).map_err(|e| invalid(path, format!("cannot open: {e}")))?;
+        // SAFETY: the map is read only; the file is the daemon's own (written once, atomically,
+        // by `pull` or `export-text-assets`). A file truncated under a running daemon is the
+        // one hazard, as with any mapped model file.
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|e| invalid(path, format!("cannot map: {e}")))?;
+        let mut cursor = std::io::Cursor::new(&map[..]);
+        let header = Header::from_reader(&mut cursor)
+            .map_err(|e| invalid(path, format!("not a .npy file: {e}")))?;
+        let dtype = header.type_descriptor.to_string();
+        let little = cfg!(target_endian = "little");
+        if !(matches!(dtype.trim_matches('\''), "<f4")
+            || (little && dtype.trim_matches('\'') == "=f4"))
+        {
+            return Err(invalid(
+                path,
+                format!("dtype {dtype}, expected little-endian float32 ('<f4')"),
+            ));
+        }
+        let &[rows, cols] = header.shape.as_slice() else {
+            return Err(invalid(
+                path,
+                format!("shape {:?}, expected a 2-D array", header.shape),
+            ));
+        };
+        if header.layout.is_fortran() {
+            return Err(invalid(
+                path,
+                "stored in Fortran order; rows must be contiguous",
+            ));
+        }
+        let offset = cursor.position() as usize;
+        let need = rows
+            .checked_mul(cols)
+            .and_then(|n| n.checked_mul(4))
+            .and_then(|n| n.checked_add(offset));
+        if need.is_none_or(|n| n > map.len()) {
+            return Err(invalid(
+                path,
+                format!(
+                    "holds {} bytes, fewer than its header's [{rows}, {cols}] float32 need",
+                    map.len()
+                ),
+            ));
+        }
+        Ok(TokenTable {
+            map,
+            offset,
+            rows,
+            cols,
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Row `id` as its little-endian f32 bytes (what the HEF's f32 input takes as it is).
+    pub fn row_bytes(&self, id: u32) -> Option<&[u8]> {
+        let id = id as usize;
+        let width = self.cols * 4;
+        (id < self.rows)
+            .then(|| &self.map[self.offset + id * width..self.offset + (id + 1) * width])
+    }
+
+    /// Row `id` as f32s.
+    pub fn row(&self, id: u32) -> Option<Vec<f32>> {
+        self.row_bytes(id).map(|b| {
+            b.chunks_exact(4)
+                .map(|v| f32::from_le_bytes([v[0], v[1], v[2], v[3]]))
+                .collect()
+        })
+    }
+}
+
 /// The text path's files, loaded and checked against each other.
 pub struct TextAssets {
-    pub tokenizer: TextTokenizer,
+    pub setup: TextSetup,
     /// vocabulary × hidden
-    pub lut: Array2<f32>,
+    pub lut: TokenTable,
     /// hidden × embedding
     pub projection: Array2<f32>,
+    /// The head's bias (embedding), where the model's head has one (SigLIP's).
+    pub bias: Option<Array1<f32>>,
 }
 
 impl TextAssets {
-    /// Loads the three files from `dir`, flat or in hailo-apps' `json/` and `npy/`
-    /// sub-folders (see [`super::layout`]); the log says which file was used.
-    pub fn load(dir: &Path) -> Result<TextAssets, AssetError> {
+    /// Loads the files from `dir`, flat or in hailo-apps' `json/` and `npy/` sub-folders
+    /// (see [`super::layout`]); the log says which file was used. With `model` (the files
+    /// are that model directory's own), the tokenizer and its set-up are the model's, and
+    /// `clip_tokenizer.json` is not read; without, CLIP's as hailo-apps has them.
+    pub fn load(
+        dir: &Path,
+        model: Option<&crate::model::ModelDir>,
+    ) -> Result<TextAssets, AssetError> {
         let find = |file: &str, what: &str| {
             super::layout::text_asset(dir, file)
                 .map(|found| {
@@ -80,39 +261,81 @@ impl TextAssets {
                     ),
                 })
         };
-        let tokenizer_path = find(TOKENIZER_FILE, "the CLIP tokenizer")?;
+        let setup = match model {
+            Some(model) => TextSetup::of_model(model)?,
+            None => TextSetup {
+                tokenizer: TextTokenizer::from_file(
+                    &find(TOKENIZER_FILE, "the CLIP tokenizer")?,
+                    CONTEXT_LENGTH,
+                )?,
+                frame: TextFrame {
+                    context: CONTEXT_LENGTH,
+                    pad_id: CLIP_PAD_ID,
+                    pooling: Pooling::Argmax,
+                },
+            },
+        };
         let lut_path = find(LUT_FILE, "the token-embedding lookup table")?;
         let projection_path = find(PROJECTION_FILE, "the text projection")?;
-        let tokenizer = TextTokenizer::from_file(&tokenizer_path, CONTEXT_LENGTH)?;
-        let lut = read_matrix(&lut_path)?;
-        if lut.nrows() <= EOT_ID as usize || lut.ncols() == 0 {
+        let lut = TokenTable::open(&lut_path)?;
+        let least_rows = match model {
+            None => EOT_ID as usize + 1,
+            Some(_) => setup.frame.pad_id as usize + 1,
+        };
+        if lut.rows() < least_rows || lut.cols() == 0 {
             return Err(invalid(
                 &lut_path,
                 format!(
-                    "shape {:?}: expected one row per CLIP token id ({} rows) of the text hidden size",
-                    lut.shape(),
-                    EOT_ID + 1
+                    "shape [{}, {}]: expected one row per token id (at least {least_rows} rows) of the text hidden size",
+                    lut.rows(),
+                    lut.cols()
                 ),
             ));
         }
         let projection = read_matrix(&projection_path)?;
-        if projection.nrows() != lut.ncols() || projection.ncols() == 0 {
+        if projection.nrows() != lut.cols() || projection.ncols() == 0 {
             return Err(invalid(
                 &projection_path,
                 format!(
                     "shape {:?}: expected [{}, embedding size], its rows matching the columns of {}",
                     projection.shape(),
-                    lut.ncols(),
+                    lut.cols(),
                     lut_path.display()
                 ),
             ));
         }
+        let bias = match super::layout::text_asset(dir, PROJECTION_BIAS_FILE) {
+            Ok(found) => {
+                let bias = read_vector(&found.path)?;
+                if bias.len() != projection.ncols() {
+                    return Err(invalid(
+                        &found.path,
+                        format!(
+                            "{} values: expected {} (the columns of {})",
+                            bias.len(),
+                            projection.ncols(),
+                            projection_path.display()
+                        ),
+                    ));
+                }
+                Some(bias)
+            }
+            Err(_) => None,
+        };
         Ok(TextAssets {
-            tokenizer,
+            setup,
             lut,
             projection,
+            bias,
         })
     }
+}
+
+/// Reads a 1-D float32 `.npy`.
+fn read_vector(path: &Path) -> Result<Array1<f32>, AssetError> {
+    let file = std::fs::File::open(path).map_err(|e| invalid(path, format!("cannot open: {e}")))?;
+    Array1::<f32>::read_npy(BufReader::new(file))
+        .map_err(|e| invalid(path, format!("not a 1-D float32 .npy: {e}")))
 }
 
 /// Reads a 2-D float32 `.npy`, with errors that name the file and say what was expected.
@@ -193,15 +416,17 @@ pub fn export(hf_dir: &Path, out: &Path) -> Result<ExportSummary, AssetError> {
         Err(_) => None,
     };
 
-    write_assets(out, &tokenizer_path, &lut, &projection, logit_scale)
+    write_assets(out, &tokenizer_path, &lut, &projection, None, logit_scale)
 }
 
-/// Writes the three files into `out`, each through a temporary name.
+/// Writes the files into `out`, each through a temporary name; the head's bias only where
+/// there is one (an earlier export's is removed, so the files always match).
 fn write_assets(
     out: &Path,
     tokenizer_path: &Path,
     lut: &Array2<f32>,
     projection: &Array2<f32>,
+    bias: Option<&Array1<f32>>,
     logit_scale: Option<f32>,
 ) -> Result<ExportSummary, AssetError> {
     std::fs::create_dir_all(out).map_err(|e| AssetError::Write {
@@ -222,6 +447,25 @@ fn write_assets(
     write_atomically(&files[2], |file| {
         projection.write_npy(file).map_err(std::io::Error::other)
     })?;
+    let bias_path = out.join(PROJECTION_BIAS_FILE);
+    let mut files = files;
+    match bias {
+        Some(bias) => {
+            write_atomically(&bias_path, |file| {
+                bias.write_npy(file).map_err(std::io::Error::other)
+            })?;
+            files.push(bias_path);
+        }
+        None => match std::fs::remove_file(&bias_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(AssetError::Write {
+                    path: bias_path,
+                    message: format!("an earlier export's bias cannot be removed: {e}"),
+                })
+            }
+            _ => {}
+        },
+    }
     Ok(ExportSummary {
         files,
         vocabulary: lut.nrows(),
@@ -303,33 +547,52 @@ fn tensor_values(
     })
 }
 
-/// Writes `clip_tokenizer.json`, `token_embedding_lut.npy` and `text_projection.npy` into
-/// `out` from a model directory's text encoder graph (Immich's `textual/model.onnx`, or the
-/// flat layout's `textual.onnx`), with no checkpoint: the token embedding is the initializer
-/// `[vocab, width]` that a Gather on the token input reads, and the projection the
-/// initializer `[width, embed]` of the MatMul nearest the graph's output. Found by their
-/// role in the graph, since exporters rename them; written as exact copies.
+/// Writes `clip_tokenizer.json`, `token_embedding_lut.npy`, `text_projection.npy` (and
+/// `text_projection_bias.npy` for a head with a bias) into `out` from a model directory's
+/// text encoder graph (Immich's `textual/model.onnx`, or the flat layout's `textual.onnx`),
+/// with no checkpoint: the token embedding is the initializer `[vocab, width]` that a Gather
+/// on the token input reads, the projection the initializer `[width, embed]` of the MatMul
+/// nearest the graph's output, and its bias the `[embed]` initializer added to its result.
+/// Found by their role in the graph, since exporters rename them; written as exact copies.
+/// `clip_tokenizer.json` is the model's `tokenizer.json` (SigLIP's too: the daemon reads
+/// the model directory's own with its set-up, see [`TextSetup::of_model`]).
 pub fn export_from_onnx(
     model: &crate::model::ModelDir,
     out: &Path,
 ) -> Result<ExportSummary, AssetError> {
     let graph_path = model.textual();
     let tokenizer_path = model.tokenizer();
-    TextTokenizer::from_file(&tokenizer_path, CONTEXT_LENGTH)?;
+    let setup = TextSetup::of_model(model)?;
     let weights = onnx_weights::find(&graph_path)?;
     let (lut, projection) = (weights.token_embedding, weights.projection);
-    if lut.nrows() <= EOT_ID as usize || projection.nrows() != lut.ncols() {
+    let least_rows = match setup.frame.pooling {
+        Pooling::Argmax => EOT_ID as usize + 1,
+        Pooling::Last => setup.frame.pad_id as usize + 1,
+    };
+    let bias_fits = weights
+        .bias
+        .as_ref()
+        .is_none_or(|b| b.len() == projection.ncols());
+    if lut.nrows() < least_rows || projection.nrows() != lut.ncols() || !bias_fits {
         return Err(invalid(
             &graph_path,
             format!(
-                "token embedding {:?} and projection {:?} are not a CLIP text tower's",
+                "token embedding {:?}, projection {:?} and bias {:?} are not a text tower's",
                 lut.shape(),
-                projection.shape()
+                projection.shape(),
+                weights.bias.as_ref().map(|b| b.len())
             ),
         ));
     }
     // The logit scale is not in a text graph.
-    write_assets(out, &tokenizer_path, &lut, &projection, None)
+    write_assets(
+        out,
+        &tokenizer_path,
+        &lut,
+        &projection,
+        weights.bias.as_ref(),
+        None,
+    )
 }
 
 /// The two weights of a text encoder graph the Hailo text path needs.
@@ -337,7 +600,7 @@ mod onnx_weights {
     use std::collections::HashMap;
     use std::path::Path;
 
-    use ndarray::Array2;
+    use ndarray::{Array1, Array2};
     use tract_onnx::pb::{tensor_proto::DataType, GraphProto, NodeProto, TensorProto};
 
     use super::{invalid, AssetError};
@@ -346,6 +609,8 @@ mod onnx_weights {
         pub token_embedding: Array2<f32>,
         /// `[width, embed]`, applied as `hidden @ projection`.
         pub projection: Array2<f32>,
+        /// `[embed]`, added after the projection (a Linear with a bias: SigLIP's head).
+        pub bias: Option<Array1<f32>>,
     }
 
     pub fn find(path: &Path) -> Result<Found, AssetError> {
@@ -412,6 +677,7 @@ mod onnx_weights {
         let mut frontier = vec![output.name.clone()];
         let mut seen = std::collections::HashSet::new();
         let mut projection = None;
+        let mut bias_name: Option<String> = None;
         'search: for _ in 0..64 {
             let mut next = Vec::new();
             for name in &frontier {
@@ -424,6 +690,20 @@ mod onnx_weights {
                 if node.op_type == "MatMul" && node.input.len() == 2 {
                     if let Some(w) = two_d(&node.input[1]).filter(|w| w.dims[0] == width) {
                         projection = Some(matrix(w, &dir, path)?);
+                        // A Linear with a bias exports as MatMul then Add of an [embed]
+                        // constant.
+                        let out = &node.output[0];
+                        bias_name = graph
+                            .node
+                            .iter()
+                            .filter(|n| n.op_type == "Add" && n.input.iter().any(|i| i == out))
+                            .flat_map(|n| n.input.iter())
+                            .find(|i| {
+                                tensors
+                                    .get(i.as_str())
+                                    .is_some_and(|t| t.dims.len() == 1 && t.dims[0] == w.dims[1])
+                            })
+                            .cloned();
                         break 'search;
                     }
                 }
@@ -440,6 +720,15 @@ mod onnx_weights {
                             m
                         };
                         if m.nrows() as i64 == width {
+                            bias_name = node
+                                .input
+                                .get(2)
+                                .filter(|c| {
+                                    tensors.get(c.as_str()).is_some_and(|t| {
+                                        t.dims.len() == 1 && t.dims[0] as usize == m.ncols()
+                                    })
+                                })
+                                .cloned();
                             projection = Some(m);
                             break 'search;
                         }
@@ -463,9 +752,20 @@ mod onnx_weights {
                 format!("no MatMul near the output applies a [{width}, embed] projection"),
             )
         })?;
+        let bias = match bias_name {
+            Some(name) => {
+                let t = tensors[name.as_str()];
+                let n = t.dims[0] as usize;
+                let mut row = t.clone();
+                row.dims = vec![1, n as i64];
+                Some(Array1::from_iter(matrix(&row, &dir, path)?.into_iter()))
+            }
+            None => None,
+        };
         Ok(Found {
             token_embedding: matrix(embedding, &dir, path)?,
             projection,
+            bias,
         })
     }
 

@@ -8,10 +8,14 @@
 //!
 //! Image path: the service hands over uint8 RGB squares of the HEF's input size, which is
 //! an NHWC uint8 frame as it is (CLIP's normalization is folded into the HEF).
-//! Text path, as hailo-apps does it: pad the ids to 77 with 0, look each id up in the
-//! token-embedding table, feed the [77, hidden] f32 frame to the HEF (which adds the
+//! Text path, as hailo-apps does it for CLIP: pad the ids to 77 with 0, look each id up in
+//! the token-embedding table, feed the [77, hidden] f32 frame to the HEF (which adds the
 //! positional embedding), take the output row at the first EOT, multiply by the text
-//! projection. Outputs are dequantized here (qp_scale, qp_zp) when HailoRT hands over
+//! projection. SigLIP's the same way with its own set-up ([`super::assets::TextSetup`]):
+//! 64 ids padded with its pad token, the last row pooled, its head's bias added. A text HEF
+//! whose output is already the one pooled embedding (the head inside it, as the Model Zoo's
+//! SigLIP text encoders end: their postprocessing only L2-normalizes) is used as it is.
+//! Outputs are dequantized here (qp_scale, qp_zp) when HailoRT hands over
 //! uint8/uint16, and asked of HailoRT as f32 when quantization is per channel.
 
 use std::collections::VecDeque;
@@ -22,7 +26,7 @@ use std::time::Duration;
 use image::RgbImage;
 use ndarray::{Array2, ArrayView1};
 
-use super::assets::{TextAssets, CONTEXT_LENGTH};
+use super::assets::{TextAssets, TextFrame, TokenTable};
 use super::device::{HailoDevice, HailoLoadError};
 use super::ffi::{Direction, ElementType, HailoError, HailoErrorKind, Job, Model, StreamInfo};
 use super::layout;
@@ -32,11 +36,7 @@ use crate::encoder::{
     DeviceRecovery, Encoder, EncoderError, EncoderErrorKind, EncoderInfo, ImageEncoder, TextEncoder,
 };
 use crate::preprocess::{Interpolation, ResizeMode};
-use crate::tokenize::{eot_position, pad, TextTokenizer};
-
-/// Token id the text path pads with, as hailo-apps does (CLIP's causal mask keeps padding
-/// from reaching the EOT row).
-const PAD_ID: u32 = 0;
+use crate::tokenize::{pad, TextTokenizer};
 
 fn hef_error(path: &Path, kind: HailoErrorKind, message: impl Into<String>) -> HailoLoadError {
     HailoLoadError::Hef {
@@ -437,29 +437,41 @@ impl ImageEncoder for HailoImageEncoder {
     }
 }
 
+/// What the text HEF gives per text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TextOutput {
+    /// The last hidden states, one row per position: the host pools and projects.
+    States,
+    /// The embedding, pooled and projected inside the HEF.
+    Embedding,
+}
+
 /// What the text HEF is once configured; a re-created device must give the same.
 #[derive(Debug, Clone, PartialEq)]
 struct TextFacts {
     max_frames: usize,
     output: OutputFormat,
+    kind: TextOutput,
 }
 
-/// Loads, checks and configures the text HEF on `device` for a token-embedding table of
-/// width `hidden` and a projection of `projection_rows` rows.
+/// Loads, checks and configures the text HEF on `device` for `context` token embeddings of
+/// width `hidden` and a projection `hidden` × `embedding`.
 fn configure_text(
     device: &HailoDevice,
     config: &HailoConfig,
     path: &Path,
+    context: usize,
     hidden: usize,
-    projection_rows: usize,
+    embedding: usize,
+    fixed_pooling: bool,
 ) -> Result<(Model, TextFacts), HailoLoadError> {
     let mut model = load_model(device, path)?;
     let input = model.inputs()[0].clone();
-    if input.elements() != CONTEXT_LENGTH * hidden || !input.order.is_row_major() {
+    if input.elements() != context * hidden || !input.order.is_row_major() {
         return Err(shape_error(
             path,
             format!(
-                "input {} does not take {CONTEXT_LENGTH} token embeddings of {hidden} (the width of the token-embedding table)",
+                "input {} does not take {context} token embeddings of {hidden} (the model's context length and the width of the token-embedding table)",
                 describe(&input)
             ),
         ));
@@ -468,15 +480,24 @@ fn configure_text(
         .set_format(Direction::Input, 0, ElementType::Float32, false)
         .map_err(|e| hef_error(path, e.kind, e.message))?;
     let output_stream = model.outputs()[0].clone();
-    if output_stream.elements() != CONTEXT_LENGTH * projection_rows {
+    let kind = if output_stream.elements() == context * hidden {
+        TextOutput::States
+    } else if output_stream.elements() == embedding && fixed_pooling {
+        TextOutput::Embedding
+    } else {
         return Err(shape_error(
             path,
             format!(
-                "output {} is not {CONTEXT_LENGTH} rows of {projection_rows} (the rows of the text projection)",
+                "output {} is neither {context} rows of {hidden} (the rows of the text projection) nor {}",
                 describe(&output_stream),
+                if fixed_pooling {
+                    format!("one embedding of {embedding}")
+                } else {
+                    "(for a model pooled at its end-of-text token) anything else".to_string()
+                }
             ),
         ));
-    }
+    };
     let output = OutputFormat::choose(&mut model, path)?;
     let max_frames = configure(&mut model, path, config)?;
     let input = &model.inputs()[0];
@@ -486,16 +507,25 @@ fn configure_text(
             format!("input {} does not take f32 frames", describe(input)),
         ));
     }
-    Ok((model, TextFacts { max_frames, output }))
+    Ok((
+        model,
+        TextFacts {
+            max_frames,
+            output,
+            kind,
+        },
+    ))
 }
 
 pub struct HailoTextEncoder {
     session: Arc<HailoSession>,
     path: PathBuf,
-    /// vocabulary × hidden
-    lut: Array2<f32>,
+    frame: TextFrame,
+    /// vocabulary × hidden, mapped
+    lut: TokenTable,
     /// hidden × embedding
     projection: Array2<f32>,
+    bias: Option<ndarray::Array1<f32>>,
     facts: TextFacts,
     jobs: usize,
     timeout: Duration,
@@ -503,23 +533,36 @@ pub struct HailoTextEncoder {
 }
 
 impl HailoTextEncoder {
-    /// Loads the text HEF and the text assets from `hailo.resources_dir`; returns the
-    /// tokenizer too, since it is one of those assets.
+    /// Loads the text HEF and the text assets from `hailo.resources_dir` (with `model`'s
+    /// tokenizer and set-up when they are that model directory's own); returns the tokenizer
+    /// too, since it is one of those assets.
     pub fn load(
         session: &Arc<HailoSession>,
         config: &HailoConfig,
+        model: Option<&crate::model::ModelDir>,
     ) -> Result<(HailoTextEncoder, TextTokenizer), HailoLoadError> {
         let TextAssets {
-            tokenizer,
+            setup,
             lut,
             projection,
-        } = TextAssets::load(&config.resources_dir)?;
-        let (hidden, projection_rows) = (lut.ncols(), projection.nrows());
+            bias,
+        } = TextAssets::load(&config.resources_dir, model)?;
+        let frame = setup.frame;
+        let (context, hidden, embedding) = (frame.context, lut.cols(), projection.ncols());
+        let fixed_pooling = frame.pooling == super::assets::Pooling::Last;
         let path = locate_hef(config, &config.text_hef)?;
         let configure = {
             let (config, path) = (config.clone(), path.clone());
             move |device: &HailoDevice| {
-                configure_text(device, &config, &path, hidden, projection_rows)
+                configure_text(
+                    device,
+                    &config,
+                    &path,
+                    context,
+                    hidden,
+                    embedding,
+                    fixed_pooling,
+                )
             }
         };
         let (facts, jobs, info) =
@@ -527,37 +570,34 @@ impl HailoTextEncoder {
         let encoder = HailoTextEncoder {
             session: session.clone(),
             path,
+            frame,
             lut,
             projection,
+            bias,
             facts,
             jobs,
             timeout: Duration::from_millis(config.timeout_ms),
             info,
         };
-        Ok((encoder, tokenizer))
+        Ok((encoder, setup.tokenizer))
     }
 
-    /// The [77, hidden] f32 frame of one text, and the row its EOT token is in.
+    /// The [context, hidden] f32 frame of one text, and the row its embedding is pooled from.
     fn embed_tokens(&self, ids: &[u32], frame: &mut Vec<u8>) -> Result<usize, EncoderError> {
-        let padded = pad(ids, CONTEXT_LENGTH, PAD_ID);
-        let eot = eot_position(&padded).ok_or_else(|| {
-            EncoderError::failed("token ids have no end-of-text token".to_string())
-        })?;
-        for &id in &padded {
-            if id as usize >= self.lut.nrows() {
-                return Err(EncoderError::failed(format!(
-                    "token id {id} is outside the token-embedding table ({} rows)",
-                    self.lut.nrows()
-                )));
-            }
-            frame.extend(
-                self.lut
-                    .row(id as usize)
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes()),
-            );
+        if ids.is_empty() {
+            return Err(EncoderError::failed("a text with no token ids".to_string()));
         }
-        Ok(eot)
+        let padded = pad(ids, self.frame.context, self.frame.pad_id);
+        for &id in &padded {
+            let row = self.lut.row_bytes(id).ok_or_else(|| {
+                EncoderError::failed(format!(
+                    "token id {id} is outside the token-embedding table ({} rows)",
+                    self.lut.rows()
+                ))
+            })?;
+            frame.extend_from_slice(row);
+        }
+        Ok(self.frame.pooled_row(&padded))
     }
 }
 
@@ -584,9 +624,9 @@ impl TextEncoder for HailoTextEncoder {
         let hidden = self.projection.nrows();
         let max_frames = self.facts.max_frames;
         let mut rows = Array2::<f32>::zeros((token_ids.len(), self.projection.ncols()));
-        // Every text's [77, hidden] f32 frame, and the row its EOT is in, built before the
-        // first job is submitted so that the jobs can borrow them.
-        let frame_in = CONTEXT_LENGTH * hidden * 4;
+        // Every text's [context, hidden] f32 frame, and the row its embedding is pooled from,
+        // built before the first job is submitted so that the jobs can borrow them.
+        let frame_in = self.frame.context * hidden * 4;
         let mut frames = Vec::with_capacity(token_ids.len() * frame_in);
         let eots = token_ids
             .iter()
@@ -601,10 +641,18 @@ impl TextEncoder for HailoTextEncoder {
                 pipeline(model, "text", self.timeout, jobs, |job, output| {
                     for (i, frame) in output.chunks_exact(frame_out).enumerate() {
                         let row = job * max_frames + i;
-                        let states = self.facts.output.decode(frame);
-                        let eot = eots[row];
-                        let pooled = ArrayView1::from(&states[eot * hidden..(eot + 1) * hidden]);
-                        rows.row_mut(row).assign(&pooled.dot(&self.projection));
+                        let out = self.facts.output.decode(frame);
+                        if self.facts.kind == TextOutput::Embedding {
+                            rows.row_mut(row).assign(&ArrayView1::from(&out));
+                            continue;
+                        }
+                        let at = eots[row];
+                        let pooled = ArrayView1::from(&out[at * hidden..(at + 1) * hidden]);
+                        let mut embedding = pooled.dot(&self.projection);
+                        if let Some(bias) = &self.bias {
+                            embedding += bias;
+                        }
+                        rows.row_mut(row).assign(&embedding);
                     }
                 })
             },

@@ -48,6 +48,20 @@ fn hefs(dir: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
     )
 }
 
+/// The text path's files are `model.dir`'s own when a pull put them there: the model
+/// directory then gives the tokenizer and how the host pads and pools (see
+/// [`super::assets::TextSetup::of_model`]). None for files elsewhere (hailo-apps' CLIP ones).
+pub fn text_model(
+    config: &Config,
+    hailo: &HailoConfig,
+) -> Result<Option<ModelDir>, crate::model::ModelDirError> {
+    if hailo.resources_dir.starts_with(&config.model.dir) {
+        ModelDir::open(&config.model.dir).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// The Hailo settings to run with, and what was taken from where (for the log); None when
 /// the model directory holds no pulled Hailo files.
 pub fn settings(config: &Config) -> (HailoConfig, Option<String>) {
