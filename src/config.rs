@@ -62,6 +62,7 @@ pub struct Config {
     pub selftest: SelfTestConfig,
     pub immich: ImmichConfig,
     pub cpu: CpuConfig,
+    pub llamacpp: LlamaCppConfig,
     /// The `hailo.*` keys the YAML sets: they win over files a pull put in `model.dir`.
     #[serde(skip)]
     pub hailo_keys_set: Vec<String>,
@@ -88,6 +89,16 @@ pub struct CpuConfig {
     /// libonnxruntime.so to load; unset: ORT_DYLIB_PATH, then the usual places.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub onnxruntime_library: Option<PathBuf>,
+}
+
+/// llama.cpp server's embeddings API (`GET /props`, `POST /embeddings`: Frigate).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlamaCppConfig {
+    /// What marks an image in `/embeddings` content, as llama.cpp's `LLAMA_MEDIA_MARKER`;
+    /// unset, one is drawn at every start (clients read it from `/props`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_marker: Option<String>,
 }
 
 /// Immich's remote machine-learning API (`GET /ping`, `POST /predict`).
@@ -755,6 +766,19 @@ impl Config {
                     key: "immich.upstream_url",
                     message: format!(
                         "must be an http:// URL (e.g. http://127.0.0.1:3003), got {url:?}"
+                    ),
+                });
+            }
+        }
+        if let Some(marker) = &self.llamacpp.media_marker {
+            if marker.trim().is_empty()
+                || marker.chars().count() > 64
+                || marker.chars().any(char::is_whitespace)
+            {
+                return Err(ConfigError::Invalid {
+                    key: "llamacpp.media_marker",
+                    message: format!(
+                        "{marker:?}: 1 to 64 characters with no whitespace (clients put it, then a newline, where an image goes)"
                     ),
                 });
             }

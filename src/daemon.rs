@@ -359,6 +359,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 config.limits.max_body_bytes,
                 Duration::from_millis(config.server.body_timeout_ms),
             ));
+    if let Some(marker) = &config.llamacpp.media_marker {
+        state = state.with_media_marker(marker);
+    }
     if let Some(url) = &config.immich.upstream_url {
         state = state.with_immich_upstream(http::immich::Upstream::new(
             url,

@@ -5,6 +5,7 @@ pub mod access;
 pub mod error;
 pub mod extract;
 pub mod immich;
+pub mod llamacpp;
 pub mod openai;
 pub mod openapi;
 pub mod page;
@@ -56,6 +57,9 @@ pub struct AppState {
     pub access: Arc<access::Access>,
     /// How request bodies are received (`server.body_timeout_ms`, `limits.receiving_mb`).
     pub receiving: Arc<receive::Receiving>,
+    /// What marks an image in llama.cpp's `/embeddings` content (`llamacpp.media_marker`,
+    /// or drawn at start as llama.cpp's server does).
+    pub media_marker: Arc<str>,
 }
 
 impl Default for AppState {
@@ -75,7 +79,14 @@ impl AppState {
             immich_upstream: None,
             access: Arc::new(access::Access::default()),
             receiving: Arc::new(receive::Receiving::default()),
+            media_marker: llamacpp::random_media_marker().into(),
         }
+    }
+
+    /// Marks images in llama.cpp's `/embeddings` content with `marker`.
+    pub fn with_media_marker(mut self, marker: &str) -> AppState {
+        self.media_marker = marker.into();
+        self
     }
 
     /// Restricts who may use the daemon.
@@ -130,12 +141,14 @@ const GET_ROUTES: &[&str] = &[
     "/health",
     "/ping",
     "/v1/models",
+    "/props",
     "/metrics",
     "/openapi.json",
 ];
 const POST_ROUTES: &[&str] = &[
     "/predict",
     "/v1/embeddings",
+    "/embeddings",
     "/v1/classify",
     "/v1/embed/image",
     "/v1/embed/text",
@@ -149,6 +162,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/predict", post(immich::predict))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
+        .route("/props", get(llamacpp::props))
+        .route("/embeddings", post(llamacpp::embeddings))
         .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/classify", post(routes::classify))
@@ -181,12 +196,14 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 }
 
 /// `error` as the route at `path` words its errors: Immich's shape on /predict, OpenAI's on
-/// /v1/embeddings and /v1/models, `{"error": {"code", "message"}}` elsewhere. For what
-/// answers before a handler runs (access, receiving).
+/// /v1/embeddings and /v1/models, llama.cpp's on /embeddings and /props,
+/// `{"error": {"code", "message"}}` elsewhere. For what answers before a handler runs
+/// (access, receiving).
 pub(crate) fn shaped_error(path: &str, error: ApiError) -> Response {
     match path {
         "/predict" => error.into_immich(),
         "/v1/embeddings" | "/v1/models" => openai::openai_error(error, None),
+        "/embeddings" | "/props" => llamacpp::llamacpp_error(error),
         _ => error.into_response(),
     }
 }

@@ -270,6 +270,15 @@ pub struct ModelCard {
     /// Always "hailo-clip".
     #[schema(value_type = String)]
     pub owned_by: &'static str,
+    /// What the model takes, as llama.cpp's server lists it (Frigate reads it).
+    pub architecture: Architecture,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Architecture {
+    /// Always ["text", "image"].
+    #[schema(value_type = Vec<String>)]
+    pub input_modalities: [&'static str; 2],
 }
 
 #[derive(Serialize, ToSchema)]
@@ -298,6 +307,9 @@ pub async fn models(State(state): State<AppState>) -> Response {
             object: "model",
             created,
             owned_by: "hailo-clip",
+            architecture: Architecture {
+                input_modalities: ["text", "image"],
+            },
         }],
     })
     .into_response()

@@ -13,7 +13,7 @@ use super::types::{
     EmbedImageJson, EmbedTextJson, EncoderBody, ErrorBody, ErrorDetail, Health, ImageEmbedding,
     ImageField, Prompt, Template, Templates, Text, TextEmbedding, Texts,
 };
-use super::{immich, openai, page, routes};
+use super::{immich, llamacpp, openai, page, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,7 +32,9 @@ use super::{immich, openai, page, routes};
         immich::ping,
         immich::predict,
         openai::embeddings,
-        openai::models
+        openai::models,
+        llamacpp::props,
+        llamacpp::embeddings
     ),
     components(schemas(
         Health,
@@ -69,7 +71,16 @@ use super::{immich, openai, page, routes};
         openai::ModelList,
         openai::ModelCard,
         openai::OpenAiError,
-        openai::OpenAiErrorDetail
+        openai::OpenAiErrorDetail,
+        openai::Architecture,
+        llamacpp::Props,
+        llamacpp::Modalities,
+        llamacpp::GenerationSettings,
+        llamacpp::ContentItem,
+        llamacpp::LlamaEmbeddingsRequest,
+        llamacpp::LlamaEmbedding,
+        llamacpp::LlamaCppError,
+        llamacpp::LlamaCppErrorDetail
     ))
 )]
 pub struct ApiDoc;
@@ -101,6 +112,11 @@ const ERROR_RESPONSES: &[(&str, &str, &[u16])] = &[
     (
         "/v1/embeddings",
         "OpenAiError",
+        &[400, 404, 408, 413, 415, 422, 500, 503, 504],
+    ),
+    (
+        "/embeddings",
+        "LlamaCppError",
         &[400, 404, 408, 413, 415, 422, 500, 503, 504],
     ),
 ];

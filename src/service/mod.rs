@@ -353,6 +353,11 @@ impl Service {
             .map_err(|e| ServiceError::Invalid(e.to_string()))
     }
 
+    /// Tokens the text encoder reads at most (77 for CLIP, 64 for SigLIP).
+    pub fn context_length(&self) -> usize {
+        self.tokenizer.context_length()
+    }
+
     /// The request limits in force.
     pub fn limits(&self) -> &LimitsConfig {
         &self.limits

@@ -72,8 +72,13 @@ impl Drop for StandIn {
 /// `root/ORG/NAME/` as a copy of the Immich-layout fixture, with what Immich's Hub repos also
 /// hold and a pull must skip.
 pub fn publish_fixture(root: &Path, repo_id: &str) -> PathBuf {
+    publish_fixture_of(root, repo_id, "immich-tiny-random")
+}
+
+/// The Immich-layout fixture `name` published as `repo_id`, with the same extra files.
+pub fn publish_fixture_of(root: &Path, repo_id: &str, name: &str) -> PathBuf {
     let dir = root.join(repo_id);
-    copy_dir(&fixture("immich-tiny-random"), &dir);
+    copy_dir(&fixture(name), &dir);
     for (junk, size) in [
         ("visual/armnn/model.armnn", 200_000),
         ("textual/rknpu/rk3566/model.rknn", 200_000),

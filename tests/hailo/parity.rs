@@ -325,3 +325,93 @@ async fn hailo_path_on_a_siglip_text_hef_that_ends_with_the_head_answers_as_the_
         assert!(worst >= 0.9999, "the smallest cosine is {worst}");
     }
 }
+
+/// `hailo-clip pull ViT-B-32-SigLIP2-256__webli --hef --arch hailo10h --zoo-version v5.2.0`
+/// against the stand-in Hub (the SigLIP fixture under Immich's name) and Model Zoo (the
+/// double's HEFs of that fixture under the Zoo's names): both HEFs and the SigLIP text path's
+/// files land in the model directory, and `model.dir` alone then serves both encoders on the
+/// device, as the CPU path answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pulled_siglip2_model_serves_both_encoders_on_the_device_from_model_dir_alone() {
+    let Some(python) = python() else { return };
+    let dir = scratch();
+    let made = model_with_double_hefs(
+        &python,
+        "tests/fixtures/immich-tiny-siglip",
+        "made",
+        dir.path(),
+        &[],
+    );
+    let zoo = dir.path().join("zoo");
+    let arch_dir = zoo.join("v5.2.0/hailo10h");
+    std::fs::create_dir_all(&arch_dir).unwrap();
+    for (made_name, zoo_name) in [
+        ("clip_image_encoder", "siglip2_b_32_256_image_encoder"),
+        ("clip_text_encoder", "siglip2_b_32_256_text_encoder"),
+    ] {
+        // The graph the fake HEF runs stays where it was made: the pull fetches HEFs only.
+        let made_dir = made.join("hailo/hailo10h");
+        let hef = std::fs::read_to_string(made_dir.join(format!("{made_name}.hef")))
+            .unwrap()
+            .replace(
+                &format!("transform onnx {made_name}.onnx"),
+                &format!(
+                    "transform onnx {}",
+                    made_dir.join(format!("{made_name}.onnx")).display()
+                ),
+            );
+        std::fs::write(arch_dir.join(format!("{zoo_name}.hef")), hef).unwrap();
+    }
+    let hub_root = dir.path().join("hub");
+    crate::common::standin::publish_fixture_of(
+        &hub_root,
+        "immich-app/ViT-B-32-SigLIP2-256__webli",
+        "immich-tiny-siglip",
+    );
+    let hub = crate::common::standin::StandIn::start(&hub_root, Some(&zoo), &[]);
+    let model = dir.path().join("models/ViT-B-32-SigLIP2-256__webli");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hailo-clip"))
+        .args(["pull", "ViT-B-32-SigLIP2-256__webli", "--to"])
+        .arg(&model)
+        .args(["--hef", "--arch", "hailo10h", "--zoo-version", "v5.2.0"])
+        .env("HF_ENDPOINT", hub.endpoint())
+        .env("HAILO_CLIP_ZOO_URL", hub.zoo_url())
+        .env_remove("HF_HUB_OFFLINE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut files: Vec<String> = std::fs::read_dir(model.join("hailo/hailo10h"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "clip_tokenizer.json",
+            "siglip2_b_32_256_image_encoder.hef",
+            "siglip2_b_32_256_text_encoder.hef",
+            "text_projection.npy",
+            "text_projection_bias.npy",
+            "token_embedding_lut.npy",
+        ]
+    );
+    // Only model.dir is set: everything else is found there.
+    let (cpu, hailo) = configs(&model, dir.path());
+    let (cpu_app, _) = hailo_app(&cpu).await;
+    let (hailo_app_, service) = hailo_app(&hailo).await;
+    assert_eq!(
+        service.image_encoder().backend,
+        hailo_clip::encoder::Backend::Hailo
+    );
+    assert_eq!(
+        service.text_encoder().backend,
+        hailo_clip::encoder::Backend::Hailo
+    );
+    let worst = compare(&cpu_app, &hailo_app_, Some("ViT-B-32-SigLIP2-256__webli")).await;
+    assert!(worst >= 0.9999, "the smallest cosine is {worst}");
+}
