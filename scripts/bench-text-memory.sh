@@ -7,8 +7,9 @@
 # after the other, each as `hailo-clip pull NAME --hef` leaves it (`model.dir` alone), with
 # full-size synthetic text files (random values, the real shapes):
 #   SigLIP2 ViT-B-32-256: token_embedding_lut.npy 256000 x 768 f32 (786 MB, Gemma's
-#       vocabulary), text_projection.npy 768 x 768 and its bias, context 64, 256-px images
-#       (the model directory itself is tests/fixtures/immich-tiny-siglip);
+#       vocabulary), text_projection.npy 768 x 768 and its bias, context 64, 256-px images,
+#       and a Unigram tokenizer.json of 256,000 pieces (tests/fixtures/immich-tiny-siglip's,
+#       grown; Gemma's own is a BPE of that size);
 #   CLIP ViT-B-32: token_embedding_lut.npy 49408 x 512 f32 (101 MB), text_projection.npy
 #       512 x 512, context 77, 224-px images (tests/fixtures/immich-tiny-random);
 # on HEFs of the double whose outputs are functions of their inputs (their sizes are the Model
@@ -63,11 +64,18 @@ model() {
   local dir=$work/$2 files=$work/$2/hailo/hailo10h
   cp -r "tests/fixtures/$1" "$dir"
   mkdir -p "$files"
-  cp "$dir/textual/tokenizer.json" "$files/clip_tokenizer.json"
-  "$python" - "$files" "$3" "$4" "$5" "$8" <<'PY'
-import sys
+  "$python" - "$dir" "$files" "$3" "$4" "$5" "$8" <<'PY'
+import json, sys
 import numpy as np
-out, vocab, hidden, embed, bias = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+model, out, vocab, hidden, embed, bias = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+tokenizer = json.load(open(f"{model}/textual/tokenizer.json"))
+if tokenizer["model"]["type"] == "Unigram":
+    # A vocabulary of the full size (Gemma's 256,000 pieces for SigLIP2), so that the
+    # tokenizer's own memory is counted too: the fixture's pieces, then "▁w<i>".
+    pieces = tokenizer["model"]["vocab"]
+    pieces += [[f"\u2581w{i}", -12.0] for i in range(vocab - len(pieces))]
+    json.dump(tokenizer, open(f"{model}/textual/tokenizer.json", "w"))
+json.dump(tokenizer, open(f"{out}/clip_tokenizer.json", "w"))
 rng = np.random.default_rng(7)
 # Written in slices through a memory map, so that this script needs no 786 MB of its own.
 lut = np.lib.format.open_memmap(f"{out}/token_embedding_lut.npy", mode="w+", dtype="<f4", shape=(vocab, hidden))
@@ -122,10 +130,16 @@ for _ in range(600):
 else:
     sys.exit(f"{name}: the daemon did not become ready")
 assert health["text_encoder"]["backend"] == "hailo", health
+def rss():
+    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status") if ":" in line)
+    return int(status["VmRSS"].split()[0]) / 1024
+at_ready = rss()
 words = "red green blue garden garage door open closed cat dog car bike person parcel".split()
 sent = 0
 while sent < prompts:
-    texts = [f"{words[(sent + i) % len(words)]} number {sent + i} {words[(sent + 3 * i) % len(words)]}"
+    # "w<n>" is one piece of the SigLIP2 vocabulary (rows all over its table), several of
+    # CLIP's BPE.
+    texts = [f"{words[(sent + i) % len(words)]} w{(sent + i) * 509 % 250000} {words[(sent + 3 * i) % len(words)]}"
              for i in range(min(50, prompts - sent))]
     body = json.dumps({"text": texts}).encode()
     request = urllib.request.Request(url + "/v1/embed/text", body, {"Content-Type": "application/json"})
@@ -134,7 +148,7 @@ while sent < prompts:
     sent += len(texts)
 status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status") if ":" in line)
 kb = lambda key: int(status[key].split()[0])
-print(f"{name} {kb('VmRSS') / 1024:.1f} {kb('VmHWM') / 1024:.1f}")
+print(f"{name} {kb('VmRSS') / 1024:.1f} {kb('VmHWM') / 1024:.1f} {at_ready:.1f}")
 PY
   kill "$daemon"; wait "$daemon" 2>/dev/null || true; daemon=
 }
@@ -144,8 +158,8 @@ echo "bench-text-memory: $prompts prompts, $profile build, the HailoRT test doub
 python3 - "$siglip" "$clip" <<'PY'
 import sys
 rows = [line.split() for line in sys.argv[1:]]
-for name, rss, hwm in rows:
-    print(f"{name}: VmRSS {float(rss):.1f} MB, VmHWM {float(hwm):.1f} MB")
-(_, s_rss, s_hwm), (_, c_rss, c_hwm) = rows
+for name, rss, hwm, ready in rows:
+    print(f"{name}: VmRSS {float(rss):.1f} MB (at ready {float(ready):.1f} MB), VmHWM {float(hwm):.1f} MB")
+(_, s_rss, s_hwm, _), (_, c_rss, c_hwm, _) = rows
 print(f"SigLIP2 - CLIP: VmRSS {float(s_rss) - float(c_rss):+.1f} MB, VmHWM {float(s_hwm) - float(c_hwm):+.1f} MB (target within 100 MB)")
 PY

@@ -350,3 +350,35 @@ fn hailo_export_reads_external_data_only_inside_the_graphs_directory() {
         .to_string();
     assert!(err.contains("past the end of"), "{err}");
 }
+
+/// The lookup table is read by row from the file, never held: each row equals the `.npy`'s,
+/// an id past the end and a file shorter than its header says are refused by name.
+#[test]
+fn hailo_token_table_reads_rows_from_the_file() {
+    let dir = scratch();
+    let path = dir.path().join(LUT_FILE);
+    let table = Array2::from_shape_fn((300, 24), |(r, c)| r as f32 * 0.5 - c as f32 * 0.25);
+    write_npy(&path, &table).unwrap();
+    let lut = assets::TokenTable::open(&path).unwrap();
+    assert_eq!((lut.rows(), lut.cols()), (300, 24));
+    for id in [0u32, 1, 150, 299] {
+        assert_eq!(lut.row(id).unwrap(), table.row(id as usize).to_vec());
+    }
+    let mut frame = vec![9u8];
+    lut.append_row(7, &mut frame).unwrap();
+    assert_eq!(frame.len(), 1 + 24 * 4);
+    assert_eq!(frame[1..5], (7.0f32 * 0.5).to_le_bytes());
+    let err = lut.row(300).unwrap_err();
+    assert!(
+        err.contains("token id 300") && err.contains("300 rows"),
+        "{err}"
+    );
+
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
+    let err = assets::TokenTable::open(&path).err().unwrap().to_string();
+    assert!(
+        err.contains(LUT_FILE) && err.contains("fewer than its header's [300, 24]"),
+        "{err}"
+    );
+}

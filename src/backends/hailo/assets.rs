@@ -1,7 +1,7 @@
 //! The Hailo text path's files besides the HEF, in the hailo-apps layout: the CLIP
 //! tokenizer (`clip_tokenizer.json`), the token-embedding lookup table
-//! (`token_embedding_lut.npy`, vocabulary × hidden f32, memory-mapped: rows are read as
-//! prompts need them), the text projection (`text_projection.npy`, hidden × embedding f32,
+//! (`token_embedding_lut.npy`, vocabulary × hidden f32, read row by row as prompts need
+//! them, never held), the text projection (`text_projection.npy`, hidden × embedding f32,
 //! applied as `hidden @ projection`) and, for a head with a bias (SigLIP's),
 //! `text_projection_bias.npy`.
 //!
@@ -131,13 +131,16 @@ impl TextSetup {
     }
 }
 
-/// The token-embedding table (vocabulary × hidden, little-endian f32 `.npy`), mapped into
-/// memory: the kernel reads a row's page when a prompt needs it and may drop it again, so
-/// a 256k-row vocabulary does not stay resident.
+/// The token-embedding table (vocabulary × hidden, little-endian f32 `.npy`), read row by
+/// row from the file as prompts need them (positioned reads): none of it is held, so a
+/// 256k-row vocabulary costs no memory, and the rows a prompt reads come from the page
+/// cache. (A memory map was measured first: the kernel maps the pages around each one
+/// touched, and after 500 prompts the whole 786 MB table counted in the daemon's RSS.)
 pub struct TokenTable {
-    map: memmap2::Mmap,
+    file: std::fs::File,
+    path: PathBuf,
     /// Where the rows start, after the `.npy` header.
-    offset: usize,
+    offset: u64,
     rows: usize,
     cols: usize,
 }
@@ -146,22 +149,25 @@ impl TokenTable {
     pub fn open(path: &Path) -> Result<TokenTable, AssetError> {
         let file =
             std::fs::File::open(path).map_err(|e| invalid(path, format!("cannot open: {e}")))?;
-        // SAFETY: the map is read only; the file is the daemon's own (written once, atomically,
-        // by `pull` or `export-text-assets`). A file truncated under a running daemon is the
-        // one hazard, as with any mapped model file.
-        let map = unsafe { memmap2::Mmap::map(&file) }
-            .map_err(|e| invalid(path, format!("cannot map: {e}")))?;
-        let mut cursor = std::io::Cursor::new(&map[..]);
-        let header = Header::from_reader(&mut cursor)
+        let len = file
+            .metadata()
+            .map_err(|e| invalid(path, format!("cannot read its size: {e}")))?
+            .len();
+        let mut reader = BufReader::new(&file);
+        let header = Header::from_reader(&mut reader)
             .map_err(|e| invalid(path, format!("not a .npy file: {e}")))?;
+        let offset = {
+            use std::io::Seek;
+            reader
+                .stream_position()
+                .map_err(|e| invalid(path, format!("cannot read: {e}")))?
+        };
         let dtype = header.type_descriptor.to_string();
-        let little = cfg!(target_endian = "little");
-        if !(matches!(dtype.trim_matches('\''), "<f4")
-            || (little && dtype.trim_matches('\'') == "=f4"))
-        {
+        let dtype = dtype.trim_matches('\'');
+        if !(dtype == "<f4" || (cfg!(target_endian = "little") && dtype == "=f4")) {
             return Err(invalid(
                 path,
-                format!("dtype {dtype}, expected little-endian float32 ('<f4')"),
+                format!("dtype '{dtype}', expected little-endian float32 ('<f4')"),
             ));
         }
         let &[rows, cols] = header.shape.as_slice() else {
@@ -176,22 +182,19 @@ impl TokenTable {
                 "stored in Fortran order; rows must be contiguous",
             ));
         }
-        let offset = cursor.position() as usize;
-        let need = rows
-            .checked_mul(cols)
+        let need = (rows as u64)
+            .checked_mul(cols as u64)
             .and_then(|n| n.checked_mul(4))
             .and_then(|n| n.checked_add(offset));
-        if need.is_none_or(|n| n > map.len()) {
+        if need.is_none_or(|n| n > len) {
             return Err(invalid(
                 path,
-                format!(
-                    "holds {} bytes, fewer than its header's [{rows}, {cols}] float32 need",
-                    map.len()
-                ),
+                format!("holds {len} bytes, fewer than its header's [{rows}, {cols}] float32 need"),
             ));
         }
         Ok(TokenTable {
-            map,
+            file,
+            path: path.to_path_buf(),
             offset,
             rows,
             cols,
@@ -205,28 +208,39 @@ impl TokenTable {
         self.cols
     }
 
-    /// Row `id` as its little-endian f32 bytes (what the HEF's f32 input takes as it is).
-    pub fn row_bytes(&self, id: u32) -> Option<&[u8]> {
-        let id = id as usize;
+    /// Appends row `id`'s little-endian f32 bytes (what the HEF's f32 input takes as they are)
+    /// to `out`.
+    pub fn append_row(&self, id: u32, out: &mut Vec<u8>) -> Result<(), String> {
+        use std::os::unix::fs::FileExt;
+        if id as usize >= self.rows {
+            return Err(format!(
+                "token id {id} is outside the token-embedding table ({} rows)",
+                self.rows
+            ));
+        }
         let width = self.cols * 4;
-        (id < self.rows)
-            .then(|| &self.map[self.offset + id * width..self.offset + (id + 1) * width])
+        let start = out.len();
+        out.resize(start + width, 0);
+        self.file
+            .read_exact_at(&mut out[start..], self.offset + id as u64 * width as u64)
+            .map_err(|e| format!("{}: cannot read row {id}: {e}", self.path.display()))
     }
 
     /// Row `id` as f32s.
-    pub fn row(&self, id: u32) -> Option<Vec<f32>> {
-        self.row_bytes(id).map(|b| {
-            b.chunks_exact(4)
-                .map(|v| f32::from_le_bytes([v[0], v[1], v[2], v[3]]))
-                .collect()
-        })
+    pub fn row(&self, id: u32) -> Result<Vec<f32>, String> {
+        let mut bytes = Vec::new();
+        self.append_row(id, &mut bytes)?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|v| f32::from_le_bytes([v[0], v[1], v[2], v[3]]))
+            .collect())
     }
 }
 
 /// The text path's files, loaded and checked against each other.
 pub struct TextAssets {
     pub setup: TextSetup,
-    /// vocabulary × hidden
+    /// vocabulary × hidden, read by row
     pub lut: TokenTable,
     /// hidden × embedding
     pub projection: Array2<f32>,

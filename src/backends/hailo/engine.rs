@@ -521,7 +521,7 @@ pub struct HailoTextEncoder {
     session: Arc<HailoSession>,
     path: PathBuf,
     frame: TextFrame,
-    /// vocabulary × hidden, mapped
+    /// vocabulary × hidden, read by row
     lut: TokenTable,
     /// hidden × embedding
     projection: Array2<f32>,
@@ -589,13 +589,9 @@ impl HailoTextEncoder {
         }
         let padded = pad(ids, self.frame.context, self.frame.pad_id);
         for &id in &padded {
-            let row = self.lut.row_bytes(id).ok_or_else(|| {
-                EncoderError::failed(format!(
-                    "token id {id} is outside the token-embedding table ({} rows)",
-                    self.lut.rows()
-                ))
-            })?;
-            frame.extend_from_slice(row);
+            self.lut
+                .append_row(id, frame)
+                .map_err(EncoderError::failed)?;
         }
         Ok(self.frame.pooled_row(&padded))
     }
