@@ -2,7 +2,8 @@
 # The project's test command (README "Run the tests"; .ci/run calls it):
 # 0. the layers point one way (scripts/check-layers.sh);
 # 1. every test with the default features (CPU engine, HTTP API, CLI, doctor, systemd
-#    notify, parity with transformers on the committed fixtures);
+#    notify, parity with transformers and Immich on the committed fixtures, the replay of
+#    Frigate's llama.cpp client);
 # 2. install.sh and the systemd unit (shellcheck, staged install, systemd-analyze);
 # 3. against the live daemon: Schemathesis, every check on (tests/schemathesis/run.sh); the
 #    official `openai` client (tests/openai/run.sh); the page in headless Chromium
@@ -21,15 +22,18 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 scripts/check-layers.sh 2>&1 | tee -a "$log"
-cargo test --locked --all-targets 2>&1 | tee -a "$log"
+# Python with onnx, numpy, onnxruntime and pillow, in a venv of its own: the parity tests run
+# fake HEFs made of the model's own subgraphs with it (scripts/make_double_hefs.py), and the
+# replay of Frigate's client (tests/frigate/replay.py) converts images with pillow as Frigate
+# does. Given to the cargo runs that need it, not exported (the aarch64 part runs without).
+double_python=$(scripts/double-venv.sh)
+HAILO_CLIP_DOUBLE_PYTHON=$double_python HAILO_CLIP_REQUIRE_DOUBLE_PYTHON=1 \
+  cargo test --locked --all-targets 2>&1 | tee -a "$log"
 # The binary the tests above built (default features) is the one install.sh stages.
 scripts/test-install.sh --binary target/debug/hailo-clip 2>&1 | tee -a "$log"
 tests/schemathesis/run.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
 tests/openai/run.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
 tests/browser/run.sh target/debug/hailo-clip 2>&1 | tee -a "$log"
-# The parity tests there run fake HEFs made of the model's own subgraphs
-# (scripts/make_double_hefs.py): Python with onnx, in a venv of its own.
-double_python=$(scripts/double-venv.sh)
 HAILO_CLIP_DOUBLE_PYTHON=$double_python HAILO_CLIP_REQUIRE_DOUBLE_PYTHON=1 \
   cargo test --locked --features hailo-fake --test hailo 2>&1 | tee -a "$log"
 # scripts/serve-hailo-double.sh --model-dir on the bundled Immich fixture against the CPU daemon.

@@ -161,6 +161,7 @@ pub struct LlamaEmbeddingsRequest {
     #[serde(default)]
     pub model: Option<String>,
     /// 1 to `limits.max_embed_texts` items, answered in order.
+    #[schema(min_items = 1, max_items = 100)]
     pub content: Vec<ContentItem>,
 }
 

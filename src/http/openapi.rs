@@ -153,6 +153,7 @@ fn add_api_keys(doc: &mut serde_json::Value, metrics_open: bool) {
     let shape = |path: &str| match path {
         "/predict" => "Detail",
         "/v1/embeddings" | "/v1/models" => "OpenAiError",
+        "/embeddings" | "/props" => "LlamaCppError",
         _ => "ErrorBody",
     };
     let paths = doc["paths"]
@@ -183,10 +184,12 @@ fn add_api_keys(doc: &mut serde_json::Value, metrics_open: bool) {
 /// `served` is the model's name and dimension once loaded: the only values of `model` and
 /// `dimensions` that /v1/embeddings takes.
 /// `keys` says whether API keys are required, and whether /metrics is open then.
+/// `marker` is llama.cpp's media marker: what an image item of /embeddings holds.
 pub fn document(
     limits: &LimitsConfig,
     served: Option<(&str, usize)>,
     keys: Option<bool>,
+    marker: &str,
 ) -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
     add_error_responses(&mut doc);
@@ -211,12 +214,39 @@ pub fn document(
         ),
         ("Templates/oneOf/1/maxItems", limits.max_templates),
         ("Texts/oneOf/1/maxItems", limits.max_embed_texts),
+        (
+            "LlamaEmbeddingsRequest/properties/content/maxItems",
+            limits.max_embed_texts,
+        ),
     ] {
         let slot = doc
             .pointer_mut(&format!("{schemas}/{pointer}"))
             .unwrap_or_else(|| panic!("the document has no {schemas}/{pointer}"));
         *slot = serde_json::Value::from(value);
     }
+    // A content item of /embeddings: a text, or one image after the marker of this start.
+    // (The struct behind it reads either; the rules that tell them apart are these.)
+    doc["components"]["schemas"]["ContentItem"] = serde_json::json!({
+        "oneOf": [
+            {
+                "title": "text",
+                "type": "object",
+                "properties": {"prompt_string": {"type": "string", "maxLength": limits.max_prompt_chars}},
+                "required": ["prompt_string"],
+                "additionalProperties": false
+            },
+            {
+                "title": "image",
+                "type": "object",
+                "properties": {
+                    "prompt_string": {"const": format!("{marker}\n"), "description": "the media marker (GET /props), then a newline"},
+                    "multimodal_data": {"type": "array", "items": {"type": "string", "description": "base64 JPEG, PNG or WebP"}, "minItems": 1, "maxItems": 1}
+                },
+                "required": ["prompt_string", "multimodal_data"],
+                "additionalProperties": false
+            }
+        ]
+    });
     if let Some((name, dim)) = served {
         let request = format!("{schemas}/EmbeddingsRequest/properties");
         for (field, value) in [
@@ -229,6 +259,8 @@ pub fn document(
                 .unwrap_or_else(|| panic!("the document has no {request}/{field}"));
             slot.insert("enum".into(), serde_json::json!([value]));
         }
+        doc["components"]["schemas"]["LlamaEmbeddingsRequest"]["properties"]["model"] =
+            serde_json::json!({"enum": [name, null]});
     }
     doc
 }
@@ -244,9 +276,15 @@ pub async fn openapi_json(State(state): State<AppState>) -> Json<serde_json::Val
                 ready.service.limits(),
                 Some((&model.name, model.embedding_dim)),
                 keys,
+                &state.media_marker,
             ))
         }
-        None => Json(document(&LimitsConfig::default(), None, keys)),
+        None => Json(document(
+            &LimitsConfig::default(),
+            None,
+            keys,
+            &state.media_marker,
+        )),
     }
 }
 
@@ -263,7 +301,7 @@ mod tests {
             max_embed_texts: 9,
             ..LimitsConfig::default()
         };
-        let doc = document(&limits, Some(("m", 512)), None);
+        let doc = document(&limits, Some(("m", 512)), None, "<m>");
         let at = |p: &str| doc.pointer(&format!("/components/schemas/{p}")).cloned();
         assert_eq!(
             at("ClassifyJson/properties/prompts/maxItems"),
@@ -282,7 +320,7 @@ mod tests {
 
     #[test]
     fn with_keys_every_operation_but_the_open_ones_needs_one() {
-        let doc = document(&LimitsConfig::default(), None, Some(false));
+        let doc = document(&LimitsConfig::default(), None, Some(false), "<m>");
         let security =
             |path: &str, method: &str| doc["paths"][path][method].get("security").cloned();
         assert!(security("/v1/classify", "post").is_some());
@@ -295,7 +333,7 @@ mod tests {
         for open in ["/health", "/ping", "/"] {
             assert!(security(open, "get").is_none(), "{open}");
         }
-        let open_metrics = document(&LimitsConfig::default(), None, Some(true));
+        let open_metrics = document(&LimitsConfig::default(), None, Some(true), "<m>");
         assert!(open_metrics["paths"]["/metrics"]["get"]
             .get("security")
             .is_none());
