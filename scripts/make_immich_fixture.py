@@ -118,6 +118,42 @@ def build_model():
     return model
 
 
+def export_graphs(model, out: str, size: int, context: int) -> None:
+    """visual/model.onnx and textual/model.onnx in `out`, as Immich's exporter writes them
+    (immich machine-learning/export/immich_model_exporter/exporters/onnx/models/openclip.py):
+    encode_image / encode_text with normalize=True, inputs image / text (int32 ids), output
+    embedding, batch fixed at 1, the TorchScript exporter."""
+    import torch
+
+    class Image(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, image):
+            return self.m.encode_image(image, normalize=True)
+
+    class Text(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, text):
+            return self.m.encode_text(text, normalize=True)
+
+    torch.backends.mha.set_fastpath_enabled(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Image(model), (torch.randn(1, 3, size, size),), os.path.join(out, "visual", "model.onnx"),
+            input_names=["image"], output_names=["embedding"], opset_version=OPSET, dynamo=False,
+        )
+        torch.onnx.export(
+            Text(model), (torch.ones(1, context, dtype=torch.int32),), os.path.join(out, "textual", "model.onnx"),
+            input_names=["text"], output_names=["embedding"], opset_version=OPSET, dynamo=False,
+        )
+
+
 def export(model):
     import open_clip
     import torch
@@ -145,34 +181,8 @@ def export(model):
     with open(os.path.join(OUT, "textual", "tokenizer_config.json"), "w") as f:
         json.dump(tokenizer_config, f, indent=2)
 
-    class Image(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, image):
-            return self.m.encode_image(image, normalize=True)
-
-    class Text(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, text):
-            return self.m.encode_text(text, normalize=True)
-
-    torch.backends.mha.set_fastpath_enabled(False)
     size = MODEL_CFG["vision_cfg"]["image_size"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            Image(model), (torch.randn(1, 3, size, size),), os.path.join(OUT, "visual", "model.onnx"),
-            input_names=["image"], output_names=["embedding"], opset_version=OPSET, dynamo=False,
-        )
-        torch.onnx.export(
-            Text(model), (torch.ones(1, 77, dtype=torch.int32),), os.path.join(OUT, "textual", "model.onnx"),
-            input_names=["text"], output_names=["embedding"], opset_version=OPSET, dynamo=False,
-        )
+    export_graphs(model, OUT, size, 77)
     # The same weights in the flat layout (dynamic batch, scripts/export_onnx.py's names), so
     # the two layouts can be compared on one model (examples/bench.rs, tests/immich_layout.rs).
     os.makedirs(FLAT, exist_ok=True)

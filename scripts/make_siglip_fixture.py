@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import string
-import warnings
 
 import numpy as np
 
@@ -124,8 +123,6 @@ def build(cfg):
 
 
 def export(model, cfg, tokenizer: str) -> None:
-    import torch
-
     os.makedirs(os.path.join(OUT, "visual"), exist_ok=True)
     os.makedirs(os.path.join(OUT, "textual"), exist_ok=True)
     with open(os.path.join(OUT, "config.json"), "w") as f:
@@ -138,34 +135,7 @@ def export(model, cfg, tokenizer: str) -> None:
         json.dump({"eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>",
                    "model_max_length": CONTEXT, "tokenizer_class": "T5Tokenizer"}, f, indent=2)
 
-    class Image(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, image):
-            return self.m.encode_image(image, normalize=True)
-
-    class Text(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, text):
-            return self.m.encode_text(text, normalize=True)
-
-    torch.backends.mha.set_fastpath_enabled(False)
-    size = cfg["vision_cfg"]["image_size"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            Image(model), (torch.randn(1, 3, size, size),), os.path.join(OUT, "visual", "model.onnx"),
-            input_names=["image"], output_names=["embedding"], opset_version=immich.OPSET, dynamo=False,
-        )
-        torch.onnx.export(
-            Text(model), (torch.ones(1, CONTEXT, dtype=torch.int32),), os.path.join(OUT, "textual", "model.onnx"),
-            input_names=["text"], output_names=["embedding"], opset_version=immich.OPSET, dynamo=False,
-        )
+    immich.export_graphs(model, OUT, cfg["vision_cfg"]["image_size"], CONTEXT)
     with open(os.path.join(OUT, "README.md"), "w") as f:
         f.write("A tiny random SigLIP-style OpenCLIP model in Immich's layout, made by "
                 "scripts/make_siglip_fixture.py. Its scores mean nothing.\n")

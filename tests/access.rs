@@ -68,16 +68,6 @@ fn key_file(dir: &Path, keys: &str, mode: u32) -> std::path::PathBuf {
     path
 }
 
-/// The daemon with `yaml` as its server section.
-fn serve_with(dir: &Path, yaml: &str) -> (Child, u16) {
-    let port = free_port();
-    let config = dir.join("config.yaml");
-    std::fs::write(&config, format!("server:\n  port: {port}\n{yaml}")).unwrap();
-    let child = spawn_serve(port, &[("HAILO_CLIP_CONFIG", config.display().to_string())]);
-    wait_ready(port);
-    (child, port)
-}
-
 fn stop(mut child: Child) {
     sigterm(&child);
     assert_eq!(child.wait().unwrap().code(), Some(0));

@@ -14,33 +14,8 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::Child;
 
 use common::*;
-
-fn python() -> Option<PathBuf> {
-    match std::env::var_os("HAILO_CLIP_DOUBLE_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            assert!(
-                std::env::var_os("HAILO_CLIP_REQUIRE_DOUBLE_PYTHON").is_none(),
-                "HAILO_CLIP_DOUBLE_PYTHON is not set (scripts/test.sh sets it)"
-            );
-            eprintln!("HAILO_CLIP_DOUBLE_PYTHON is not set: skipped");
-            None
-        }
-    }
-}
-
-fn serve(dir: &std::path::Path, yaml: &str) -> (Child, u16) {
-    let port = free_port();
-    let config = dir.join("config.yaml");
-    std::fs::write(&config, format!("server:\n  port: {port}\n{yaml}")).unwrap();
-    let child = spawn_serve(port, &[("HAILO_CLIP_CONFIG", config.display().to_string())]);
-    wait_ready(port);
-    (child, port)
-}
 
 fn replay(python: &std::path::Path, port: u16, extra: &[&str]) {
     let model = tiny_model_name();
@@ -73,21 +48,25 @@ fn tiny_model_name() -> String {
 
 #[test]
 fn frigates_llamacpp_client_gets_the_daemons_embeddings_without_keys() {
-    let Some(python) = python() else { return };
+    let Some(python) = double_python() else {
+        return;
+    };
     let dir = scratch();
-    let (child, port) = serve(dir.path(), "");
+    let (child, port) = serve_with(dir.path(), "");
     replay(&python, port, &[]);
     sigterm(&child);
 }
 
 #[test]
 fn frigates_llamacpp_client_gets_the_daemons_embeddings_with_a_key_and_a_set_marker() {
-    let Some(python) = python() else { return };
+    let Some(python) = double_python() else {
+        return;
+    };
     let dir = scratch();
     let keys = dir.path().join("keys");
     std::fs::write(&keys, "frigate-key-for-tests\n").unwrap();
     std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let (child, port) = serve(
+    let (child, port) = serve_with(
         dir.path(),
         &format!(
             "  api_keys_file: {}\nllamacpp:\n  media_marker: <__frigate_test__>\n",

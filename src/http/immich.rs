@@ -37,14 +37,7 @@ fn detail(status: StatusCode, message: impl Into<String>) -> Response {
 impl ApiError {
     /// This error in Immich's shape, keeping the status and Retry-After.
     pub(crate) fn into_immich(self) -> Response {
-        let retry_after = self.retry_after;
-        let mut response = detail(self.status, self.message);
-        if let Some(seconds) = retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
+        self.respond(json!({ "detail": self.message }))
     }
 }
 

@@ -40,17 +40,7 @@ pub(crate) fn llamacpp_error(e: ApiError) -> Response {
         s if s.is_server_error() => "server_error",
         _ => "invalid_request_error",
     };
-    let mut response = (
-        e.status,
-        Json(json!({"error": {"code": e.status.as_u16(), "message": e.message, "type": kind}})),
-    )
-        .into_response();
-    if let Some(seconds) = e.retry_after {
-        response
-            .headers_mut()
-            .insert(axum::http::header::RETRY_AFTER, seconds.into());
-    }
-    response
+    e.respond(json!({"error": {"code": e.status.as_u16(), "message": e.message, "type": kind}}))
 }
 
 #[derive(Serialize, ToSchema)]

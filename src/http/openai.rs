@@ -27,19 +27,9 @@ pub(crate) fn openai_error(e: ApiError, param: Option<&str>) -> Response {
     } else {
         "invalid_request_error"
     };
-    let mut response = (
-        e.status,
-        Json(
-            json!({"error": {"message": e.message, "type": kind, "param": param, "code": e.code}}),
-        ),
+    e.respond(
+        json!({"error": {"message": e.message, "type": kind, "param": param, "code": e.code}}),
     )
-        .into_response();
-    if let Some(seconds) = e.retry_after {
-        response
-            .headers_mut()
-            .insert(axum::http::header::RETRY_AFTER, seconds.into());
-    }
-    response
 }
 
 /// One input string, or a list of 1 to `limits.max_embed_texts`.

@@ -231,6 +231,34 @@ pub fn spawn_serve(port: u16, envs: &[(&str, String)]) -> Child {
     cmd.spawn().unwrap()
 }
 
+/// `hailo-clip serve` on the tiny model with `yaml` after a `server:` section naming a free
+/// port (so `yaml` may add `server.*` keys, indented, then other sections), once ready.
+pub fn serve_with(dir: &std::path::Path, yaml: &str) -> (Child, u16) {
+    let port = free_port();
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, format!("server:\n  port: {port}\n{yaml}")).unwrap();
+    let child = spawn_serve(port, &[("HAILO_CLIP_CONFIG", config.display().to_string())]);
+    wait_ready(port);
+    (child, port)
+}
+
+/// The Python with onnx, numpy, onnxruntime and pillow that HAILO_CLIP_DOUBLE_PYTHON names
+/// (scripts/test.sh makes it with scripts/double-venv.sh); None, said, when it is not set,
+/// unless HAILO_CLIP_REQUIRE_DOUBLE_PYTHON is (CI), which fails instead.
+pub fn double_python() -> Option<PathBuf> {
+    match std::env::var_os("HAILO_CLIP_DOUBLE_PYTHON") {
+        Some(p) => Some(PathBuf::from(p)),
+        None => {
+            assert!(
+                std::env::var_os("HAILO_CLIP_REQUIRE_DOUBLE_PYTHON").is_none(),
+                "HAILO_CLIP_DOUBLE_PYTHON is not set (scripts/test.sh sets it)"
+            );
+            eprintln!("HAILO_CLIP_DOUBLE_PYTHON is not set: skipped");
+            None
+        }
+    }
+}
+
 /// Waits (up to 60 s) for /health to answer 200 and returns its body.
 pub fn wait_ready(port: u16) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -19,20 +19,6 @@ use crate::common::standin::copy_dir;
 use crate::common::{floats, repo, scratch};
 use hailo_clip::config::{BackendChoice, Config, DevicePath};
 
-fn python() -> Option<PathBuf> {
-    match std::env::var_os("HAILO_CLIP_DOUBLE_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            assert!(
-                std::env::var_os("HAILO_CLIP_REQUIRE_DOUBLE_PYTHON").is_none(),
-                "HAILO_CLIP_DOUBLE_PYTHON is not set (scripts/test.sh sets it)"
-            );
-            eprintln!("HAILO_CLIP_DOUBLE_PYTHON is not set: skipped");
-            None
-        }
-    }
-}
-
 /// `fixture` copied into `dir`, with the double's HEFs and the Hailo text files in its
 /// hailo/hailo10h/, as a pull lays them out.
 fn model_with_double_hefs(
@@ -239,7 +225,7 @@ async fn compare(cpu: &axum::Router, hailo: &axum::Router, immich_name: Option<&
 }
 
 async fn parity(fixture: &str, immich_name: Option<&str>, extra: &[&str]) -> Option<f32> {
-    let python = python()?;
+    let python = crate::common::double_python()?;
     let dir = scratch();
     let name = immich_name.unwrap_or("model");
     let model = model_with_double_hefs(&python, fixture, name, dir.path(), extra);
@@ -333,7 +319,9 @@ async fn hailo_path_on_a_siglip_text_hef_that_ends_with_the_head_answers_as_the_
 /// device, as the CPU path answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pulled_siglip2_model_serves_both_encoders_on_the_device_from_model_dir_alone() {
-    let Some(python) = python() else { return };
+    let Some(python) = crate::common::double_python() else {
+        return;
+    };
     let dir = scratch();
     let made = model_with_double_hefs(
         &python,
