@@ -193,23 +193,17 @@ pub fn pad(ids: &[u32], length: usize, pad_id: u32) -> Vec<u32> {
     out
 }
 
-/// Index of the first EOT token: the row CLIP's text pooler takes.
-pub fn eot_position(ids: &[u32]) -> Option<usize> {
-    ids.iter().position(|&id| id == EOT_ID)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn pad_and_eot_position() {
+    fn pad_fills_and_cuts_to_the_length() {
         assert_eq!(
             pad(&[BOS_ID, 320, EOT_ID], 5, 0),
             vec![BOS_ID, 320, EOT_ID, 0, 0]
         );
-        assert_eq!(eot_position(&[BOS_ID, 320, EOT_ID, EOT_ID]), Some(2));
-        assert_eq!(eot_position(&[BOS_ID, 320]), None);
+        assert_eq!(pad(&[BOS_ID, 320, EOT_ID], 2, 0), vec![BOS_ID, 320]);
     }
 
     #[test]

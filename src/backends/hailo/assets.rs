@@ -871,3 +871,29 @@ mod onnx_weights {
             .map_err(|e| invalid(path, format!("{}: {e}", t.name)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pooled_row_is_the_first_highest_id_or_the_last() {
+        let clip = TextFrame {
+            context: 6,
+            pad_id: 0,
+            pooling: Pooling::Argmax,
+        };
+        // CLIP's end-of-text is its highest id; padding with it keeps the first.
+        assert_eq!(clip.pooled_row(&[49406, 320, 49407, 0, 0, 0]), 2);
+        assert_eq!(
+            clip.pooled_row(&[49406, 320, 49407, 49407, 49407, 49407]),
+            2
+        );
+        let siglip = TextFrame {
+            context: 6,
+            pad_id: 1,
+            pooling: Pooling::Last,
+        };
+        assert_eq!(siglip.pooled_row(&[17, 16, 2, 1, 1, 1]), 5);
+    }
+}

@@ -485,16 +485,16 @@ fn configure_text(
     } else if output_stream.elements() == embedding && fixed_pooling {
         TextOutput::Embedding
     } else {
+        let one_embedding = if fixed_pooling {
+            format!(" nor one embedding of {embedding} (the columns of the text projection)")
+        } else {
+            String::new()
+        };
         return Err(shape_error(
             path,
             format!(
-                "output {} is neither {context} rows of {hidden} (the rows of the text projection) nor {}",
+                "output {} is not {context} rows of {hidden} (the rows of the text projection){one_embedding}",
                 describe(&output_stream),
-                if fixed_pooling {
-                    format!("one embedding of {embedding}")
-                } else {
-                    "(for a model pooled at its end-of-text token) anything else".to_string()
-                }
             ),
         ));
     };
