@@ -325,12 +325,20 @@ pub async fn embeddings(
             }
         }
     }
+    // Every item was answered above or the request ended with its error.
+    let Some(rows): Option<Vec<Vec<f32>>> = rows.into_iter().collect() else {
+        return llamacpp_error(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "an item was left without its embedding",
+        ));
+    };
     let answer: Vec<LlamaEmbedding> = rows
         .into_iter()
         .enumerate()
         .map(|(index, row)| LlamaEmbedding {
             index,
-            embedding: vec![row.unwrap_or_default()],
+            embedding: vec![row],
         })
         .collect();
     Json(answer).into_response()
