@@ -229,10 +229,15 @@ async fn parity(fixture: &str, immich_name: Option<&str>, extra: &[&str]) -> Opt
     let dir = scratch();
     let name = immich_name.unwrap_or("model");
     let model = model_with_double_hefs(&python, fixture, name, dir.path(), extra);
-    let (cpu, hailo) = configs(&model, dir.path());
+    Some(serve_both_and_compare(&model, dir.path(), immich_name).await)
+}
+
+/// `model` served by the CPU backend and by the Hailo backend (both encoders on the
+/// device, asserted), from `model.dir` alone; the smallest cosine between their answers.
+async fn serve_both_and_compare(model: &Path, dir: &Path, immich_name: Option<&str>) -> f32 {
+    let (cpu, hailo) = configs(model, dir);
     let (cpu_app, _) = hailo_app(&cpu).await;
     let (hailo_app_, service) = hailo_app(&hailo).await;
-    // Both encoders on the device.
     assert_eq!(
         service.image_encoder().backend,
         hailo_clip::encoder::Backend::Hailo
@@ -241,7 +246,7 @@ async fn parity(fixture: &str, immich_name: Option<&str>, extra: &[&str]) -> Opt
         service.text_encoder().backend,
         hailo_clip::encoder::Backend::Hailo
     );
-    Some(compare(&cpu_app, &hailo_app_, immich_name).await)
+    compare(&cpu_app, &hailo_app_, immich_name).await
 }
 
 /// Parity on `fixture` within cosine 0.9999 (when the double's Python is there).
@@ -385,17 +390,7 @@ async fn a_pulled_siglip2_model_serves_both_encoders_on_the_device_from_model_di
         ]
     );
     // Only model.dir is set: everything else is found there.
-    let (cpu, hailo) = configs(&model, dir.path());
-    let (cpu_app, _) = hailo_app(&cpu).await;
-    let (hailo_app_, service) = hailo_app(&hailo).await;
-    assert_eq!(
-        service.image_encoder().backend,
-        hailo_clip::encoder::Backend::Hailo
-    );
-    assert_eq!(
-        service.text_encoder().backend,
-        hailo_clip::encoder::Backend::Hailo
-    );
-    let worst = compare(&cpu_app, &hailo_app_, Some("ViT-B-32-SigLIP2-256__webli")).await;
+    let worst =
+        serve_both_and_compare(&model, dir.path(), Some("ViT-B-32-SigLIP2-256__webli")).await;
     assert!(worst >= 0.9999, "the smallest cosine is {worst}");
 }
