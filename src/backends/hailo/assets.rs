@@ -207,6 +207,9 @@ impl TokenTable {
     pub fn cols(&self) -> usize {
         self.cols
     }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 
     /// Appends row `id`'s little-endian f32 bytes (what the HEF's f32 input takes as they are)
     /// to `out`.

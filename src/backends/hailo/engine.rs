@@ -526,6 +526,8 @@ pub struct HailoTextEncoder {
     /// hidden × embedding
     projection: Array2<f32>,
     bias: Option<ndarray::Array1<f32>>,
+    /// The pad token's row, read once: most of a SigLIP frame is padding.
+    pad_row: Vec<u8>,
     facts: TextFacts,
     jobs: usize,
     timeout: Duration,
@@ -565,6 +567,12 @@ impl HailoTextEncoder {
                 )
             }
         };
+        let mut pad_row = Vec::new();
+        lut.append_row(frame.pad_id, &mut pad_row)
+            .map_err(|message| super::assets::AssetError::Invalid {
+                path: lut.path().to_path_buf(),
+                message,
+            })?;
         let (facts, jobs, info) =
             add_to_session(session, Network::Text, &path, configure, |f| f.max_frames)?;
         let encoder = HailoTextEncoder {
@@ -574,6 +582,7 @@ impl HailoTextEncoder {
             lut,
             projection,
             bias,
+            pad_row,
             facts,
             jobs,
             timeout: Duration::from_millis(config.timeout_ms),
@@ -588,10 +597,14 @@ impl HailoTextEncoder {
             return Err(EncoderError::failed("a text with no token ids".to_string()));
         }
         let padded = pad(ids, self.frame.context, self.frame.pad_id);
-        for &id in &padded {
+        let kept = ids.len().min(self.frame.context);
+        for &id in &padded[..kept] {
             self.lut
                 .append_row(id, frame)
                 .map_err(EncoderError::failed)?;
+        }
+        for _ in kept..padded.len() {
+            frame.extend_from_slice(&self.pad_row);
         }
         Ok(self.frame.pooled_row(&padded))
     }
